@@ -1,0 +1,373 @@
+package index
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/edgerec/edgerec/model"
+)
+
+// Snapshot files and formats.
+const (
+	// CurrentFile in a snapshot root names the published version directory.
+	CurrentFile = "CURRENT"
+	// ManifestFile in a version directory describes and checksums it. It is
+	// written last: a directory without it is incomplete.
+	ManifestFile = "edgerec-manifest.json"
+	// FormatVersion changes when the key layout or a value encoding does.
+	FormatVersion = 1
+)
+
+// ErrBadSnapshot is returned when a snapshot is incomplete, corrupt or of an
+// unknown format. The server refuses such a snapshot and keeps the old one.
+var ErrBadSnapshot = errors.New("index: bad snapshot")
+
+// Manifest describes one snapshot version.
+type Manifest struct {
+	Format  int       `json:"format"`
+	Version uint64    `json:"version"`
+	Created time.Time `json:"created"`
+	// Items and Categories are the numbers of dense ids in use.
+	Items      int `json:"items"`
+	Categories int `json:"categories"`
+	Users      int `json:"users"`
+	// Inputs counts what the build read.
+	Events   int64    `json:"events"`
+	Baskets  int      `json:"baskets"`
+	BadLines int64    `json:"bad_lines"`
+	Files    []string `json:"files"`
+	// Newest is the time of the newest event (Unix seconds), the reference
+	// of every decay in the build.
+	Newest int64 `json:"newest"`
+	// Lists counts the lists written per family.
+	Lists      map[string]int `json:"lists"`
+	Parameters BuildParams    `json:"parameters"`
+	// Keys and Checksum cover every key and value of the Pebble store in
+	// key order: xxhash64 over (uvarint len, key, uvarint len, value)….
+	Keys     int64  `json:"keys"`
+	Checksum string `json:"checksum"`
+	// BuildSeconds and PeakRSS describe the build run.
+	BuildSeconds float64 `json:"build_seconds"`
+}
+
+// BuildParams are the parameters a snapshot was built with.
+type BuildParams struct {
+	K                int           `json:"k"`
+	PopularK         int           `json:"popular_k"`
+	Similarity       string        `json:"similarity"`
+	EASELambda       float64       `json:"ease_lambda,omitempty"`
+	BoughtTogether   string        `json:"bought_together"`
+	MinSupport       int           `json:"min_support"`
+	MaxUserItems     int           `json:"max_user_items"`
+	Weights          model.Weights `json:"weights"`
+	PopularHalfLife  float64       `json:"popular_half_life"`
+	TrendingHalfLife float64       `json:"trending_half_life"`
+}
+
+// contentHash checksums a store's contents in key order.
+type contentHash struct {
+	h    *xxhash.Digest
+	keys int64
+	buf  [binary.MaxVarintLen64]byte
+}
+
+func newContentHash() *contentHash { return &contentHash{h: xxhash.New()} }
+
+func (c *contentHash) add(k, v []byte) {
+	c.keys++
+	n := binary.PutUvarint(c.buf[:], uint64(len(k)))
+	_, _ = c.h.Write(c.buf[:n])
+	_, _ = c.h.Write(k)
+	n = binary.PutUvarint(c.buf[:], uint64(len(v)))
+	_, _ = c.h.Write(c.buf[:n])
+	_, _ = c.h.Write(v)
+}
+
+func (c *contentHash) sum() string { return strconv.FormatUint(c.h.Sum64(), 16) }
+
+// hashStore checksums every key and value of db.
+func hashStore(db *pebble.DB) (keys int64, sum string, err error) {
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return 0, "", err
+	}
+	c := newContentHash()
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return 0, "", err
+		}
+		c.add(it.Key(), v)
+	}
+	if err := it.Close(); err != nil {
+		return 0, "", err
+	}
+	return c.keys, c.sum(), nil
+}
+
+func versionDir(version uint64) string { return "v" + strconv.FormatUint(version, 10) }
+
+// publish makes the finished version directory tmp current under root:
+// rename it to its final name, then replace CURRENT through a temp file and
+// rename, syncing the directory between steps.
+func publish(root, tmp string, version uint64) (string, error) {
+	final := filepath.Join(root, versionDir(version))
+	if err := os.Rename(tmp, final); err != nil {
+		return "", fmt.Errorf("cannot move snapshot %q to %q: %w", tmp, final, err)
+	}
+	if err := syncDir(root); err != nil {
+		return "", err
+	}
+	cur := filepath.Join(root, CurrentFile)
+	if err := writeFileAtomic(cur, []byte(versionDir(version)+"\n")); err != nil {
+		return "", err
+	}
+	return final, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("cannot create %q: %w", tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("cannot write %q: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("cannot sync %q: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cannot close %q: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("cannot rename %q to %q: %w", tmp, path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cannot open dir %q: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("cannot sync dir %q: %w", dir, err)
+	}
+	return nil
+}
+
+// ResolveSnapshot returns the version directory path names: path itself
+// when it holds a manifest, else the version named by path/CURRENT.
+func ResolveSnapshot(path string) (string, error) {
+	if _, err := os.Stat(filepath.Join(path, ManifestFile)); err == nil {
+		return path, nil
+	}
+	b, err := os.ReadFile(filepath.Join(path, CurrentFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("%w: %q holds neither %s nor %s", ErrBadSnapshot, path, ManifestFile, CurrentFile)
+		}
+		return "", fmt.Errorf("cannot read %q: %w", filepath.Join(path, CurrentFile), err)
+	}
+	name := strings.TrimSpace(string(b))
+	if name == "" || strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
+		return "", fmt.Errorf("%w: %q names %q", ErrBadSnapshot, filepath.Join(path, CurrentFile), name)
+	}
+	return filepath.Join(path, name), nil
+}
+
+// Snapshot is an open, verified, read-only index snapshot. It is safe for
+// concurrent use. The item table and id map are held in memory; lists are
+// read from Pebble.
+type Snapshot struct {
+	dir   string
+	m     Manifest
+	db    *pebble.DB
+	ids   map[string]uint32
+	items []ItemInfo
+	cats  []string // cats[0] is "" (all)
+	catID map[string]uint32
+}
+
+// OpenSnapshot opens the snapshot at path (a root with CURRENT or a version
+// directory), verifies its manifest and checksum, and loads its item table.
+// An incomplete or corrupt snapshot is refused with an error wrapping
+// ErrBadSnapshot.
+func OpenSnapshot(path string) (*Snapshot, error) {
+	dir, err := ResolveSnapshot(path)
+	if err != nil {
+		return nil, err
+	}
+	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %q has no %s (incomplete build?)", ErrBadSnapshot, dir, ManifestFile)
+		}
+		return nil, fmt.Errorf("cannot read manifest of %q: %w", dir, err)
+	}
+	s := &Snapshot{dir: dir}
+	if err := json.Unmarshal(mb, &s.m); err != nil {
+		return nil, fmt.Errorf("%w: cannot parse %q: %v", ErrBadSnapshot, filepath.Join(dir, ManifestFile), err)
+	}
+	if s.m.Format != FormatVersion {
+		return nil, fmt.Errorf("%w: %q has format %d; this server reads format %d", ErrBadSnapshot, dir, s.m.Format, FormatVersion)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot open pebble at %q: %v", ErrBadSnapshot, dir, err)
+	}
+	s.db = db
+	if err := s.verifyAndLoad(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// verifyAndLoad scans the whole store once: it recomputes the checksum and
+// loads item and category records on the way.
+func (s *Snapshot) verifyAndLoad() error {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("%w: cannot iterate %q: %v", ErrBadSnapshot, s.dir, err)
+	}
+	s.items = make([]ItemInfo, s.m.Items)
+	s.ids = make(map[string]uint32, s.m.Items)
+	s.cats = make([]string, s.m.Categories+1)
+	s.catID = make(map[string]uint32, s.m.Categories)
+	c := newContentHash()
+	var bad error
+	for it.First(); it.Valid() && bad == nil; it.Next() {
+		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			bad = err
+			break
+		}
+		c.add(k, v)
+		if len(k) != 5 {
+			continue
+		}
+		id := binary.BigEndian.Uint32(k[1:])
+		switch k[0] {
+		case prefixItem:
+			if int(id) >= len(s.items) {
+				bad = fmt.Errorf("item %d out of range %d", id, len(s.items))
+				break
+			}
+			if err := DecodeItem(&s.items[id], v); err != nil {
+				bad = fmt.Errorf("item %d: %w", id, err)
+				break
+			}
+			s.ids[s.items[id].ID] = id
+		case prefixCategory:
+			if id == 0 || int(id) >= len(s.cats) {
+				bad = fmt.Errorf("category %d out of range %d", id, len(s.cats))
+				break
+			}
+			s.cats[id] = string(v)
+			s.catID[s.cats[id]] = id
+		}
+	}
+	if err := it.Close(); err != nil && bad == nil {
+		bad = err
+	}
+	if bad != nil {
+		return fmt.Errorf("%w: %q: %v", ErrBadSnapshot, s.dir, bad)
+	}
+	if c.keys != s.m.Keys || c.sum() != s.m.Checksum {
+		return fmt.Errorf("%w: %q fails its checksum: %d keys, sum %s; manifest says %d keys, sum %s",
+			ErrBadSnapshot, s.dir, c.keys, c.sum(), s.m.Keys, s.m.Checksum)
+	}
+	if len(s.ids) != len(s.items) {
+		return fmt.Errorf("%w: %q has %d item records for %d items", ErrBadSnapshot, s.dir, len(s.ids), len(s.items))
+	}
+	return nil
+}
+
+// Close releases the store. No method may be called after Close.
+func (s *Snapshot) Close() error { return s.db.Close() }
+
+// Dir returns the version directory.
+func (s *Snapshot) Dir() string { return s.dir }
+
+// Manifest returns the snapshot's manifest.
+func (s *Snapshot) Manifest() *Manifest { return &s.m }
+
+// Version returns the snapshot version.
+func (s *Snapshot) Version() uint64 { return s.m.Version }
+
+// NumItems returns the number of dense item ids.
+func (s *Snapshot) NumItems() int { return len(s.items) }
+
+// Lookup returns the dense id of the external item id. It does not allocate.
+func (s *Snapshot) Lookup(id []byte) (uint32, bool) {
+	n, ok := s.ids[string(id)]
+	return n, ok
+}
+
+// Item returns the record of item n, which must be below NumItems. The
+// record is shared: callers must not modify it.
+func (s *Snapshot) Item(n uint32) *ItemInfo { return &s.items[n] }
+
+// Category returns the number of a category name; 0 and false if unknown.
+func (s *Snapshot) Category(name []byte) (uint32, bool) {
+	n, ok := s.catID[string(name)]
+	return n, ok
+}
+
+// CategoryName returns the name of category n ("" for 0, all).
+func (s *Snapshot) CategoryName(n uint32) string {
+	if int(n) < len(s.cats) {
+		return s.cats[n]
+	}
+	return ""
+}
+
+// NumCategories returns the number of categories (ids 1..NumCategories).
+func (s *Snapshot) NumCategories() int { return len(s.cats) - 1 }
+
+// AppendList appends list kind of id (an item, or a category for popular
+// and trending lists) to dst. A missing list appends nothing. The Pebble
+// value is decoded before it is released.
+func (s *Snapshot) AppendList(dst []model.Neighbour, kind ListKind, id uint32) ([]model.Neighbour, error) {
+	k := makeKey(byte(kind), id)
+	v, closer, err := s.db.Get(k[:])
+	if err != nil {
+		if errors.Is(err, pebble.ErrNotFound) {
+			return dst, nil
+		}
+		return dst, fmt.Errorf("cannot read %s list %d: %w", kind, id, err)
+	}
+	dst, err = DecodeList(dst, v)
+	_ = closer.Close()
+	if err != nil {
+		return dst, fmt.Errorf("cannot decode %s list %d: %w", kind, id, err)
+	}
+	return dst, nil
+}
+
+// quietLogger drops Pebble's informational logs; errors still surface
+// through return values.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}

@@ -1,0 +1,70 @@
+package model
+
+import (
+	"math"
+	"sort"
+)
+
+// HistoryEvent is one event of a user's history with the item as a dense
+// number of the current snapshot. Value is NaN when the event had none.
+type HistoryEvent struct {
+	Item  uint32
+	Type  EventType
+	TS    int64
+	Value float32
+}
+
+// ItemWeight is an item and a user's affinity to it.
+type ItemWeight struct {
+	Item   uint32
+	Weight float64
+}
+
+// AppendAffinity sums the affinity of events per item as seen at time now
+// (Unix seconds) and appends one entry per item with a positive sum to dst,
+// sorted by item. events is reordered.
+func (w *Weights) AppendAffinity(dst []ItemWeight, events []HistoryEvent, now int64) []ItemWeight {
+	sort.Slice(events, func(i, j int) bool { return events[i].Item < events[j].Item })
+	start := len(dst)
+	for i, e := range events {
+		hasValue := !math.IsNaN(float64(e.Value))
+		a := w.Affinity(e.Type, float64(e.Value), hasValue, float64(now-e.TS))
+		if i > 0 && events[i-1].Item == e.Item && len(dst) > start && dst[len(dst)-1].Item == e.Item {
+			dst[len(dst)-1].Weight += a
+			continue
+		}
+		dst = append(dst, ItemWeight{Item: e.Item, Weight: a})
+	}
+	// Drop items whose affinity came to nothing.
+	out := dst[:start]
+	for _, iw := range dst[start:] {
+		if iw.Weight > 0 {
+			out = append(out, iw)
+		}
+	}
+	return out
+}
+
+// ListSource gives the precomputed neighbour list of an item.
+type ListSource interface {
+	// AppendNeighbours appends the list of item to dst.
+	AppendNeighbours(dst []Neighbour, item uint32) ([]Neighbour, error)
+}
+
+// BlendHistory scores candidates for a user: it excludes every history item
+// and adds each one's neighbour list from src weighted by the user's
+// affinity to it. buf is scratch space, returned for reuse.
+func BlendHistory(s *Scorer, hist []ItemWeight, src ListSource, buf []Neighbour) ([]Neighbour, error) {
+	for _, h := range hist {
+		s.Exclude(h.Item)
+	}
+	for _, h := range hist {
+		var err error
+		buf, err = src.AppendNeighbours(buf[:0], h.Item)
+		if err != nil {
+			return buf, err
+		}
+		s.Add(buf, h.Weight)
+	}
+	return buf, nil
+}
