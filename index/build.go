@@ -35,11 +35,16 @@ type BuildOptions struct {
 	// Similarity scores the similar-items lists. 0 chooses EASE when the
 	// catalog has at most EASEMaxItems items with events, else cosine.
 	Similarity model.Similarity
-	// EASELambda is EASE's L2 weight; default 300.
+	// EASELambda is EASE's L2 weight; default 500 (best of 100…1000 on
+	// the ML-100k item split).
 	EASELambda float64
 	// EASEMaxItems bounds the catalog size for EASE (O(n²) memory, O(n³)
 	// time); default 4000.
 	EASEMaxItems int
+	// EASEMinUsers is the least number of users an item needs to take part
+	// in EASE; rarer items get cosine lists instead. Default 3: items seen by
+	// one or two users carry little signal and cost O(n³) time all the same.
+	EASEMinUsers int
 	// BoughtTogether scores the bought-together lists; default LLR.
 	BoughtTogether model.Similarity
 	// MinSupport is the least number of baskets a pair needs to be listed
@@ -73,10 +78,13 @@ func (o *BuildOptions) withDefaults() {
 		o.PopularK = 1000
 	}
 	if o.EASELambda == 0 {
-		o.EASELambda = 300
+		o.EASELambda = 500
 	}
 	if o.EASEMaxItems == 0 {
 		o.EASEMaxItems = 4000
+	}
+	if o.EASEMinUsers == 0 {
+		o.EASEMinUsers = 3
 	}
 	if o.BoughtTogether == 0 {
 		o.BoughtTogether = model.SimLLR
@@ -554,7 +562,7 @@ func (b *Builder) write(db *pebble.DB, version uint64) (*Manifest, error) {
 	sim := o.Similarity
 	nActive := 0
 	for i := range b.items {
-		if b.items[i].Users > 0 {
+		if int(b.items[i].Users) >= o.EASEMinUsers {
 			nActive++
 		}
 	}
@@ -647,12 +655,20 @@ func (b *Builder) write(db *pebble.DB, version uint64) (*Manifest, error) {
 // keeping pairs seen in at least minSupport rows. cols is the transpose of
 // rows; n the number of rows.
 func (b *Builder) writeCoLists(w *batchWriter, kind ListKind, rows, cols *csr, sim model.Similarity, minSupport int, n float64) (int, error) {
-	nItems := len(b.items)
+	return b.parallelItems(w, kind, b.coRow(rows, cols, sim, minSupport, n))
+}
+
+// rowFunc computes the list of item i into dst with the scratch of one
+// worker: acc is zero on entry and must be left zero, touched is empty.
+type rowFunc func(acc, touched []uint32, top *model.TopK, i uint32, dst []model.Neighbour) ([]uint32, []model.Neighbour)
+
+// coRow returns the rowFunc of writeCoLists.
+func (b *Builder) coRow(rows, cols *csr, sim model.Similarity, minSupport int, n float64) rowFunc {
 	k := b.o.K
 	if k < 0 {
-		k = nItems
+		k = len(b.items)
 	}
-	return b.parallelItems(w, kind, func(acc []uint32, touched []uint32, top *model.TopK, i uint32, dst []model.Neighbour) ([]uint32, []model.Neighbour) {
+	return func(acc []uint32, touched []uint32, top *model.TopK, i uint32, dst []model.Neighbour) ([]uint32, []model.Neighbour) {
 		ci := float64(len(cols.row(i)))
 		if ci == 0 {
 			return touched, dst
@@ -682,13 +698,12 @@ func (b *Builder) writeCoLists(w *batchWriter, kind ListKind, rows, cols *csr, s
 			}
 		}
 		return touched[:0], top.AppendSorted(dst)
-	})
+	}
 }
 
 // parallelItems runs row for every item on o.Workers goroutines, each with
 // its own scratch, and writes the non-empty lists under kind.
-func (b *Builder) parallelItems(w *batchWriter, kind ListKind,
-	row func(acc, touched []uint32, top *model.TopK, i uint32, dst []model.Neighbour) ([]uint32, []model.Neighbour)) (int, error) {
+func (b *Builder) parallelItems(w *batchWriter, kind ListKind, row rowFunc) (int, error) {
 	nItems := len(b.items)
 	out := make(chan kv, 256)
 	var wg sync.WaitGroup
@@ -722,30 +737,35 @@ func (b *Builder) parallelItems(w *batchWriter, kind ListKind,
 	return n, err
 }
 
-// writeEASE fits EASE on the binary user×item matrix and writes the top-K
-// positive weights of each row of B as the item's similar list.
+// writeEASE fits EASE on the binary user×item matrix of the items with at
+// least EASEMinUsers users and writes the top-K positive weights of each row
+// of B as the item's similar list. Rarer items get cosine lists.
 func (b *Builder) writeEASE(w *batchWriter, users, items *csr) (int, error) {
-	// Work on the items with events only.
 	dense := make([]uint32, 0, len(b.items))
 	pos := make([]int32, len(b.items))
 	for i := range b.items {
 		pos[i] = -1
-		if b.items[i].Users > 0 {
+		if int(b.items[i].Users) >= b.o.EASEMinUsers {
 			pos[i] = int32(len(dense))
 			dense = append(dense, uint32(i))
 		}
 	}
 	n := len(dense)
 	if n == 0 {
-		return 0, nil
+		return b.writeCoLists(w, ListSimilar, users, items, model.SimCosine, 1, float64(users.rows()))
 	}
 	g := make([]float64, n*n)
 	for u := 0; u < users.rows(); u++ {
 		row := users.row(uint32(u))
 		for _, a := range row {
+			if pos[a] < 0 {
+				continue
+			}
 			ga := g[int(pos[a])*n:]
 			for _, c := range row {
-				ga[pos[c]]++
+				if pos[c] >= 0 {
+					ga[pos[c]]++
+				}
 			}
 		}
 	}

@@ -25,9 +25,12 @@ type Weights struct {
 }
 
 // DefaultWeights suit shop behaviour: a purchase says more than a cart, a
-// cart more than a view; ratings weigh by their value; two weeks half-life.
+// cart more than a view. A rating counts as one interaction whatever its
+// value, and there is no recency decay: on the ML-100k item split both
+// choices measured better than rating × 14-day decay (nDCG@10 0.461 against
+// 0.415 with EASE; README, "Quality").
 func DefaultWeights() Weights {
-	return Weights{View: 1, Click: 1, Cart: 3, Purchase: 5, Rating: 1, RatingValue: true, HalfLife: 14 * 86400}
+	return Weights{View: 1, Click: 1, Cart: 3, Purchase: 5, Rating: 1}
 }
 
 // Of returns the undecayed weight of one event; 0 for types that carry no
