@@ -493,11 +493,7 @@ func (b *Builder) Build(root string) (*Manifest, error) {
 			_ = os.RemoveAll(tmp)
 		}
 	}()
-	db, err := pebble.Open(tmp, &pebble.Options{
-		DisableWAL:   true,
-		Logger:       quietLogger{},
-		MemTableSize: 64 << 20,
-	})
+	db, err := pebble.Open(tmp, snapshotOptions(false))
 	if err != nil {
 		return nil, fmt.Errorf("cannot open pebble at %q: %w", tmp, err)
 	}
@@ -655,7 +651,11 @@ func (b *Builder) write(db *pebble.DB, version uint64) (*Manifest, error) {
 // keeping pairs seen in at least minSupport rows. cols is the transpose of
 // rows; n the number of rows.
 func (b *Builder) writeCoLists(w *batchWriter, kind ListKind, rows, cols *csr, sim model.Similarity, minSupport int, n float64) (int, error) {
-	return b.parallelItems(w, kind, b.coRow(rows, cols, sim, minSupport, n))
+	// A bought-together list only holds pairs bought together more often
+	// than chance (lift > 1); LLR needs the same check, since it also grows
+	// with evidence against association.
+	positive := kind == ListBought || sim == model.SimLLR
+	return b.parallelItems(w, kind, b.coRow(rows, cols, sim, minSupport, n, positive))
 }
 
 // rowFunc computes the list of item i into dst with the scratch of one
@@ -663,7 +663,7 @@ func (b *Builder) writeCoLists(w *batchWriter, kind ListKind, rows, cols *csr, s
 type rowFunc func(acc, touched []uint32, top *model.TopK, i uint32, dst []model.Neighbour) ([]uint32, []model.Neighbour)
 
 // coRow returns the rowFunc of writeCoLists.
-func (b *Builder) coRow(rows, cols *csr, sim model.Similarity, minSupport int, n float64) rowFunc {
+func (b *Builder) coRow(rows, cols *csr, sim model.Similarity, minSupport int, n float64, positive bool) rowFunc {
 	k := b.o.K
 	if k < 0 {
 		k = len(b.items)
@@ -689,8 +689,8 @@ func (b *Builder) coRow(rows, cols *csr, sim model.Similarity, minSupport int, n
 				continue
 			}
 			cij, cj := float64(c), float64(len(cols.row(j)))
-			if (sim == model.SimLLR) && cij*n <= ci*cj {
-				continue // LLR also grows on negative association: keep only positive
+			if positive && cij*n <= ci*cj {
+				continue
 			}
 			s := model.CoScore(sim, cij, ci, cj, n)
 			if s > 0 {

@@ -227,7 +227,7 @@ func OpenSnapshot(path string) (*Snapshot, error) {
 	if s.m.Format != FormatVersion {
 		return nil, fmt.Errorf("%w: %q has format %d; this server reads format %d", ErrBadSnapshot, dir, s.m.Format, FormatVersion)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: quietLogger{}})
+	db, err := pebble.Open(dir, snapshotOptions(true))
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot open pebble at %q: %v", ErrBadSnapshot, dir, err)
 	}
@@ -360,6 +360,22 @@ func (s *Snapshot) AppendList(dst []model.Neighbour, kind ListKind, id uint32) (
 		return dst, fmt.Errorf("cannot decode %s list %d: %w", kind, id, err)
 	}
 	return dst, nil
+}
+
+// snapshotOptions are the Pebble options of snapshot stores.
+func snapshotOptions(readOnly bool) *pebble.Options {
+	return &pebble.Options{
+		ReadOnly:     readOnly,
+		DisableWAL:   !readOnly,
+		MemTableSize: 64 << 20,
+		Logger:       quietLogger{},
+		EventListener: &pebble.EventListener{
+			// Pebble's default turns on-disk corruption into a fatal log;
+			// the read that met it returns an error, which is enough: the
+			// snapshot is refused, or the request fails, and the server lives.
+			DataCorruption: func(pebble.DataCorruptionInfo) {},
+		},
+	}
 }
 
 // quietLogger drops Pebble's informational logs; errors still surface

@@ -94,3 +94,19 @@ func entropy2(a, b float64) float64 { return xLogX(a+b) - xLogX(a) - xLogX(b) }
 func entropy4(a, b, c, d float64) float64 {
 	return xLogX(a+b+c+d) - xLogX(a) - xLogX(b) - xLogX(c) - xLogX(d)
 }
+
+// PairStats are the association-rule figures of "bought i ⇒ bought j".
+type PairStats struct {
+	Support    float64 // share of baskets holding both
+	Confidence float64 // share of baskets holding i that hold j
+	Lift       float64 // confidence over the share of baskets holding j
+}
+
+// AssociationStats returns the figures of i ⇒ j from cij baskets holding
+// both, ci holding i, cj holding j, out of n baskets.
+func AssociationStats(cij, ci, cj, n float64) PairStats {
+	if cij <= 0 || ci <= 0 || cj <= 0 || n <= 0 {
+		return PairStats{}
+	}
+	return PairStats{Support: cij / n, Confidence: cij / ci, Lift: cij * n / (ci * cj)}
+}

@@ -1,0 +1,196 @@
+package index
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgerec/edgerec/model"
+)
+
+func smallBuilder(t *testing.T) *Builder {
+	t.Helper()
+	b, err := NewBuilder(BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.AddItem(&model.Item{ID: "a", Title: "A, the first", Categories: []string{"x", "y"}, Price: 9.5, HasPrice: true, Stock: 3, HasStock: true,
+		Attrs: []model.Attr{{Key: "color", Value: "red"}}})
+	add := func(user, item string, typ model.EventType, ts int64, basket string) {
+		b.AddEvent(&model.Event{User: []byte(user), Item: []byte(item), Type: typ, TS: ts, Basket: []byte(basket)})
+	}
+	for u := 0; u < 20; u++ {
+		user := string(rune('A' + u))
+		add(user, "a", model.EventView, int64(100+u), "")
+		add(user, "b", model.EventView, int64(101+u), "")
+		add(user, "a", model.EventPurchase, int64(102+u), "o"+user)
+		add(user, "b", model.EventPurchase, int64(102+u), "o"+user)
+		if u%2 == 0 {
+			add(user, "c", model.EventView, int64(103+u), "")
+		}
+	}
+	return b
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	root := t.TempDir()
+	m, err := smallBuilder(t).Build(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenSnapshot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Version() != m.Version || s.NumItems() != 3 || m.Users != 20 || m.Baskets != 20 {
+		t.Fatalf("manifest %+v", m)
+	}
+	a, ok := s.Lookup([]byte("a"))
+	if !ok {
+		t.Fatal("item a not found")
+	}
+	it := s.Item(a)
+	if it.Title != "A, the first" || it.Price != 9.5 || !it.HasPrice || it.Stock != 3 || len(it.Cats) != 2 ||
+		s.CategoryName(it.Cats[1]) != "y" || it.Attrs[0] != (model.Attr{Key: "color", Value: "red"}) ||
+		it.Users != 20 || it.Baskets != 20 || it.Events != 40 {
+		t.Fatalf("item a: %+v", it)
+	}
+	if _, ok := s.Lookup([]byte("zz")); ok {
+		t.Fatal("unknown item found")
+	}
+	b, _ := s.Lookup([]byte("b"))
+	sim, err := s.AppendList(nil, ListSimilar, a)
+	if err != nil || len(sim) == 0 || sim[0].Item != b {
+		t.Fatalf("similar to a: %v, %v", sim, err)
+	}
+	pop, err := s.AppendList(nil, ListPopular, 0)
+	if err != nil || len(pop) != 3 || pop[2].Item != 2 {
+		t.Fatalf("popular: %v, %v", pop, err)
+	}
+	if cx, ok := s.Category([]byte("x")); !ok {
+		t.Fatal("category x not found")
+	} else if l, _ := s.AppendList(nil, ListPopular, cx); len(l) != 1 || l[0].Item != a {
+		t.Fatalf("popular in x: %v", l)
+	}
+}
+
+func TestSnapshotRefusesDamage(t *testing.T) {
+	f := func(name string, damage func(dir string)) {
+		t.Helper()
+		root := t.TempDir()
+		if _, err := smallBuilder(t).Build(root); err != nil {
+			t.Fatal(err)
+		}
+		dir, err := ResolveSnapshot(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		damage(dir)
+		s, err := OpenSnapshot(root)
+		if err == nil {
+			s.Close()
+			t.Fatalf("%s: damaged snapshot opened", name)
+		}
+		if !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("%s: error %v does not wrap ErrBadSnapshot", name, err)
+		}
+	}
+	f("no manifest", func(dir string) { must(t, os.Remove(filepath.Join(dir, ManifestFile))) })
+	f("bad manifest", func(dir string) { must(t, os.WriteFile(filepath.Join(dir, ManifestFile), []byte("{"), 0o644)) })
+	f("wrong checksum", func(dir string) {
+		p := filepath.Join(dir, ManifestFile)
+		b, err := os.ReadFile(p)
+		must(t, err)
+		b = []byte(strings.Replace(string(b), `"checksum": "`, `"checksum": "0`, 1))
+		must(t, os.WriteFile(p, b, 0o644))
+	})
+	f("format", func(dir string) {
+		p := filepath.Join(dir, ManifestFile)
+		b, err := os.ReadFile(p)
+		must(t, err)
+		b = []byte(strings.Replace(string(b), `"format": 1`, `"format": 99`, 1))
+		must(t, os.WriteFile(p, b, 0o644))
+	})
+	f("flipped byte in a table", func(dir string) {
+		ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+		if len(ssts) == 0 {
+			t.Fatal("no sstables")
+		}
+		b, err := os.ReadFile(ssts[0])
+		must(t, err)
+		b[len(b)/3] ^= 0xff
+		must(t, os.WriteFile(ssts[0], b, 0o644))
+	})
+	f("missing table", func(dir string) {
+		ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+		must(t, os.Remove(ssts[0]))
+	})
+	f("CURRENT names nothing", func(dir string) {
+		must(t, os.WriteFile(filepath.Join(filepath.Dir(dir), CurrentFile), []byte("v1\n"), 0o644))
+	})
+}
+
+// A failed build publishes nothing: the previous version stays current and
+// no build directory is left behind.
+func TestBuildFailureKeepsCurrent(t *testing.T) {
+	root := t.TempDir()
+	m, err := smallBuilder(t).Build(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBuilder(BuildOptions{MaxBad: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := "user_id,item_id,event,ts,value,basket\nu1,i1,view,1,,\nu1,,view,2,,\nu2,i2,buy,3,,\nu3,i3,view,x,,\n"
+	err = b.ReadEvents(strings.NewReader(in), "bad.csv")
+	if !errors.Is(err, ErrTooManyBadLines) || !strings.Contains(err.Error(), "bad.csv:3:") {
+		t.Fatalf("want too many bad lines naming bad.csv:3; got %v", err)
+	}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".building") {
+			t.Fatalf("left behind %s", e.Name())
+		}
+	}
+	s, err := OpenSnapshot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Version() != m.Version {
+		t.Fatalf("current version %d; want %d", s.Version(), m.Version)
+	}
+}
+
+// TestDefaultBuildItemSplit holds the quality bar of the default build on
+// the ML-100k per-item split, served from its top-K lists.
+func TestDefaultBuildItemSplit(t *testing.T) {
+	train := sharedData(t, "ml100k_split_by_item_train.csv.gz")
+	test := sharedData(t, "ml100k_split_by_item_test.csv.gz")
+	s := buildSnapshot(t, BuildOptions{}, "", train)
+	if got := s.Manifest().Parameters.Similarity; got != "ease" {
+		t.Fatalf("default similarity %s; want ease", got)
+	}
+	r, err := Evaluate(s, train, test, EvalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("default build: %+v", *r)
+	if r.NDCG < 0.45 {
+		t.Fatalf("nDCG@10 = %.4f; the bar is 0.45", r.NDCG)
+	}
+	if r.Popularity.NDCG >= r.NDCG/1.5 {
+		t.Fatalf("popularity nDCG %.4f too close to the model's %.4f", r.Popularity.NDCG, r.NDCG)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
