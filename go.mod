@@ -1,3 +1,5 @@
+// fasthttp must stay at v1.74.0 when the server adds it: v1.75 and later need
+// a brotli module version that the module proxy does not serve.
 module github.com/edgerec/edgerec
 
 go 1.26.8

@@ -18,6 +18,7 @@ func sarOptions() (BuildOptions, EvalOptions) {
 // TestEvaluateSAR reproduces the published SAR figures of the Microsoft
 // Recommenders quick start on the ML-100k per-user split.
 func TestEvaluateSAR(t *testing.T) {
+	skipLongUnderShort(t)
 	train := sharedData(t, "ml100k_split_by_user_train.csv.gz")
 	test := sharedData(t, "ml100k_split_by_user_test.csv.gz")
 	bo, eo := sarOptions()

@@ -122,7 +122,7 @@ func FuzzItemReader(f *testing.F) {
 				t.Fatalf("line %d: invalid UTF-8 in %q or %q", r.Line(), it.Title, it.Brand)
 			}
 			for _, a := range it.Attrs {
-				if a.Value == "" || !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
+				if a.Key == "" || a.Value == "" || !utf8.ValidString(a.Key) || !utf8.ValidString(a.Value) {
 					t.Fatalf("line %d: bad attr %+v", r.Line(), a)
 				}
 			}

@@ -169,6 +169,7 @@ func TestBuildFailureKeepsCurrent(t *testing.T) {
 // TestDefaultBuildItemSplit holds the quality bar of the default build on
 // the ML-100k per-item split, served from its top-K lists.
 func TestDefaultBuildItemSplit(t *testing.T) {
+	skipLongUnderShort(t)
 	train := sharedData(t, "ml100k_split_by_item_train.csv.gz")
 	test := sharedData(t, "ml100k_split_by_item_test.csv.gz")
 	s := buildSnapshot(t, BuildOptions{}, "", train)

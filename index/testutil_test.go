@@ -50,3 +50,13 @@ func buildSnapshot(t testing.TB, o BuildOptions, items string, events ...string)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+// skipLongUnderShort skips a long test under -short: make test runs such
+// tests in its second pass, without the race detector, which has nothing to
+// find in single-goroutine maths and slows it tenfold.
+func skipLongUnderShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long test: runs without -short (make test's second pass)")
+	}
+}

@@ -1,0 +1,51 @@
+// Package index owns edgerec's stores: the immutable index snapshots that
+// the builder writes and the server reads, and the readers of the input
+// files they are built from.
+//
+// # Snapshots
+//
+// A snapshot root holds one directory per version and a CURRENT file naming
+// the published one:
+//
+//	root/
+//	  CURRENT                  "v<version>\n", replaced by write-temp + rename
+//	  v<version>/              a Pebble store, read-only once published
+//	    edgerec-manifest.json  written last; see Manifest
+//	  .building-*/             a build in progress (removed on failure)
+//
+// Builder.Build writes the new version into a .building- directory with
+// Pebble's WAL off, compacts it, checksums it, writes the manifest, reopens
+// and verifies it, and only then renames it into place and switches
+// CURRENT. A reader that finds no manifest, an unknown format, a checksum
+// mismatch or a Pebble corruption error refuses the snapshot with an error
+// wrapping ErrBadSnapshot: a half-written or damaged snapshot is never
+// served.
+//
+// The checksum is xxhash64 over every key and value in key order, each
+// preceded by its uvarint length. OpenSnapshot recomputes it in the same
+// scan that loads the item table (about 0.1 s for 125k keys).
+//
+// # Key layout (format 1)
+//
+// Every key is one prefix byte and a big-endian uint32:
+//
+//	'i' item     → item record (AppendItem): flags, id, title, brand, price,
+//	               stock, users, baskets, events, categories, attributes
+//	'c' category → category name (ids from 1; 0 means all categories)
+//	's' item     → similar items         (list)
+//	'b' item     → bought together       (list; Count = baskets holding both)
+//	'p' category → popular, 30-day half-life by default (list)
+//	't' category → trending, 3-day half-life by default (list)
+//
+// A list (AppendList) is a uvarint count followed by fixed 12-byte entries:
+// item uint32, score float32 bits, count uint32, little endian, best first.
+// Items are dense uint32 numbers, valid within one snapshot only: the
+// catalog order first, then items met in events. External ids map to them
+// through the item records, loaded into memory at open.
+//
+// # Lifetimes
+//
+// Snapshot methods copy what they return out of Pebble before releasing
+// it; ItemInfo records are shared and must not be modified. EventReader
+// returns events whose byte slices are valid until its next call.
+package index
