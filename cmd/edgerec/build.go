@@ -17,11 +17,11 @@ import (
 
 // buildFlags are the flags shared by build and eval.
 type buildFlags struct {
-	k, popularK, easeMaxItems, minSupport, maxUserItems, maxBad int
-	similarity, bought, weights                                 string
-	lambda                                                      float64
-	ratingValue                                                 bool
-	halfLife, popularHalfLife, trendingHalfLife                 string
+	k, popularK, easeMaxItems, easeMinUsers, minSupport, maxUserItems, maxBad int
+	similarity, bought, weights                                               string
+	lambda                                                                    float64
+	ratingValue                                                               bool
+	halfLife, popularHalfLife, trendingHalfLife                               string
 }
 
 func (f *buildFlags) register(fs *flag.FlagSet) {
@@ -30,6 +30,7 @@ func (f *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.similarity, "similarity", "auto", "similar-items scoring: auto (ease when the catalog allows, else cosine), ease, cosine, jaccard, lift, llr, count")
 	fs.Float64Var(&f.lambda, "lambda", 500, "EASE L2 weight")
 	fs.IntVar(&f.easeMaxItems, "ease-max-items", 4000, "largest catalog (items with events) for which auto picks EASE; see also -similarity")
+	fs.IntVar(&f.easeMinUsers, "ease-min-users", 5, "least number of users an item needs to take part in EASE (rarer items get no similar list from it)")
 	fs.StringVar(&f.bought, "bought-together", "llr", "bought-together scoring: llr, lift, cosine, jaccard, count")
 	fs.IntVar(&f.minSupport, "min-support", 2, "least number of baskets holding a pair for it to be listed as bought together")
 	fs.IntVar(&f.maxUserItems, "max-user-items", 1000, "most recent distinct items per user that feed co-occurrence")
@@ -75,7 +76,7 @@ func (f *buildFlags) weightsValue() (model.Weights, error) {
 
 func (f *buildFlags) options() (index.BuildOptions, error) {
 	o := index.BuildOptions{
-		K: f.k, PopularK: f.popularK, EASELambda: f.lambda, EASEMaxItems: f.easeMaxItems,
+		K: f.k, PopularK: f.popularK, EASELambda: f.lambda, EASEMaxItems: f.easeMaxItems, EASEMinUsers: f.easeMinUsers,
 		MinSupport: f.minSupport, MaxUserItems: f.maxUserItems, MaxBad: f.maxBad,
 		Log: log.Printf,
 	}
