@@ -3,7 +3,9 @@ GO        ?= go
 BIN       := bin/edgerec
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 SAMPLE    := data/sample
-SNAPSHOT  := data/snapshot
+RUNDIR    := data/run
+ADDR      ?= 127.0.0.1:8080
+API_KEY   ?= dev-key
 FUZZTIME  ?= 10s
 BENCHCOUNT ?= 6
 
@@ -22,11 +24,15 @@ $(SAMPLE)/events.csv.gz: | build
 
 sample: build $(SAMPLE)/events.csv.gz ## generate the bundled sample shop data (edgerec gen)
 
-run: sample ## generate the sample, build its snapshot (serving lands with the serving issue)
-	$(BIN) build --events $(SAMPLE)/events.csv.gz --items $(SAMPLE)/items.csv.gz --out $(SNAPSHOT)
+run: sample ## generate the sample shop, build its snapshot, and serve it on ADDR
+	$(BIN) build --events $(SAMPLE)/events.csv.gz --items $(SAMPLE)/items.csv.gz --out $(RUNDIR)/snapshots
 	@echo
-	@echo "Snapshot built in $(SNAPSHOT). 'edgerec serve' is not in this version yet: it lands with the serving API."
-	@echo "Try: $(BIN) eval --train ../shared/data/ml100k_split_by_item_train.csv.gz --test ../shared/data/ml100k_split_by_item_test.csv.gz"
+	@echo "Try, once it listens:"
+	@echo "  curl 'http://$(ADDR)/v1/items/i1/similar?k=5'"
+	@echo "  curl -H 'Authorization: Bearer $(API_KEY)' -d '{\"user_id\":\"v1\",\"item_id\":\"i2\",\"event\":\"view\"}' http://$(ADDR)/v1/events"
+	@echo "  curl 'http://$(ADDR)/v1/users/v1/recommendations?k=5'"
+	@echo
+	$(BIN) serve --data $(RUNDIR) --addr $(ADDR) --api-key $(API_KEY)
 
 test: vet ## vet, then all tests: -race -short, then the long quality tests without -race
 	$(GO) test -race -short -shuffle=on ./...

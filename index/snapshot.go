@@ -346,20 +346,41 @@ func (s *Snapshot) NumCategories() int { return len(s.cats) - 1 }
 // and trending lists) to dst. A missing list appends nothing. The Pebble
 // value is decoded before it is released.
 func (s *Snapshot) AppendList(dst []model.Neighbour, kind ListKind, id uint32) ([]model.Neighbour, error) {
+	err := s.get(kind, id, func(v []byte) (err error) {
+		dst, err = DecodeList(dst, v)
+		return err
+	})
+	return dst, err
+}
+
+// AppendListBytes appends the encoded list kind of id (see AppendList) to
+// dst; a missing list appends nothing. Callers cache the bytes and decode
+// them with DecodeList.
+func (s *Snapshot) AppendListBytes(dst []byte, kind ListKind, id uint32) ([]byte, error) {
+	err := s.get(kind, id, func(v []byte) error {
+		dst = append(dst, v...)
+		return nil
+	})
+	return dst, err
+}
+
+// get calls use with the value of list kind of id, valid only during the
+// call; a missing list is no error and no call.
+func (s *Snapshot) get(kind ListKind, id uint32, use func(v []byte) error) error {
 	k := makeKey(byte(kind), id)
 	v, closer, err := s.db.Get(k[:])
 	if err != nil {
 		if errors.Is(err, pebble.ErrNotFound) {
-			return dst, nil
+			return nil
 		}
-		return dst, fmt.Errorf("cannot read %s list %d: %w", kind, id, err)
+		return fmt.Errorf("cannot read %s list %d: %w", kind, id, err)
 	}
-	dst, err = DecodeList(dst, v)
+	err = use(v)
 	_ = closer.Close()
 	if err != nil {
-		return dst, fmt.Errorf("cannot decode %s list %d: %w", kind, id, err)
+		return fmt.Errorf("cannot decode %s list %d: %w", kind, id, err)
 	}
-	return dst, nil
+	return nil
 }
 
 // snapshotOptions are the Pebble options of snapshot stores.

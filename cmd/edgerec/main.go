@@ -15,7 +15,7 @@ Usage:
   edgerec build --events F[,F…] [--items F] --out DIR   build an index snapshot
   edgerec eval  --train F --test F [--k 10] [--json]    offline ranking quality
   edgerec gen   --events F --items F [--n 100000]       synthetic shop data
-  edgerec serve --data DIR                              (lands with the serving issue)
+  edgerec serve [--data DIR] [--addr 127.0.0.1:8080]   serve the HTTP API
   edgerec version
 
 Run 'edgerec CMD -h' for the flags of CMD.
@@ -36,6 +36,8 @@ func main() {
 		err = runEval(args)
 	case "gen":
 		err = runGen(args)
+	case "serve":
+		err = runServe(args)
 	case "version", "-version", "--version":
 		fmt.Println("edgerec", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,226 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
+	"github.com/valyala/fastjson"
+
+	"github.com/edgerec/edgerec/index"
+)
+
+// handlePutItems applies live catalog corrections (price, stock) from a JSON
+// array or NDJSON of {"item_id":…, "price":…, "stock":…}. They take effect
+// on the next request and are stored durably, and they outlive snapshot
+// swaps until the catalog of a new build says otherwise.
+func (s *Server) handlePutItems(ctx *fasthttp.RequestCtx) error {
+	if err := authorize(ctx, s.o.APIKey); err != nil {
+		return err
+	}
+	body := bytes.TrimSpace(ctx.PostBody())
+	p := parsers.Get()
+	defer parsers.Put(p)
+	type upd struct {
+		id string
+		p  itemPatch
+	}
+	var ups []upd
+	parseOne := func(n int, v *fastjson.Value) error {
+		if len(ups) >= s.o.MaxBatch {
+			return errorf(fasthttp.StatusRequestEntityTooLarge, "batch_too_large", "more than "+strconv.Itoa(s.o.MaxBatch)+" items in one request")
+		}
+		id := firstString(v, "item_id", "id")
+		if err := s.checkID("item_id", id); err != nil {
+			return errorf(fasthttp.StatusBadRequest, "bad_item", "item "+strconv.Itoa(n)+": "+err.Error())
+		}
+		var pt itemPatch
+		if f := v.Get("price"); f != nil {
+			x, err := f.Float64()
+			if err != nil || x < 0 || math.IsNaN(x) || math.IsInf(x, 0) {
+				return errorf(fasthttp.StatusBadRequest, "bad_item", "item "+strconv.Itoa(n)+": price must be a number >= 0")
+			}
+			pt.Price, pt.HasPrice = x, true
+		}
+		if f := v.Get("stock"); f != nil {
+			x, err := f.Int64()
+			if err != nil {
+				return errorf(fasthttp.StatusBadRequest, "bad_item", "item "+strconv.Itoa(n)+": stock must be an integer")
+			}
+			pt.Stock, pt.HasStock = x, true
+		}
+		if !pt.HasPrice && !pt.HasStock {
+			return errorf(fasthttp.StatusBadRequest, "bad_item", "item "+strconv.Itoa(n)+": nothing to change: give price or stock")
+		}
+		ups = append(ups, upd{string(id), pt})
+		return nil
+	}
+	if err := eachJSON(p, body, parseOne); err != nil {
+		return err
+	}
+	if s.state != nil {
+		for _, u := range ups {
+			b, _ := json.Marshal(u.p)
+			if err := s.state.PutMeta(append([]byte("item/"), u.id...), b); err != nil {
+				return err
+			}
+		}
+	}
+	s.patchMu.Lock()
+	old := *s.patches.Load()
+	next := make(map[string]itemPatch, len(old)+len(ups))
+	for k, v := range old {
+		next[k] = v
+	}
+	for _, u := range ups {
+		cur := next[u.id]
+		if u.p.HasPrice {
+			cur.Price, cur.HasPrice = u.p.Price, true
+		}
+		if u.p.HasStock {
+			cur.Stock, cur.HasStock = u.p.Stock, true
+		}
+		next[u.id] = cur
+	}
+	s.patches.Store(&next)
+	s.gen.Add(1) // cached bodies may show old prices or stock
+	s.patchMu.Unlock()
+	ctx.SetContentType("application/json")
+	ctx.SetBody(strconv.AppendInt([]byte(`{"updated":`), int64(len(ups)), 10))
+	ctx.Response.AppendBodyString("}\n")
+	return nil
+}
+
+// LoadPatches restores the live catalog corrections from the state store.
+func (s *Server) LoadPatches() error {
+	if s.state == nil {
+		return nil
+	}
+	m := map[string]itemPatch{}
+	err := s.state.ScanMeta([]byte("item/"), func(key, value []byte) error {
+		var p itemPatch
+		if err := json.Unmarshal(value, &p); err != nil {
+			return nil // written by us; skip what cannot be read rather than refuse to start
+		}
+		m[string(key[len("item/"):])] = p
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.patches.Store(&m)
+	return nil
+}
+
+// eachJSON calls fn for every object of a JSON array or NDJSON body.
+func eachJSON(p *fastjson.Parser, body []byte, fn func(n int, v *fastjson.Value) error) error {
+	if len(body) == 0 {
+		return errorf(fasthttp.StatusBadRequest, "bad_json", "empty body")
+	}
+	if body[0] == '[' {
+		v, err := p.ParseBytes(body)
+		if err != nil {
+			return errorf(fasthttp.StatusBadRequest, "bad_json", "cannot parse JSON array: "+err.Error())
+		}
+		arr, err := v.Array()
+		if err != nil {
+			return errorf(fasthttp.StatusBadRequest, "bad_json", "body is not an array")
+		}
+		for i, e := range arr {
+			if e.Type() != fastjson.TypeObject {
+				return errorf(fasthttp.StatusBadRequest, "bad_json", "entry "+strconv.Itoa(i+1)+" is not an object")
+			}
+			if err := fn(i+1, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	n := 0
+	for len(body) > 0 {
+		line, rest, _ := bytes.Cut(body, []byte("\n"))
+		body = rest
+		n++
+		if line = bytes.TrimSpace(line); len(line) == 0 {
+			continue
+		}
+		v, err := p.ParseBytes(line)
+		if err != nil {
+			return errorf(fasthttp.StatusBadRequest, "bad_json", "line "+strconv.Itoa(n)+": cannot parse JSON: "+err.Error())
+		}
+		if v.Type() != fastjson.TypeObject {
+			return errorf(fasthttp.StatusBadRequest, "bad_json", "line "+strconv.Itoa(n)+" is not an object")
+		}
+		if err := fn(n, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handleLoadSnapshot loads the snapshot root's CURRENT version (or the
+// "path" query argument, a version directory under the root) and swaps it
+// in. A bad snapshot is refused with 409 and the old one keeps serving.
+func (s *Server) handleLoadSnapshot(ctx *fasthttp.RequestCtx) error {
+	if err := authorize(ctx, s.o.AdminKey); err != nil {
+		return err
+	}
+	path := s.o.SnapshotRoot
+	if path == "" {
+		return errorf(fasthttp.StatusConflict, "no_root", "the server was started without a snapshot root")
+	}
+	m, err := s.LoadSnapshot(path)
+	if err != nil {
+		if errors.Is(err, index.ErrBadSnapshot) {
+			return errorf(fasthttp.StatusConflict, "bad_snapshot", err.Error())
+		}
+		return err
+	}
+	ctx.SetContentType("application/json")
+	b, _ := json.Marshal(map[string]any{"loaded": m.Version, "items": m.Items, "created": m.Created})
+	ctx.SetBody(append(b, '\n'))
+	return nil
+}
+
+// handleStatus answers /v1/admin/status.
+func (s *Server) handleStatus(ctx *fasthttp.RequestCtx) error {
+	if err := authorize(ctx, s.o.AdminKey); err != nil {
+		return err
+	}
+	st := map[string]any{
+		"uptime_seconds": time.Since(s.started).Seconds(),
+		"goroutines":     runtime.NumGoroutine(),
+		"events":         s.m.eventsIngested.Get(),
+		"cache": map[string]any{
+			"hits": s.m.cacheHits.Get(), "misses": s.m.cacheMisses.Get(),
+			"cost_added": s.cache.Metrics.CostAdded(), "cost_evicted": s.cache.Metrics.CostEvicted(),
+		},
+		"catalog_patches": len(*s.patches.Load()),
+	}
+	if ref := s.live.Acquire(); ref != nil {
+		st["snapshot"] = ref.Manifest()
+		ref.Release()
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '\n'))
+	return nil
+}
+
+// handlePprof serves net/http/pprof behind the admin key.
+func (s *Server) handlePprof(ctx *fasthttp.RequestCtx) error {
+	if err := authorize(ctx, s.o.AdminKey); err != nil {
+		return err
+	}
+	pprofhandler.PprofHandler(ctx)
+	return nil
+}

@@ -1,0 +1,372 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/edgerec/edgerec/index"
+)
+
+const testKey = "test-key"
+
+func sharedData(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join("..", "..", "shared", "data", name)
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("shared data missing in CI: %v", err)
+		}
+		t.Skipf("shared data %s not found: skipping", name)
+	}
+	return p
+}
+
+// testSnapshotRoot builds an ML-100k snapshot (movies as items, genres as
+// categories) once per test binary.
+var snapRoot string
+
+func buildML100k(t testing.TB) string {
+	t.Helper()
+	if snapRoot != "" {
+		return snapRoot
+	}
+	events, items := sharedData(t, "ml100k_events.csv.gz"), sharedData(t, "ml100k_items.csv.gz")
+	root, err := os.MkdirTemp("", "edgerec-server-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := index.NewBuilder(index.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ReadItemsFile(items); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ReadEventsFile(events); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Build(root); err != nil {
+		t.Fatal(err)
+	}
+	snapRoot = root
+	return root
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if snapRoot != "" {
+		_ = os.RemoveAll(snapRoot)
+	}
+	os.Exit(code)
+}
+
+// testServer starts a Server with a real snapshot and state store on real
+// loopback TCP; it is shut down when the test ends.
+func testServer(t testing.TB, o Options) (*Server, *fasthttp.Client) {
+	t.Helper()
+	root := buildML100k(t)
+	state, err := index.OpenState(t.TempDir(), index.StateOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.SnapshotRoot = root
+	if o.APIKey == "" {
+		o.APIKey = testKey
+	}
+	s, err := New(o, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadSnapshot(root); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = s.Shutdown()
+		_ = state.Close()
+	})
+	addr := ln.Addr().String()
+	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return net.Dial("tcp", addr) }}
+	return s, c
+}
+
+type apiItem struct {
+	ID, Title, Category, Reason, Because string
+	Score                                float64
+	Price                                *float64
+}
+
+type apiList struct {
+	RecID    string    `json:"rec_id"`
+	Items    []apiItem `json:"items"`
+	Fallback bool      `json:"fallback"`
+}
+
+func do(t testing.TB, c *fasthttp.Client, method, uri, key, body string) (int, []byte) {
+	t.Helper()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://edgerec" + uri)
+	req.Header.SetMethod(method)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if body != "" {
+		req.SetBodyString(body)
+	}
+	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
+		t.Fatalf("%s %s: %v", method, uri, err)
+	}
+	return resp.StatusCode(), append([]byte(nil), resp.Body()...)
+}
+
+func getList(t testing.TB, c *fasthttp.Client, uri string) apiList {
+	t.Helper()
+	code, body := do(t, c, "GET", uri, "", "")
+	if code != 200 {
+		t.Fatalf("GET %s: %d %s", uri, code, body)
+	}
+	var l apiList
+	if err := json.Unmarshal(body, &l); err != nil {
+		t.Fatalf("GET %s: bad JSON %v: %s", uri, err, body)
+	}
+	if len(l.RecID) != 16 {
+		t.Fatalf("GET %s: rec_id %q", uri, l.RecID)
+	}
+	return l
+}
+
+func TestReadEndpoints(t *testing.T) {
+	_, c := testServer(t, Options{})
+	// Toy Story (1995) is item 1.
+	l := getList(t, c, "/v1/items/1/similar?k=5")
+	if len(l.Items) != 5 || l.Fallback || l.Items[0].Reason != "similar_to" || l.Items[0].Because != "1" {
+		t.Fatalf("similar to 1: %+v", l)
+	}
+	for _, it := range l.Items {
+		if it.ID == "1" || it.Title == "" || it.Category == "" {
+			t.Fatalf("similar to 1: bad item %+v", it)
+		}
+	}
+	// A second call hits the cache and gets a fresh rec_id.
+	l2 := getList(t, c, "/v1/items/1/similar?k=5")
+	if l2.RecID == l.RecID || l2.Items[0].ID != l.Items[0].ID {
+		t.Fatalf("cached answer: %+v vs %+v", l2, l)
+	}
+	// Category filter.
+	l = getList(t, c, "/v1/items/1/similar?k=10&category=Horror")
+	for _, it := range l.Items {
+		if it.Category == "" {
+			t.Fatalf("horror filter: %+v", it)
+		}
+	}
+	// Exclude.
+	first := getList(t, c, "/v1/items/1/similar?k=3").Items[0].ID
+	for _, it := range getList(t, c, "/v1/items/1/similar?k=3&exclude="+first).Items {
+		if it.ID == first {
+			t.Fatalf("excluded %s came back", first)
+		}
+	}
+	// Popular, overall and per category; never empty.
+	if l := getList(t, c, "/v1/popular?k=7"); len(l.Items) != 7 || l.Items[0].Reason != "popular" {
+		t.Fatalf("popular: %+v", l)
+	}
+	// A new user gets popular items, marked.
+	if l := getList(t, c, "/v1/users/nobody/recommendations?k=4"); len(l.Items) != 4 || !l.Fallback {
+		t.Fatalf("new user: %+v", l)
+	}
+	// Bought together on ML-100k has no baskets: falls back to popular in the category.
+	if l := getList(t, c, "/v1/items/1/bought-together?k=3"); len(l.Items) != 3 || !l.Fallback {
+		t.Fatalf("bought together: %+v", l)
+	}
+	if l := getList(t, c, "/v1/recommend?placement=product_page&item=1&visitor=v1&k=6"); len(l.Items) != 6 {
+		t.Fatalf("recommend: %+v", l)
+	}
+	if l := getList(t, c, "/v1/recommend?placement=home&item=unknown-item&k=6"); len(l.Items) != 6 || !l.Fallback {
+		t.Fatalf("unknown item on a placement falls back: %+v", l)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code, body := do(t, c, "GET", path, "", ""); code != 200 {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+	}
+	_, body := do(t, c, "GET", "/metrics", "", "")
+	for _, want := range []string{`edgerec_requests_total{route="similar"}`, "edgerec_cache_hit_ratio", "edgerec_snapshot_version"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func TestBadInputs(t *testing.T) {
+	s, c := testServer(t, Options{})
+	f := func(method, uri, key, body string, want int) {
+		t.Helper()
+		code, resp := do(t, c, method, uri, key, body)
+		if code != want {
+			t.Fatalf("%s %s: %d %s; want %d", method, uri, code, resp, want)
+		}
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		if err := json.Unmarshal(resp, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+			t.Fatalf("%s %s: error body %q", method, uri, resp)
+		}
+	}
+	f("GET", "/v1/items/no-such-item/similar", "", "", 404)
+	f("GET", "/v1/items/1/similar?k=-1", "", "", 400)
+	f("GET", "/v1/items/1/similar?k=0", "", "", 400)
+	f("GET", "/v1/items/1/similar?k=1000000000", "", "", 400)
+	f("GET", "/v1/items/1/similar?k=abc", "", "", 400)
+	f("GET", "/v1/items/1/similar?category=NoSuchGenre", "", "", 400)
+	f("GET", "/v1/items/1/similar?price_min=cheap", "", "", 400)
+	f("GET", "/v1/items/%ff%fe/similar", "", "", 400)
+	f("GET", "/v1/items/"+strings.Repeat("x", 300)+"/similar", "", "", 400)
+	f("GET", "/v1/users/%ff/recommendations", "", "", 400)
+	f("GET", "/v1/recommend?placement=nowhere", "", "", 400)
+	f("GET", "/v1/nothing", "", "", 404)
+	f("POST", "/v1/items/1/similar", "", "", 405)
+	f("POST", "/v1/events", "", `{"user_id":"u","item_id":"1","event":"view"}`, 401)
+	f("POST", "/v1/events", "wrong", `{"user_id":"u","item_id":"1","event":"view"}`, 401)
+	f("POST", "/v1/events", testKey, `{"user_id":"u","item_id":"1","event":"view"`, 400)
+	f("POST", "/v1/events", testKey, `[{"user_id":"u","item_id":"1","event":"buy"}]`, 400)
+	f("POST", "/v1/events", testKey, `{"user_id":"","item_id":"1","event":"view"}`, 400)
+	f("POST", "/v1/events", testKey, `{"user_id":"u","event":"view"}`, 400)
+	f("POST", "/v1/events", testKey, `{"user_id":"u","item_id":"1","event":"view","ts":"x"}`, 400)
+	f("POST", "/v1/events", testKey, "", 400)
+	f("POST", "/v1/events", testKey, strings.Repeat(`{"user_id":"u","item_id":"1","event":"view"}`+"\n", 1001), 413)
+	f("PUT", "/v1/items", testKey, `{"item_id":"1","stock":"many"}`, 400)
+	f("PUT", "/v1/items", "", `{"item_id":"1","stock":1}`, 401)
+	f("POST", "/v1/admin/snapshots", "", "", 401)
+	f("GET", "/v1/admin/status", "wrong", "", 401)
+	f("GET", "/debug/pprof/", "", "", 401)
+	// An oversize body is refused from its Content-Length, before it is
+	// read; a raw connection sees the 413 deterministically.
+	conn, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n{", testKey, 2<<20)
+	resp := make([]byte, 512)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _ := conn.Read(resp)
+	conn.Close()
+	if !strings.HasPrefix(string(resp[:n]), "HTTP/1.1 413") || !strings.Contains(string(resp[:n]), `"too_large"`) {
+		t.Fatalf("oversize body: %q", resp[:n])
+	}
+	// The server still answers.
+	getList(t, c, "/v1/items/1/similar?k=3")
+}
+
+// After a visitor views items of one genre, their recommendations move
+// toward it, without a rebuild.
+func TestPersonalization(t *testing.T) {
+	s, c := testServer(t, Options{})
+	ref := s.live.Acquire()
+	horror, _ := ref.Category([]byte("Horror"))
+	var horrorItems []string
+	pop, _ := ref.AppendList(nil, index.ListPopular, horror)
+	for _, n := range pop[:8] {
+		horrorItems = append(horrorItems, ref.Item(n.Item).ID)
+	}
+	isHorror := func(id string) bool {
+		n, _ := ref.Lookup([]byte(id))
+		for _, c := range ref.Item(n).Cats {
+			if c == horror {
+				return true
+			}
+		}
+		return false
+	}
+	count := func(l apiList) int {
+		n := 0
+		for _, it := range l.Items {
+			if isHorror(it.ID) {
+				n++
+			}
+		}
+		return n
+	}
+	before := count(getList(t, c, "/v1/users/fan/recommendations?k=20"))
+	var body strings.Builder
+	for _, id := range horrorItems {
+		fmt.Fprintf(&body, `{"user_id":"fan","item_id":%q,"event":"view"}`+"\n", id)
+	}
+	if code, resp := do(t, c, "POST", "/v1/events", testKey, body.String()); code != 200 {
+		t.Fatalf("events: %d %s", code, resp)
+	}
+	l := getList(t, c, "/v1/users/fan/recommendations?k=20")
+	after := count(l)
+	ref.Release()
+	t.Logf("horror items in 20 recommendations: %d before, %d after", before, after)
+	if after < before+3 || l.Fallback {
+		t.Fatalf("recommendations did not move toward horror: %d before, %d after: %+v", before, after, l)
+	}
+	for _, it := range l.Items {
+		for _, seen := range horrorItems {
+			if it.ID == seen {
+				t.Fatalf("seen item %s recommended", seen)
+			}
+		}
+	}
+}
+
+// A stock correction takes effect on the next request.
+func TestPutItems(t *testing.T) {
+	_, c := testServer(t, Options{})
+	top := getList(t, c, "/v1/items/1/similar?k=3").Items[0].ID
+	if code, resp := do(t, c, "PUT", "/v1/items", testKey, `[{"item_id":"`+top+`","stock":0}]`); code != 200 {
+		t.Fatalf("put: %d %s", code, resp)
+	}
+	for _, it := range getList(t, c, "/v1/items/1/similar?k=3").Items {
+		if it.ID == top {
+			t.Fatalf("out-of-stock %s still recommended", top)
+		}
+	}
+	if code, resp := do(t, c, "PUT", "/v1/items", testKey, `{"item_id":"`+top+`","stock":5,"price":12.5}`); code != 200 {
+		t.Fatalf("put: %d %s", code, resp)
+	}
+	l := getList(t, c, "/v1/items/1/similar?k=3")
+	if l.Items[0].ID != top || l.Items[0].Price == nil || *l.Items[0].Price != 12.5 {
+		t.Fatalf("restocked %s: %+v", top, l.Items[0])
+	}
+}
+
+// Placement stats count impressions, clicks and attributed conversions.
+func TestPlacementStats(t *testing.T) {
+	_, c := testServer(t, Options{})
+	l := getList(t, c, "/v1/recommend?placement=home&visitor=v9&k=3")
+	evs := fmt.Sprintf(`{"user_id":"v9","item_id":%q,"event":"impression","placement":"home","rec_id":%q}
+{"user_id":"v9","item_id":%q,"event":"impression","placement":"home","rec_id":%q}
+{"user_id":"v9","item_id":%q,"event":"click","placement":"home","rec_id":%q}
+{"user_id":"v9","item_id":%q,"event":"purchase","placement":"home","rec_id":%q,"value":30}`,
+		l.Items[0].ID, l.RecID, l.Items[1].ID, l.RecID, l.Items[0].ID, l.RecID, l.Items[0].ID, l.RecID)
+	if code, resp := do(t, c, "POST", "/v1/events", testKey, evs); code != 200 {
+		t.Fatalf("events: %d %s", code, resp)
+	}
+	code, body := do(t, c, "GET", "/v1/placements/home/stats", "", "")
+	var st struct {
+		Served                                         uint64
+		Impressions, Clicks, CTR, Conversions, Revenue float64
+	}
+	if err := json.Unmarshal(body, &st); code != 200 || err != nil {
+		t.Fatalf("stats: %d %s", code, body)
+	}
+	if st.Served != 1 || st.Impressions != 2 || st.Clicks != 1 || st.CTR != 0.5 || st.Conversions != 1 || st.Revenue != 30 {
+		t.Fatalf("stats: %s", body)
+	}
+}

@@ -1,0 +1,139 @@
+package server
+
+import (
+	"net"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// handlerLoop drives h with one reused RequestCtx for uri, as fasthttp's
+// worker would, and fails on a non-200 answer.
+func handlerLoop(b *testing.B, h fasthttp.RequestHandler, uri string) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(uri)
+		for pb.Next() {
+			ctx.Response.Reset()
+			h(&ctx)
+			if ctx.Response.StatusCode() != 200 {
+				b.Fatalf("%s: %d %s", uri, ctx.Response.StatusCode(), ctx.Response.Body())
+			}
+		}
+	})
+}
+
+// BenchmarkSimilarCacheHit is the hot path: a non-personal similar-items
+// request answered from the rendered-body cache.
+func BenchmarkSimilarCacheHit(b *testing.B) {
+	s, _ := testServer(b, Options{})
+	warm(b, s, "/v1/items/1/similar?k=10")
+	b.ResetTimer()
+	handlerLoop(b, s.Handle, "/v1/items/1/similar?k=10")
+}
+
+// BenchmarkSimilarPebble answers every request from Pebble: the cache is
+// too small to keep anything.
+func BenchmarkSimilarPebble(b *testing.B) {
+	s, _ := testServer(b, Options{CacheBytes: 1})
+	b.ResetTimer()
+	handlerLoop(b, s.Handle, "/v1/items/1/similar?k=10")
+}
+
+// BenchmarkUserRecommendations blends a visitor's 20-event history.
+func BenchmarkUserRecommendations(b *testing.B) {
+	s, c := testServer(b, Options{})
+	var body []byte
+	for i := 1; i <= 20; i++ {
+		body = append(body, `{"user_id":"bench","item_id":"`...)
+		body = append(body, []byte(itoa(i*7))...)
+		body = append(body, `","event":"view"}`+"\n"...)
+	}
+	if code, resp := do(b, c, "POST", "/v1/events", testKey, string(body)); code != 200 {
+		b.Fatalf("events: %d %s", code, resp)
+	}
+	warm(b, s, "/v1/users/bench/recommendations?k=10")
+	b.ResetTimer()
+	handlerLoop(b, s.Handle, "/v1/users/bench/recommendations?k=10")
+}
+
+// BenchmarkStaticFloor is the floor: a fasthttp handler that writes a
+// fixed body of the size of a similar-items answer.
+func BenchmarkStaticFloor(b *testing.B) {
+	s, _ := testServer(b, Options{})
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/v1/items/1/similar?k=10")
+	s.Handle(&ctx)
+	body := append([]byte(nil), ctx.Response.Body()...)
+	b.ResetTimer()
+	handlerLoop(b, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}, "/static")
+}
+
+func warm(b *testing.B, s *Server, uri string) {
+	b.Helper()
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI(uri)
+	for i := 0; i < 3; i++ {
+		ctx.Response.Reset()
+		s.Handle(&ctx)
+		s.cache.Wait() // tests only: make the Set visible
+	}
+}
+
+func itoa(i int) string { return string(fasthttp.AppendUint(nil, i)) }
+
+// httpLoop sends GET uri over loopback TCP from parallel clients.
+func httpLoop(b *testing.B, addr, uri string) {
+	c := &fasthttp.Client{MaxConnsPerHost: 64}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI("http://" + addr + uri)
+		for pb.Next() {
+			if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+				b.Fatalf("%s: %v %d", uri, err, resp.StatusCode())
+			}
+		}
+	})
+}
+
+// BenchmarkHTTPSimilarCacheHit and BenchmarkHTTPStaticFloor run the same
+// load over real loopback HTTP (client in the same process): their ratio is
+// the CPU cost of edgerec's cache-hit path over a static fasthttp reply of
+// the same size.
+func BenchmarkHTTPSimilarCacheHit(b *testing.B) {
+	s, _ := testServer(b, Options{})
+	warm(b, s, "/v1/items/1/similar?k=10")
+	b.ResetTimer()
+	httpLoop(b, s.addr, "/v1/items/1/similar?k=10")
+}
+
+func BenchmarkHTTPSimilarPebble(b *testing.B) {
+	s, _ := testServer(b, Options{CacheBytes: 1})
+	b.ResetTimer()
+	httpLoop(b, s.addr, "/v1/items/1/similar?k=10")
+}
+
+func BenchmarkHTTPStaticFloor(b *testing.B) {
+	s, _ := testServer(b, Options{})
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/v1/items/1/similar?k=10")
+	s.Handle(&ctx)
+	body := append([]byte(nil), ctx.Response.Body()...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	static := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}}
+	go func() { _ = static.Serve(ln) }()
+	defer static.Shutdown()
+	b.ResetTimer()
+	httpLoop(b, ln.Addr().String(), "/static")
+}
