@@ -32,7 +32,7 @@ run: sample ## generate the sample shop, build its snapshot, and serve it on ADD
 	@echo "  curl -H 'Authorization: Bearer $(API_KEY)' -d '{\"user_id\":\"v1\",\"item_id\":\"i2\",\"event\":\"view\"}' http://$(ADDR)/v1/events"
 	@echo "  curl 'http://$(ADDR)/v1/users/v1/recommendations?k=5'"
 	@echo
-	$(BIN) serve --data $(RUNDIR) --addr $(ADDR) --api-key $(API_KEY)
+	$(BIN) serve --data $(RUNDIR) --addr $(ADDR) --api-key $(API_KEY) --config edgerec.yaml
 
 test: vet ## vet, then all tests: -race -short, then the long quality tests without -race
 	$(GO) test -race -short -shuffle=on ./...

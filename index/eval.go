@@ -114,7 +114,8 @@ func Evaluate(s *Snapshot, trainPath, testPath string, o EvalOptions) (*EvalResu
 		}
 		aff = o.Weights.AppendAffinity(aff[:0], hist[u], o.Now)
 		sc.Reset(s.NumItems())
-		buf, err = model.BlendHistory(sc, aff, similarSource{s}, buf)
+		model.ExcludeHistory(sc, aff)
+		buf, err = model.BlendHistory(sc, aff, similarSource{s}, 1, buf)
 		if err != nil {
 			return nil, err
 		}

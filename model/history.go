@@ -51,20 +51,25 @@ type ListSource interface {
 	AppendNeighbours(dst []Neighbour, item uint32) ([]Neighbour, error)
 }
 
-// BlendHistory scores candidates for a user: it excludes every history item
-// and adds each one's neighbour list from src weighted by the user's
-// affinity to it. buf is scratch space, returned for reuse.
-func BlendHistory(s *Scorer, hist []ItemWeight, src ListSource, buf []Neighbour) ([]Neighbour, error) {
+// ExcludeHistory keeps every history item out of s's result (seen items).
+func ExcludeHistory(s *Scorer, hist []ItemWeight) {
 	for _, h := range hist {
 		s.Exclude(h.Item)
 	}
+}
+
+// BlendHistory scores candidates for a user: it adds each history item's
+// neighbour list from src, weighted by the user's affinity to it times
+// scale. buf is scratch space, returned for reuse. It excludes nothing:
+// callers decide which seen items to drop (ExcludeHistory drops all).
+func BlendHistory(s *Scorer, hist []ItemWeight, src ListSource, scale float64, buf []Neighbour) ([]Neighbour, error) {
 	for _, h := range hist {
 		var err error
 		buf, err = src.AppendNeighbours(buf[:0], h.Item)
 		if err != nil {
 			return buf, err
 		}
-		s.Add(buf, h.Weight)
+		s.Add(buf, h.Weight*scale)
 	}
 	return buf, nil
 }

@@ -20,9 +20,10 @@ const (
 	reasonBought
 	reasonHistory
 	reasonPopular
+	reasonPinned
 )
 
-var reasonNames = [...]string{reasonSimilar: "similar_to", reasonBought: "bought_with", reasonHistory: "history", reasonPopular: "popular"}
+var reasonNames = [...]string{reasonSimilar: "similar_to", reasonBought: "bought_with", reasonHistory: "history", reasonPopular: "popular", reasonPinned: "pinned"}
 
 // pick is one chosen item of a response.
 type pick struct {
@@ -50,6 +51,7 @@ type reqState struct {
 	ids     []uint32
 	params  recParams
 	hasUser bool
+	pl      *Placement // placement rules in force, nil on direct endpoints
 }
 
 func newReqState() any {
@@ -66,6 +68,7 @@ func (s *Server) getReq(snap *index.SnapshotRef) *reqState {
 	rs.src = cachedLists{s: s, snap: snap, kind: index.ListSimilar}
 	rs.params = recParams{}
 	rs.hasUser = false
+	rs.pl = nil
 	return rs
 }
 
@@ -252,7 +255,7 @@ func (s *Server) take(snap *index.SnapshotRef, rs *reqState, cands []model.Neigh
 		if len(rs.picks) >= rs.params.k {
 			return
 		}
-		if !s.keep(snap, rs, n.Item) {
+		if !s.keep(snap, rs, n.Item) || rs.capped(snap, n.Item) {
 			continue
 		}
 		rs.scorer.Exclude(n.Item)
@@ -280,8 +283,9 @@ func (s *Server) fillPopular(snap *index.SnapshotRef, rs *reqState, cat uint32) 
 	return nil
 }
 
-// loadHistory reads the request user's history and marks the items seen.
-func (s *Server) loadHistory(snap *index.SnapshotRef, rs *reqState) error {
+// loadHistory reads the request user's history into rs.aff and excludes
+// the seen items the policy names.
+func (s *Server) loadHistory(snap *index.SnapshotRef, rs *reqState, seen seenPolicy) error {
 	if rs.params.user == nil || s.state == nil {
 		return nil
 	}
@@ -295,6 +299,9 @@ func (s *Server) loadHistory(snap *index.SnapshotRef, rs *reqState) error {
 			continue
 		}
 		rs.hevs = append(rs.hevs, model.HistoryEvent{Item: n, Type: e.Type, TS: e.TS, Value: e.Value})
+		if seen == seenAll || seen == seenPurchased && e.Type == model.EventPurchase {
+			rs.scorer.Exclude(n)
+		}
 	}
 	rs.hasUser = len(rs.hevs) > 0
 	rs.aff = s.o.Weights.AppendAffinity(rs.aff[:0], rs.hevs, s.o.Now().Unix())
@@ -437,11 +444,8 @@ func (s *Server) handleItemList(ctx *fasthttp.RequestCtx, id []byte, kind index.
 			return nil
 		}
 	}
-	if err := s.loadHistory(snap, rs); err != nil {
+	if err := s.loadHistory(snap, rs, seenAll); err != nil {
 		return err
-	}
-	for _, h := range rs.aff {
-		rs.scorer.Exclude(h.Item) // seen
 	}
 	rs.scorer.Exclude(item)
 	r := reasonSimilar
@@ -495,11 +499,8 @@ func (s *Server) handlePopular(ctx *fasthttp.RequestCtx) error {
 			return nil
 		}
 	}
-	if err := s.loadHistory(snap, rs); err != nil {
+	if err := s.loadHistory(snap, rs, seenAll); err != nil {
 		return err
-	}
-	for _, h := range rs.aff {
-		rs.scorer.Exclude(h.Item)
 	}
 	if err := s.fillPopular(snap, rs, rs.params.cat); err != nil {
 		return err
@@ -524,98 +525,17 @@ func (s *Server) handleUser(ctx *fasthttp.RequestCtx, id []byte) error {
 		return err
 	}
 	rs.params.user = id
-	if err := s.personal(snap, rs, noItem); err != nil {
+	if err := s.loadHistory(snap, rs, seenAll); err != nil {
+		return err
+	}
+	if err := s.blendPersonal(snap, rs, noItem, 1); err != nil {
+		return err
+	}
+	s.take(snap, rs, rs.cands, reasonHistory, 0, false)
+	if err := s.fillPopular(snap, rs, rs.params.cat); err != nil {
 		return err
 	}
 	s.finish(ctx, snap, rs, nil, 0)
-	return nil
-}
-
-const noItem = math.MaxUint32
-
-// personal picks for the request's user: the blend of the similar lists of
-// their history, plus the context item's list when there is one, then
-// popular items in the context item's (or requested) category.
-func (s *Server) personal(snap *index.SnapshotRef, rs *reqState, item uint32) error {
-	if err := s.loadHistory(snap, rs); err != nil {
-		return err
-	}
-	var err error
-	rs.list, err = model.BlendHistory(rs.scorer, rs.aff, &rs.src, rs.list)
-	if err != nil {
-		return err
-	}
-	cat := rs.params.cat
-	if item != noItem {
-		rs.scorer.Exclude(item)
-		if rs.list, err = rs.src.AppendNeighbours(rs.list[:0], item); err != nil {
-			return err
-		}
-		// The page's item weighs as much as the strongest history item.
-		w := 1.0
-		for _, a := range rs.aff {
-			w = max(w, a.Weight)
-		}
-		rs.scorer.Add(rs.list, w)
-		if cats := snap.Item(item).Cats; len(cats) > 0 && !rs.params.hasCat {
-			cat = cats[0]
-		}
-	}
-	rs.cands = rs.scorer.AppendTop(rs.cands[:0], 4*rs.params.k)
-	r := reasonHistory
-	if !rs.hasUser {
-		r = reasonSimilar
-	}
-	s.take(snap, rs, rs.cands, r, item, item != noItem && !rs.hasUser)
-	return s.fillPopular(snap, rs, cat)
-}
-
-// handleRecommend answers /v1/recommend?placement=….
-func (s *Server) handleRecommend(ctx *fasthttp.RequestCtx) error {
-	args := ctx.QueryArgs()
-	placement := args.Peek("placement")
-	pl, ok := placements[string(placement)]
-	if !ok {
-		return badParam("placement", "unknown placement; known: product_page, cart, home, email")
-	}
-	snap, err := s.acquire()
-	if err != nil {
-		return err
-	}
-	defer snap.Release()
-	rs := s.getReq(snap)
-	defer s.putReq(rs)
-	if err := s.parseParams(ctx, snap, rs); err != nil {
-		return err
-	}
-	item := uint32(noItem)
-	if v := args.Peek("item"); len(v) > 0 {
-		if err := s.checkID("item", v); err != nil {
-			return err
-		}
-		if n, ok := snap.Lookup(v); ok {
-			item = n
-		}
-	}
-	switch pl {
-	case placementCart:
-		if item != noItem {
-			rs.ids = append(rs.ids, item)
-		}
-		if err := s.blendCart(snap, rs, index.ListBought, args.Peek("cart")); err != nil {
-			return err
-		}
-		s.take(snap, rs, rs.cands, reasonBought, 0, false)
-		if err := s.fillPopular(snap, rs, rs.params.cat); err != nil {
-			return err
-		}
-	default:
-		if err := s.personal(snap, rs, item); err != nil {
-			return err
-		}
-	}
-	s.m.countServed(placement)
-	s.finish(ctx, snap, rs, placement, 0)
 	return nil
 }
 
@@ -641,24 +561,6 @@ func (s *Server) blendCart(snap *index.SnapshotRef, rs *reqState, kind index.Lis
 	}
 	rs.cands = rs.scorer.AppendTop(rs.cands[:0], 4*rs.params.k)
 	return nil
-}
-
-type placementKind uint8
-
-const (
-	placementProduct placementKind = iota + 1
-	placementCart
-	placementHome
-	placementEmail
-)
-
-// placements are the built-in placements; the configuration file will
-// define more.
-var placements = map[string]placementKind{
-	"product_page": placementProduct,
-	"cart":         placementCart,
-	"home":         placementHome,
-	"email":        placementEmail,
 }
 
 func putUint64(b []byte, v uint64) {

@@ -49,6 +49,10 @@ type Options struct {
 	Weights model.Weights
 	// Now returns the time; tests set it. Default time.Now.
 	Now func() time.Time
+	// Config holds the placements; nil means DefaultConfig. ConfigPath, if
+	// set, is what ReloadConfig and POST /v1/admin/config read.
+	Config     *Config
+	ConfigPath string
 }
 
 func (o *Options) withDefaults() {
@@ -91,6 +95,9 @@ func (o *Options) withDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Config == nil {
+		o.Config = DefaultConfig()
+	}
 }
 
 // Validate reports the first bad option.
@@ -111,6 +118,7 @@ type Server struct {
 	live  index.Live
 	state *index.State
 	cache *ristretto.Cache[uint64, []byte]
+	cfg   atomic.Pointer[Config]
 
 	// gen changes whenever cached bodies may be stale (catalog patches).
 	gen     atomic.Uint64
@@ -142,6 +150,7 @@ func New(o Options, state *index.State) (*Server, error) {
 		return nil, fmt.Errorf("cannot create cache: %w", err)
 	}
 	s := &Server{o: o, state: state, cache: cache, started: time.Now()}
+	s.cfg.Store(o.Config)
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
 	s.recNonce = binary.LittleEndian.Uint64(nonce[:])
@@ -184,6 +193,38 @@ func (s *Server) LoadSnapshot(path string) (*index.Manifest, error) {
 	s.m.snapshotVersion.Store(snap.Version())
 	log.Printf("serving snapshot %s: %d items", snap.Dir(), snap.NumItems())
 	return snap.Manifest(), nil
+}
+
+// ReloadConfig reads Options.ConfigPath again and swaps the new
+// configuration in; requests in flight finish with the old one. A bad file
+// changes nothing and its error names the line.
+func (s *Server) ReloadConfig() error {
+	if s.o.ConfigPath == "" {
+		return errorf(fasthttp.StatusConflict, "no_config", "the server was started without a config file")
+	}
+	c, err := LoadConfig(s.o.ConfigPath)
+	if err != nil {
+		return err
+	}
+	s.cfg.Store(c)
+	log.Printf("loaded config %s: placements %s", s.o.ConfigPath, c.names())
+	return nil
+}
+
+func (s *Server) handleReloadConfig(ctx *fasthttp.RequestCtx) error {
+	if err := authorize(ctx, s.o.AdminKey); err != nil {
+		return err
+	}
+	if err := s.ReloadConfig(); err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			return err
+		}
+		return errorf(fasthttp.StatusBadRequest, "bad_config", err.Error())
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"reloaded":true}` + "\n")
+	return nil
 }
 
 // Serve answers requests on ln until Shutdown.
@@ -269,6 +310,11 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 			return routeAdmin, errMethod
 		}
 		return routeAdmin, s.handleLoadSnapshot(ctx)
+	case string(p) == "admin/config":
+		if !ctx.IsPost() {
+			return routeAdmin, errMethod
+		}
+		return routeAdmin, s.handleReloadConfig(ctx)
 	case string(p) == "admin/status":
 		return routeAdmin, s.handleStatus(ctx)
 	case bytes.HasPrefix(p, []byte("placements/")):

@@ -16,6 +16,7 @@ Usage:
   edgerec eval  --train F --test F [--k 10] [--json]    offline ranking quality
   edgerec gen   --events F --items F [--n 100000]       synthetic shop data
   edgerec serve [--data DIR] [--addr 127.0.0.1:8080]   serve the HTTP API
+  edgerec check --config edgerec.yaml                  validate a config file
   edgerec version
 
 Run 'edgerec CMD -h' for the flags of CMD.
@@ -38,6 +39,8 @@ func main() {
 		err = runGen(args)
 	case "serve":
 		err = runServe(args)
+	case "check":
+		err = runCheck(args)
 	case "version", "-version", "--version":
 		fmt.Println("edgerec", version)
 	case "help", "-h", "--help":

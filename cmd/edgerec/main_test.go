@@ -186,10 +186,10 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startServer(t *testing.T, data, addr string) *proc {
+func startServer(t *testing.T, data, addr string, extra ...string) *proc {
 	t.Helper()
 	s := &proc{addr: addr, key: "k3y"}
-	s.cmd = exec.Command(bin, "serve", "--data", data, "--addr", addr, "--api-key", s.key)
+	s.cmd = exec.Command(bin, append([]string{"serve", "--data", data, "--addr", addr, "--api-key", s.key}, extra...)...)
 	stderr, _ := s.cmd.StderrPipe()
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -360,5 +360,48 @@ func TestServeEndToEnd(t *testing.T) {
 	// And the visitors' histories personalise their next answer.
 	if _, body := s.get(t, "/v1/users/d3/recommendations?k=5"); !strings.Contains(string(body), `"reason":"history"`) {
 		t.Fatalf("history after kill -9: %s", body)
+	}
+}
+
+// TestConfigReload: SIGHUP and POST /v1/admin/config load a changed file;
+// a bad file is refused and the old configuration keeps serving.
+func TestConfigReload(t *testing.T) {
+	dir := t.TempDir()
+	events, items := genSample(t, dir, 5000, 2)
+	data := filepath.Join(dir, "data")
+	if code, _, errs := run(t, "build", "--events", events, "--items", items, "--out", filepath.Join(data, "snapshots")); code != 0 {
+		t.Fatalf("build: %s", errs)
+	}
+	cfg := filepath.Join(dir, "edgerec.yaml")
+	os.WriteFile(cfg, []byte("placements:\n  pdp:\n    strategy: similar\n"), 0o644)
+	if code, out, _ := run(t, "check", "--config", cfg); code != 0 || !strings.Contains(out, "pdp") {
+		t.Fatalf("check: %d %s", code, out)
+	}
+	s := startServer(t, data, freeAddr(t), "--config", cfg)
+	defer s.stop(t)
+	if code, _ := s.get(t, "/v1/recommend?placement=sidebar"); code != 400 {
+		t.Fatalf("sidebar before reload: %d", code)
+	}
+	os.WriteFile(cfg, []byte("placements:\n  sidebar:\n    strategy: trending\n"), 0o644)
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	ok := false
+	for i := 0; i < 100 && !ok; i++ {
+		code, _ := s.get(t, "/v1/recommend?placement=sidebar")
+		ok = code == 200
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ok {
+		t.Fatal("SIGHUP did not load the new placement")
+	}
+	os.WriteFile(cfg, []byte("placements:\n  sidebar:\n    strategy: nope\n"), 0o644)
+	code, body := s.do(t, "POST", "/v1/admin/config", s.key, "")
+	if code != 400 || !strings.Contains(string(body), "edgerec.yaml:3") {
+		t.Fatalf("bad config reload: %d %s", code, body)
+	}
+	if code, _ := s.get(t, "/v1/recommend?placement=sidebar"); code != 200 {
+		t.Fatalf("old config lost after a bad reload: %d", code)
+	}
+	if code, _, errs := run(t, "check", "--config", cfg); code != 1 || !strings.Contains(errs, "edgerec.yaml:3:") {
+		t.Fatalf("check of a bad file: %d %s", code, errs)
 	}
 }

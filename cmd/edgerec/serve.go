@@ -48,6 +48,7 @@ func runServe(args []string) error {
 	maxK := fs.Int("max-k", 100, "largest k a request may ask for (env EDGEREC_MAX_K)")
 	cors := fs.String("cors", "", "origins allowed to call the read API from browsers, comma-separated, or * (env EDGEREC_CORS)")
 	maxBody := fs.Int("max-body", 1<<20, "largest request body in bytes (env EDGEREC_MAX_BODY)")
+	configPath := fs.String("config", "", "edgerec.yaml with placements; reloaded on SIGHUP and POST /v1/admin/config (env EDGEREC_CONFIG)")
 	history := fs.Int("history", 50, "newest events of a visitor that personalise their answers (env EDGEREC_HISTORY)")
 	_ = fs.Parse(args)
 	if err := envTwins(fs); err != nil {
@@ -59,6 +60,14 @@ func runServe(args []string) error {
 		*apiKey = hex.EncodeToString(b[:])
 		log.Printf("no -api-key given: generated %s for this run", *apiKey)
 	}
+	var cfg *server.Config
+	if *configPath != "" {
+		c, err := server.LoadConfig(*configPath)
+		if err != nil {
+			return err
+		}
+		cfg = c
+	}
 	state, err := index.OpenState(filepath.Join(*data, "state"), index.StateOptions{HistoryLen: *history})
 	if err != nil {
 		return err
@@ -68,6 +77,7 @@ func runServe(args []string) error {
 	srv, err := server.New(server.Options{
 		SnapshotRoot: root, APIKey: *apiKey, AdminKey: *adminKey, CacheBytes: *cacheMB << 20,
 		MaxK: *maxK, MaxBodySize: *maxBody, CORSOrigins: splitList(*cors),
+		Config: cfg, ConfigPath: *configPath,
 	}, state)
 	if err != nil {
 		return err
@@ -87,11 +97,18 @@ func runServe(args []string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+wait:
 	select {
 	case err := <-errc:
 		return err
 	case s := <-sig:
+		if s == syscall.SIGHUP {
+			if err := srv.ReloadConfig(); err != nil {
+				log.Printf("SIGHUP: config not reloaded, the old one stays: %v", err)
+			}
+			goto wait
+		}
 		log.Printf("%s: finishing requests in flight", s)
 	}
 	done := make(chan error, 1)
@@ -105,5 +122,19 @@ func runServe(args []string) error {
 		log.Printf("shutdown took over 30s; closing stores anyway")
 	}
 	log.Printf("stopped")
+	return nil
+}
+
+// runCheck validates a configuration file without serving, for deploy
+// pipelines.
+func runCheck(args []string) error {
+	fs := flag.NewFlagSet("check", flag.ExitOnError)
+	configPath := fs.String("config", "edgerec.yaml", "configuration file to validate")
+	_ = fs.Parse(args)
+	c, err := server.LoadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s: ok: placements %s\n", *configPath, strings.Join(c.Names(), ", "))
 	return nil
 }

@@ -1,0 +1,229 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Config is the structured configuration of edgerec.yaml: placements now;
+// pages, experiments and segments with their issues.
+type Config struct {
+	Placements map[string]*Placement `yaml:"placements"`
+}
+
+// Placement names the strategy, filters and business rules of one place on
+// a page, like a "scenario" or "serving config" in hosted recommenders.
+type Placement struct {
+	// Strategy: similar (the context item's similar items, blended with the
+	// visitor's history), bought_together (the item's or cart's baskets),
+	// personal (the visitor's history), popular, trending.
+	Strategy string `yaml:"strategy"`
+	// HistoryWeight scales the visitor's history in similar and personal
+	// strategies; default 1. 0 ignores history (but seen items are still
+	// filtered as ExcludeSeen says).
+	HistoryWeight *float64 `yaml:"history_weight"`
+	// ExcludeSeen: all (default: every item in the visitor's history),
+	// purchased (only purchased items), none.
+	ExcludeSeen string `yaml:"exclude_seen"`
+	// K is the default list length of this placement.
+	K int `yaml:"k"`
+	// MaxPerCategory caps the items of one (first) category; 0: no cap.
+	MaxPerCategory int `yaml:"max_per_category"`
+	// Boost multiplies the score of matching items by Factor; Bury moves
+	// matching items after all others; Pin puts an item at a position.
+	Boost []Rule `yaml:"boost"`
+	Bury  []Rule `yaml:"bury"`
+	Pin   []Pin  `yaml:"pin"`
+
+	name     string
+	strategy placementKind
+	seen     seenPolicy
+	histW    float64
+}
+
+// Rule matches items by category or id.
+type Rule struct {
+	Category string  `yaml:"category"`
+	Item     string  `yaml:"item"`
+	Factor   float64 `yaml:"factor"`
+}
+
+// Pin places Item at Position (1-based) when it is in stock.
+type Pin struct {
+	Item     string `yaml:"item"`
+	Position int    `yaml:"position"`
+}
+
+type seenPolicy uint8
+
+const (
+	seenAll seenPolicy = iota
+	seenPurchased
+	seenNone
+)
+
+type placementKind uint8
+
+const (
+	strategySimilar placementKind = iota + 1
+	strategyBought
+	strategyPersonal
+	strategyPopular
+	strategyTrending
+)
+
+var strategies = map[string]placementKind{
+	"similar": strategySimilar, "bought_together": strategyBought, "personal": strategyPersonal,
+	"popular": strategyPopular, "trending": strategyTrending,
+}
+
+// DefaultConfig holds the built-in placements, used without a file and
+// merged under a file's own.
+func DefaultConfig() *Config {
+	one, half := 1.0, 0.5
+	c := &Config{Placements: map[string]*Placement{
+		"product_page": {Strategy: "similar", HistoryWeight: &half, ExcludeSeen: "purchased"},
+		"cart":         {Strategy: "bought_together", ExcludeSeen: "purchased"},
+		"home":         {Strategy: "personal", HistoryWeight: &one},
+		"email":        {Strategy: "personal", HistoryWeight: &one},
+		"popular":      {Strategy: "popular"},
+	}}
+	if err := c.validate(nil); err != nil {
+		panic("BUG: default config: " + err.Error())
+	}
+	return c
+}
+
+// LoadConfig reads and validates a configuration file; errors name the
+// file and line. The built-in placements are kept unless the file
+// redefines them.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config %q: %w", path, err)
+	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig parses configuration bytes; name is used in errors.
+func ParseConfig(data []byte, name string) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalWithOptions(data, &c, yaml.DisallowUnknownField()); err != nil {
+		// go-yaml says "[line:col] message"; say "name:line:col: message".
+		msg := strings.TrimSpace(yaml.FormatError(err, false, false))
+		if pos, rest, ok := strings.Cut(strings.TrimPrefix(msg, "["), "] "); ok && strings.HasPrefix(msg, "[") {
+			return nil, fmt.Errorf("%s:%s: %s", name, pos, rest)
+		}
+		return nil, fmt.Errorf("%s: %s", name, msg)
+	}
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	line := func(path string) int {
+		p, err := yaml.PathString(path)
+		if err != nil {
+			return 0
+		}
+		n, err := p.FilterFile(file)
+		if err != nil || n == nil {
+			return 0
+		}
+		return n.GetToken().Position.Line
+	}
+	if err := c.validate(func(path string, msg string) error {
+		if l := line(path); l > 0 {
+			return fmt.Errorf("%s:%d: %s", name, l, msg)
+		}
+		return fmt.Errorf("%s: %s", name, msg)
+	}); err != nil {
+		return nil, err
+	}
+	d := DefaultConfig()
+	for k, p := range c.Placements {
+		d.Placements[k] = p
+	}
+	return d, nil
+}
+
+// validate checks every placement and fills its derived fields; at reports
+// an error at a YAML path.
+func (c *Config) validate(at func(path, msg string) error) error {
+	if at == nil {
+		at = func(path, msg string) error { return fmt.Errorf("%s: %s", path, msg) }
+	}
+	names := make([]string, 0, len(c.Placements))
+	for n := range c.Placements {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := c.Placements[n]
+		base := "$.placements." + n
+		if p == nil {
+			return at(base, fmt.Sprintf("placement %q is empty: give at least a strategy", n))
+		}
+		if n == "" || len(n) > 64 || strings.ContainsAny(n, "/?&# ") {
+			return at(base, fmt.Sprintf("bad placement name %q", n))
+		}
+		p.name = n
+		k, ok := strategies[p.Strategy]
+		if !ok {
+			return at(base+".strategy", fmt.Sprintf("placement %q: unknown strategy %q: want similar, bought_together, personal, popular or trending", n, p.Strategy))
+		}
+		p.strategy = k
+		switch p.ExcludeSeen {
+		case "", "all":
+			p.seen = seenAll
+		case "purchased":
+			p.seen = seenPurchased
+		case "none":
+			p.seen = seenNone
+		default:
+			return at(base+".exclude_seen", fmt.Sprintf("placement %q: exclude_seen %q: want all, purchased or none", n, p.ExcludeSeen))
+		}
+		p.histW = 1
+		if p.HistoryWeight != nil {
+			if *p.HistoryWeight < 0 {
+				return at(base+".history_weight", fmt.Sprintf("placement %q: history_weight must be >= 0", n))
+			}
+			p.histW = *p.HistoryWeight
+		}
+		if p.K < 0 || p.MaxPerCategory < 0 {
+			return at(base, fmt.Sprintf("placement %q: k and max_per_category must be >= 0", n))
+		}
+		for i, r := range p.Boost {
+			if (r.Category == "") == (r.Item == "") || r.Factor <= 0 {
+				return at(fmt.Sprintf("%s.boost[%d]", base, i), fmt.Sprintf("placement %q: a boost needs one of category or item, and a factor > 0", n))
+			}
+		}
+		for i, r := range p.Bury {
+			if (r.Category == "") == (r.Item == "") {
+				return at(fmt.Sprintf("%s.bury[%d]", base, i), fmt.Sprintf("placement %q: a bury rule needs one of category or item", n))
+			}
+		}
+		for i, pin := range p.Pin {
+			if pin.Item == "" || pin.Position < 1 {
+				return at(fmt.Sprintf("%s.pin[%d]", base, i), fmt.Sprintf("placement %q: a pin needs an item and a position >= 1", n))
+			}
+		}
+	}
+	return nil
+}
+
+// Names lists the placements, sorted.
+func (c *Config) Names() []string {
+	ns := make([]string, 0, len(c.Placements))
+	for n := range c.Placements {
+		ns = append(ns, n)
+	}
+	sort.Strings(ns)
+	return ns
+}
+
+func (c *Config) names() string { return strings.Join(c.Names(), ", ") }
