@@ -370,3 +370,32 @@ func TestPlacementStats(t *testing.T) {
 		t.Fatalf("stats: %s", body)
 	}
 }
+
+// An anonymous visitor's history follows them when a login event names
+// both the visitor and the user.
+func TestLoginMerge(t *testing.T) {
+	_, c := testServer(t, Options{})
+	evs := `{"visitor":"anon-7","item_id":"50","event":"view"}
+{"visitor":"anon-7","item_id":"181","event":"view"}`
+	if code, resp := do(t, c, "POST", "/v1/events", testKey, evs); code != 200 {
+		t.Fatalf("events: %d %s", code, resp)
+	}
+	if l := getList(t, c, "/v1/users/anon-7/recommendations?k=5"); l.Fallback || l.Items[0].Reason != "history" {
+		t.Fatalf("visitor from the first event: %+v", l)
+	}
+	if l := getList(t, c, "/v1/users/alice/recommendations?k=5"); !l.Fallback {
+		t.Fatalf("alice before login: %+v", l)
+	}
+	if code, resp := do(t, c, "POST", "/v1/events", testKey, `{"event":"login","visitor":"anon-7","user_id":"alice"}`); code != 200 {
+		t.Fatalf("login: %d %s", code, resp)
+	}
+	l := getList(t, c, "/v1/users/alice/recommendations?k=5")
+	if l.Fallback || l.Items[0].Reason != "history" {
+		t.Fatalf("alice after login: %+v", l)
+	}
+	for _, it := range l.Items {
+		if it.ID == "50" || it.ID == "181" {
+			t.Fatalf("alice is shown %s, seen as a visitor", it.ID)
+		}
+	}
+}
