@@ -123,6 +123,8 @@ func (s *Server) blendPersonal(snap *index.SnapshotRef, rs *reqState, item uint3
 			w = max(w, a.Weight*histW)
 		}
 		rs.scorer.Add(rs.list, w)
+		rs.ctxList = append(rs.ctxList[:0], rs.list...)
+		rs.ctxItem = item
 	}
 	rs.cands = rs.scorer.AppendTop(rs.cands[:0], 4*rs.params.k)
 	return nil

@@ -2,6 +2,7 @@ package server
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -52,6 +53,8 @@ type reqState struct {
 	params  recParams
 	hasUser bool
 	pl      *Placement // placement rules in force, nil on direct endpoints
+	ctxList []model.Neighbour
+	ctxItem uint32 // with ctxList: picks found in it are similar_to ctxItem
 }
 
 func newReqState() any {
@@ -69,6 +72,7 @@ func (s *Server) getReq(snap *index.SnapshotRef) *reqState {
 	rs.params = recParams{}
 	rs.hasUser = false
 	rs.pl = nil
+	rs.ctxList = rs.ctxList[:0]
 	return rs
 }
 
@@ -259,7 +263,11 @@ func (s *Server) take(snap *index.SnapshotRef, rs *reqState, cands []model.Neigh
 			continue
 		}
 		rs.scorer.Exclude(n.Item)
-		rs.picks = append(rs.picks, pick{item: n.Item, score: n.Score, reason: r, because: because, hasBc: hasBc})
+		p := pick{item: n.Item, score: n.Score, reason: r, because: because, hasBc: hasBc}
+		if r == reasonHistory && len(rs.ctxList) > 0 && slices.ContainsFunc(rs.ctxList, func(c model.Neighbour) bool { return c.Item == n.Item }) {
+			p.reason, p.because, p.hasBc = reasonSimilar, rs.ctxItem, true
+		}
+		rs.picks = append(rs.picks, p)
 	}
 }
 
