@@ -24,16 +24,14 @@ func (s *Server) handleRecommend(ctx *fasthttp.RequestCtx) error {
 	if !ok {
 		return badParam("placement", "unknown placement; configured: "+cfg.names())
 	}
-	snap, err := s.acquire()
-	if err != nil {
-		return err
-	}
-	defer snap.Release()
-	rs := s.getReq(snap)
-	defer s.putReq(rs)
-	if err := s.parseParams(ctx, snap, rs); err != nil {
-		return err
-	}
+	return s.serveRead(ctx, func(snap *index.SnapshotRef, rs *reqState) error {
+		return s.recommend(ctx, snap, rs, pl, name)
+	})
+}
+
+// recommend answers for placement pl.
+func (s *Server) recommend(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs *reqState, pl *Placement, name []byte) error {
+	args := ctx.QueryArgs()
 	if pl.K > 0 && args.Peek("k") == nil {
 		rs.params.k = min(pl.K, s.o.MaxK)
 	}
@@ -71,6 +69,7 @@ func (s *Server) handleRecommend(ctx *fasthttp.RequestCtx) error {
 		if pl.strategy == strategyTrending {
 			kind = index.ListTrending
 		}
+		var err error
 		if rs.cands, err = s.appendList(snap, kind, cat, rs.cands[:0], &rs.raw); err != nil {
 			return err
 		}

@@ -417,12 +417,31 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs *r
 	s.render(ctx, rs, rs.body)
 }
 
-func (s *Server) acquire() (*index.SnapshotRef, error) {
+// serveRead runs h with a reference to the served snapshot, a pooled
+// reqState and the parsed common parameters, releasing them after.
+func (s *Server) serveRead(ctx *fasthttp.RequestCtx, h func(snap *index.SnapshotRef, rs *reqState) error) error {
 	snap := s.live.Acquire()
 	if snap == nil {
-		return nil, errNoSnapshot
+		return errNoSnapshot
 	}
-	return snap, nil
+	defer snap.Release()
+	rs := s.getReq(snap)
+	defer s.putReq(rs)
+	if err := s.parseParams(ctx, snap, rs); err != nil {
+		return err
+	}
+	return h(snap, rs)
+}
+
+// tryCache answers a non-personal request from the body cache. It returns
+// the key to cache the answer under (0 for personal requests, which are
+// not cached) and whether it answered.
+func (s *Server) tryCache(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs *reqState) (uint64, bool) {
+	if rs.params.user != nil {
+		return 0, false
+	}
+	key := s.bodyKey(ctx, rs, snap.Version())
+	return key, s.serveCached(ctx, rs, key)
 }
 
 // handleItemList answers /v1/items/{id}/similar and /bought-together.
@@ -430,91 +449,65 @@ func (s *Server) handleItemList(ctx *fasthttp.RequestCtx, id []byte, kind index.
 	if err := s.checkID("item id", id); err != nil {
 		return err
 	}
-	snap, err := s.acquire()
-	if err != nil {
-		return err
-	}
-	defer snap.Release()
-	item, ok := snap.Lookup(id)
-	if !ok {
-		return errorf(fasthttp.StatusNotFound, "unknown_item", "no item with this id in the catalog")
-	}
-	rs := s.getReq(snap)
-	defer s.putReq(rs)
-	if err := s.parseParams(ctx, snap, rs); err != nil {
-		return err
-	}
-	cart := ctx.QueryArgs().Peek("cart")
-	var key uint64
-	if rs.params.user == nil {
-		key = s.bodyKey(ctx, rs, snap.Version())
-		if s.serveCached(ctx, rs, key) {
+	return s.serveRead(ctx, func(snap *index.SnapshotRef, rs *reqState) error {
+		item, ok := snap.Lookup(id)
+		if !ok {
+			return errorf(fasthttp.StatusNotFound, "unknown_item", "no item with this id in the catalog")
+		}
+		key, hit := s.tryCache(ctx, snap, rs)
+		if hit {
 			return nil
 		}
-	}
-	if err := s.loadHistory(snap, rs, seenAll); err != nil {
-		return err
-	}
-	rs.scorer.Exclude(item)
-	r := reasonSimilar
-	if kind == index.ListBought {
-		r = reasonBought
-	}
-	if len(cart) == 0 {
-		rs.list, err = s.appendList(snap, kind, item, rs.list[:0], &rs.raw)
-		if err != nil {
+		if err := s.loadHistory(snap, rs, seenAll); err != nil {
 			return err
 		}
-		s.take(snap, rs, rs.list, r, item, true)
-	} else {
-		// A whole cart: blend the lists of every item in it.
-		rs.ids = append(rs.ids, item)
-		if err := s.blendCart(snap, rs, kind, cart); err != nil {
+		rs.scorer.Exclude(item)
+		r := reasonSimilar
+		if kind == index.ListBought {
+			r = reasonBought
+		}
+		if cart := ctx.QueryArgs().Peek("cart"); len(cart) == 0 {
+			var err error
+			if rs.list, err = s.appendList(snap, kind, item, rs.list[:0], &rs.raw); err != nil {
+				return err
+			}
+			s.take(snap, rs, rs.list, r, item, true)
+		} else {
+			// A whole cart: blend the lists of every item in it.
+			rs.ids = append(rs.ids, item)
+			if err := s.blendCart(snap, rs, kind, cart); err != nil {
+				return err
+			}
+			s.take(snap, rs, rs.cands, r, item, false)
+		}
+		cat := rs.params.cat
+		if cats := snap.Item(item).Cats; len(cats) > 0 && !rs.params.hasCat {
+			cat = cats[0]
+		}
+		if err := s.fillPopular(snap, rs, cat); err != nil {
 			return err
 		}
-		s.take(snap, rs, rs.cands, r, item, false)
-	}
-	var cat uint32
-	if cats := snap.Item(item).Cats; len(cats) > 0 {
-		cat = cats[0]
-	}
-	if rs.params.hasCat {
-		cat = rs.params.cat
-	}
-	if err := s.fillPopular(snap, rs, cat); err != nil {
-		return err
-	}
-	s.finish(ctx, snap, rs, nil, key)
-	return nil
+		s.finish(ctx, snap, rs, nil, key)
+		return nil
+	})
 }
 
 // handlePopular answers /v1/popular?category=….
 func (s *Server) handlePopular(ctx *fasthttp.RequestCtx) error {
-	snap, err := s.acquire()
-	if err != nil {
-		return err
-	}
-	defer snap.Release()
-	rs := s.getReq(snap)
-	defer s.putReq(rs)
-	if err := s.parseParams(ctx, snap, rs); err != nil {
-		return err
-	}
-	var key uint64
-	if rs.params.user == nil {
-		key = s.bodyKey(ctx, rs, snap.Version())
-		if s.serveCached(ctx, rs, key) {
+	return s.serveRead(ctx, func(snap *index.SnapshotRef, rs *reqState) error {
+		key, hit := s.tryCache(ctx, snap, rs)
+		if hit {
 			return nil
 		}
-	}
-	if err := s.loadHistory(snap, rs, seenAll); err != nil {
-		return err
-	}
-	if err := s.fillPopular(snap, rs, rs.params.cat); err != nil {
-		return err
-	}
-	s.finish(ctx, snap, rs, nil, key)
-	return nil
+		if err := s.loadHistory(snap, rs, seenAll); err != nil {
+			return err
+		}
+		if err := s.fillPopular(snap, rs, rs.params.cat); err != nil {
+			return err
+		}
+		s.finish(ctx, snap, rs, nil, key)
+		return nil
+	})
 }
 
 // handleUser answers /v1/users/{id}/recommendations.
@@ -522,29 +515,21 @@ func (s *Server) handleUser(ctx *fasthttp.RequestCtx, id []byte) error {
 	if err := s.checkID("user id", id); err != nil {
 		return err
 	}
-	snap, err := s.acquire()
-	if err != nil {
-		return err
-	}
-	defer snap.Release()
-	rs := s.getReq(snap)
-	defer s.putReq(rs)
-	if err := s.parseParams(ctx, snap, rs); err != nil {
-		return err
-	}
-	rs.params.user = id
-	if err := s.loadHistory(snap, rs, seenAll); err != nil {
-		return err
-	}
-	if err := s.blendPersonal(snap, rs, noItem, 1); err != nil {
-		return err
-	}
-	s.take(snap, rs, rs.cands, reasonHistory, 0, false)
-	if err := s.fillPopular(snap, rs, rs.params.cat); err != nil {
-		return err
-	}
-	s.finish(ctx, snap, rs, nil, 0)
-	return nil
+	return s.serveRead(ctx, func(snap *index.SnapshotRef, rs *reqState) error {
+		rs.params.user = id
+		if err := s.loadHistory(snap, rs, seenAll); err != nil {
+			return err
+		}
+		if err := s.blendPersonal(snap, rs, noItem, 1); err != nil {
+			return err
+		}
+		s.take(snap, rs, rs.cands, reasonHistory, 0, false)
+		if err := s.fillPopular(snap, rs, rs.params.cat); err != nil {
+			return err
+		}
+		s.finish(ctx, snap, rs, nil, 0)
+		return nil
+	})
 }
 
 // blendCart blends the kind lists of rs.ids plus the items of the
