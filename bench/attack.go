@@ -1,0 +1,273 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Target is one request to send. Body and the header values may be reused
+// by the Targeter after the request was sent.
+type Target struct {
+	Method string
+	Path   string // path and query, e.g. /v1/items/i1/similar?k=10
+	Body   []byte
+	Kind   string // scenario step name, for the report
+}
+
+// Targeter fills the next target. Each worker has its own, so it need not
+// be safe for concurrent use.
+type Targeter func(t *Target)
+
+// AttackOptions configure an attack. Zero values get defaults.
+type AttackOptions struct {
+	// URL of the server, e.g. http://127.0.0.1:8080.
+	URL string
+	// Pacer schedules sends (open loop). Nil means closed loop: Connections
+	// workers send as fast as answers come back.
+	Pacer Pacer
+	// Duration of the attack; default 10 s.
+	Duration time.Duration
+	// Connections bounds the open connections; default 256 open loop, 16
+	// closed loop.
+	Connections int
+	// MaxWorkers bounds the goroutines waiting on answers in open loop;
+	// the attack starts with 16 and adds one whenever a send is due and all
+	// are busy (vegeta's habit); default 10000.
+	MaxWorkers int
+	// Timeout of one request; default 5 s.
+	Timeout time.Duration
+	// APIKey is sent as a bearer token with POSTs.
+	APIKey string
+	// NewTargeter returns a worker's targeter; seed differs per worker.
+	NewTargeter func(seed uint64) Targeter
+}
+
+func (o *AttackOptions) withDefaults() {
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Connections <= 0 {
+		o.Connections = 256
+		if o.Pacer == nil {
+			o.Connections = 16
+		}
+	}
+	if o.MaxWorkers <= 0 {
+		o.MaxWorkers = 10000
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+}
+
+// result is one answered (or failed) request.
+type result struct {
+	intended time.Time // when it was due (open loop) or sent (closed loop)
+	latency  time.Duration
+	status   int
+	err      errKind
+	kind     string
+}
+
+type errKind uint8
+
+const (
+	errNone errKind = iota
+	errTimeout
+	errConn
+	errOther
+)
+
+var errKindNames = [...]string{errNone: "", errTimeout: "timeout", errConn: "connection", errOther: "other"}
+
+func classify(err error) errKind {
+	switch {
+	case err == nil:
+		return errNone
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, os.ErrDeadlineExceeded):
+		return errTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errTimeout
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) || errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, fasthttp.ErrNoFreeConns) {
+		return errConn
+	}
+	return errOther
+}
+
+// Attack sends requests to o.URL until o.Duration passes or ctx ends and
+// returns the report. In open loop each request's latency counts from the
+// time it was due, not the time it was sent: a stalled server cannot hide
+// the requests that queued behind it (no coordinated omission).
+func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
+	o.withDefaults()
+	u, err := url.Parse(o.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("cannot parse -url %q: want http://host:port", o.URL)
+	}
+	if o.NewTargeter == nil {
+		return nil, fmt.Errorf("BUG: no targeter")
+	}
+	client := &fasthttp.HostClient{
+		Addr:                          u.Host,
+		MaxConns:                      o.Connections,
+		MaxConnWaitTimeout:            o.Timeout,
+		ReadTimeout:                   o.Timeout,
+		WriteTimeout:                  o.Timeout,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+	}
+	rate := 0.0
+	if o.Pacer != nil {
+		rate = o.Pacer.Rate(0)
+	}
+	rep := newReport(rate, o.Duration)
+	results := make(chan result, 4096)
+	collected := make(chan struct{})
+	go func() {
+		for r := range results {
+			rep.add(r)
+		}
+		close(collected)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	start := time.Now()
+	rep.Start = start
+	var wg sync.WaitGroup
+	var seed uint64
+	worker := func(ticks <-chan time.Time, seed uint64) {
+		defer wg.Done()
+		tg := o.NewTargeter(seed)
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		var t Target
+		send := func(intended time.Time) {
+			tg(&t)
+			req.Reset()
+			req.SetRequestURI(t.Path)
+			req.SetHost(u.Host)
+			req.Header.SetMethod(t.Method)
+			if len(t.Body) > 0 {
+				req.SetBodyRaw(t.Body)
+				req.Header.SetContentType("application/x-ndjson")
+				if o.APIKey != "" {
+					req.Header.Set("Authorization", "Bearer "+o.APIKey)
+				}
+			}
+			err := client.DoTimeout(req, resp, o.Timeout)
+			results <- result{intended: intended, latency: time.Since(intended), status: resp.StatusCode(), err: classify(err), kind: t.Kind}
+		}
+		if ticks == nil { // closed loop
+			for ctx.Err() == nil {
+				send(time.Now())
+			}
+			return
+		}
+		for intended := range ticks {
+			for time.Now().Before(intended) {
+				runtime.Gosched()
+			}
+			send(intended)
+		}
+	}
+	if o.Pacer == nil {
+		for i := 0; i < o.Connections; i++ {
+			wg.Add(1)
+			seed++
+			go worker(nil, seed)
+		}
+	} else {
+		ticks := make(chan time.Time)
+		workers := 0
+		spawn := func() {
+			workers++
+			wg.Add(1)
+			seed++
+			go worker(ticks, seed)
+		}
+		for workers < min(16, o.MaxWorkers) {
+			spawn()
+		}
+		var hits uint64
+		timer := time.NewTimer(time.Hour)
+		defer timer.Stop()
+	loop:
+		for {
+			elapsed := time.Since(start)
+			wait, stop := o.Pacer.Pace(elapsed, hits)
+			if stop {
+				break
+			}
+			// Hand the send to a worker a little early: waking a parked
+			// goroutine takes tens of microseconds, which the worker spends
+			// before the due time instead of adding it to the latency.
+			if wait > handoffLead && !sleepUntil(ctx, timer, start.Add(elapsed+wait-handoffLead)) {
+				break loop
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			// The send was due at start + its slot, whatever happens next.
+			intended := start.Add(elapsed + wait)
+			select {
+			case ticks <- intended:
+			default:
+				if workers < o.MaxWorkers {
+					spawn()
+				}
+				select {
+				case ticks <- intended:
+				case <-ctx.Done():
+					break loop
+				}
+			}
+			hits++
+		}
+		close(ticks)
+		rep.Workers = workers
+	}
+	wg.Wait()
+	close(results)
+	<-collected
+	rep.finish(time.Since(start))
+	return rep, nil
+}
+
+// handoffLead is how early the scheduler hands a due send to a worker.
+const handoffLead = 200 * time.Microsecond
+
+// spinBelow is how close to a due time the scheduler stops sleeping and
+// yields in a loop instead: Go timers fire up to about a millisecond late
+// on a busy machine, and that lateness would count as server latency.
+const spinBelow = 2 * time.Millisecond
+
+// sleepUntil waits until due; false if ctx ended first.
+func sleepUntil(ctx context.Context, timer *time.Timer, due time.Time) bool {
+	if d := time.Until(due) - spinBelow; d > 0 {
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for time.Now().Before(due) {
+		runtime.Gosched()
+	}
+	return ctx.Err() == nil
+}

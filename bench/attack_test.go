@@ -1,0 +1,220 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// serve starts a fasthttp server on loopback with h; closed at test end.
+func serve(t *testing.T, h fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fasthttp.Server{Handler: h}
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(func() { _ = s.Shutdown() })
+	return "http://" + ln.Addr().String()
+}
+
+func fixed(path string) func(uint64) Targeter {
+	return func(uint64) Targeter {
+		return func(t *Target) { *t = Target{Method: "GET", Path: path, Kind: "get"} }
+	}
+}
+
+func TestAttackOpenLoopRate(t *testing.T) {
+	var n atomic.Int64
+	u := serve(t, func(ctx *fasthttp.RequestCtx) { n.Add(1); ctx.SetBodyString("ok") })
+	rep, err := Attack(context.Background(), AttackOptions{URL: u, Pacer: ConstantPacer{Freq: 400, Per: time.Second},
+		Duration: time.Second, NewTargeter: fixed("/x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Requests < 390 || rep.Requests > 401 || rep.OK != rep.Requests || int64(rep.Status["200"]) != rep.Requests {
+		t.Fatalf("400/s for 1s: %d requests, %d ok, status %v", rep.Requests, rep.OK, rep.Status)
+	}
+	t.Logf("p50 %s p99 %s", us(rep.Latency.P50), us(rep.Latency.P99))
+	if n.Load() != rep.Requests {
+		t.Fatalf("server saw %d, report says %d", n.Load(), rep.Requests)
+	}
+	if rep.Latency.P50 <= 0 || rep.Latency.Max < rep.Latency.P99 || len(rep.Series) == 0 {
+		t.Fatalf("latency %+v series %v", rep.Latency, rep.Series)
+	}
+}
+
+// TestAttackShowsStall: the server stalls every request for 300 ms in one
+// window. Open loop keeps sending on schedule, so the requests due during
+// the stall carry its wait in their latency and the percentiles show it; a
+// closed loop sends almost nothing during the stall and hides it.
+func TestAttackShowsStall(t *testing.T) {
+	var start atomic.Int64
+	stallFrom, stallTo := 400*time.Millisecond, 700*time.Millisecond
+	u := serve(t, func(ctx *fasthttp.RequestCtx) {
+		s := start.Load()
+		if s == 0 {
+			start.CompareAndSwap(0, time.Now().UnixNano())
+			s = start.Load()
+		}
+		if e := time.Duration(time.Now().UnixNano() - s); e >= stallFrom && e < stallTo {
+			time.Sleep(stallTo - e)
+		}
+		ctx.SetBodyString("ok")
+	})
+	open, err := Attack(context.Background(), AttackOptions{URL: u, Pacer: ConstantPacer{Freq: 500, Per: time.Second},
+		Duration: 1200 * time.Millisecond, NewTargeter: fixed("/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start.Store(0)
+	closed, err := Attack(context.Background(), AttackOptions{URL: u, Connections: 1, Duration: 1200 * time.Millisecond, NewTargeter: fixed("/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("open loop: p50 %s p90 %s p99 %s; closed loop: p50 %s p90 %s p99 %s (%d requests)",
+		us(open.Latency.P50), us(open.Latency.P90), us(open.Latency.P99),
+		us(closed.Latency.P50), us(closed.Latency.P90), us(closed.Latency.P99), closed.Requests)
+	if open.Latency.P90 < 100_000 {
+		t.Fatalf("open loop p90 %s: the 300 ms stall is hidden", us(open.Latency.P90))
+	}
+	if closed.Latency.P99 > 50_000 {
+		t.Fatalf("closed loop p99 %s: expected it to hide the stall (the contrast this test shows)", us(closed.Latency.P99))
+	}
+}
+
+func TestAttackErrors(t *testing.T) {
+	u := serve(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		ctx.SetStatusCode(503)
+	})
+	rep, err := Attack(context.Background(), AttackOptions{URL: u, Pacer: ConstantPacer{Freq: 50, Per: time.Second},
+		Duration: 300 * time.Millisecond, Timeout: 100 * time.Millisecond, NewTargeter: RoundRobin([]Target{
+			{Method: "GET", Path: "/fast", Kind: "fast"}, {Method: "GET", Path: "/slow", Kind: "slow"}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK != 0 || rep.Status["503"] == 0 || rep.Errors["timeout"] == 0 {
+		t.Fatalf("status %v errors %v", rep.Status, rep.Errors)
+	}
+	// Nothing listens: connection errors.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	rep, err = Attack(context.Background(), AttackOptions{URL: "http://" + addr, Pacer: ConstantPacer{Freq: 20, Per: time.Second},
+		Duration: 200 * time.Millisecond, NewTargeter: fixed("/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors["connection"] == 0 {
+		t.Fatalf("no connection errors against a closed port: %v", rep.Errors)
+	}
+	if _, err := Attack(context.Background(), AttackOptions{URL: "nonsense", NewTargeter: fixed("/")}); err == nil {
+		t.Fatal("bad url accepted")
+	}
+}
+
+// goldenReport is a report with fixed contents.
+func goldenReport() *Report {
+	r := newReport(1000, 2*time.Second)
+	r.Start = time.Unix(1_800_000_000, 0).UTC()
+	for i := 0; i < 2000; i++ {
+		lat := time.Duration(100+i%100) * time.Microsecond
+		res := result{intended: r.Start.Add(time.Duration(i) * time.Millisecond), latency: lat, status: 200, kind: "product_page"}
+		if i%500 == 0 {
+			res.latency, res.kind = 20*time.Millisecond, "home"
+		}
+		if i == 1999 {
+			res.err, res.status = errTimeout, 0
+		}
+		r.add(res)
+	}
+	r.finish(2 * time.Second)
+	return r
+}
+
+func TestReportGolden(t *testing.T) {
+	r := goldenReport()
+	var text, js, cmp bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadReport(bytes.NewReader(js.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := *back
+	b2.Rate *= 2
+	b2.Latency.P99 /= 2
+	if err := Compare(&cmp, "a.json", "b.json", back, &b2); err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string][]byte{"report.txt": text.Bytes(), "report.json": js.Bytes(), "compare.txt": cmp.Bytes()} {
+		path := filepath.Join("testdata", name)
+		if *update {
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (run go test -update once)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s differs from the golden file; got:\n%s", name, got)
+		}
+	}
+	if !strings.Contains(text.String(), "timeout: 1") || !strings.Contains(cmp.String(), "2.00x") {
+		t.Fatalf("report:\n%s\ncompare:\n%s", text.String(), cmp.String())
+	}
+}
+
+func TestScenario(t *testing.T) {
+	items := []string{"i1", "i2", "i3", "a b", "i5"}
+	s, err := NewScenario("mixed", items, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := s.Targeter(1)
+	kinds := map[string]int{}
+	first := map[string]int{}
+	var tt Target
+	for i := 0; i < 10000; i++ {
+		tg(&tt)
+		kinds[tt.Kind]++
+		if tt.Kind == "similar" {
+			first[tt.Path]++
+		}
+		if tt.Kind == "events" && (tt.Method != "POST" || !bytes.Contains(tt.Body, []byte(`"event":"view"`))) {
+			t.Fatalf("events target %+v", tt)
+		}
+	}
+	if kinds["product_page"] < 5000 || kinds["events"] < 1000 || kinds["cart"] < 600 {
+		t.Fatalf("mix %v", kinds)
+	}
+	// Zipf: the first item is asked for far more often than the last.
+	if first["/v1/items/i1/similar?k=10"] < 3*first["/v1/items/i5/similar?k=10"] {
+		t.Fatalf("no skew: %v", first)
+	}
+	if _, err := NewScenario("nope", items, 1); err == nil {
+		t.Fatal("unknown scenario accepted")
+	}
+}

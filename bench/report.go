@@ -1,0 +1,243 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Latencies are recorded in microseconds from 1 µs to 10 minutes with 3
+// significant digits (HDR histogram: constant memory, exact to 0.1%).
+const (
+	histMin = 1
+	histMax = 600_000_000
+	histSig = 3
+)
+
+// Report is what an attack measured. It is JSON-encodable: `bench compare`
+// reads two of them back.
+type Report struct {
+	Start      time.Time        `json:"start"`
+	TargetRate float64          `json:"target_rate"` // 0: closed loop
+	Duration   float64          `json:"duration_seconds"`
+	Requests   int64            `json:"requests"`
+	Rate       float64          `json:"achieved_rate"`
+	OK         int64            `json:"ok"` // 2xx
+	Status     map[string]int64 `json:"status"`
+	Errors     map[string]int64 `json:"errors"`
+	Latency    Percentiles      `json:"latency_us"`
+	Kinds      map[string]int64 `json:"kinds"`
+	Workers    int              `json:"workers,omitempty"`
+	// Series holds one point per second of the attack.
+	Series []Point `json:"series"`
+	// Curve is the latency percentile distribution, for plotting.
+	Curve []CurvePoint `json:"curve"`
+
+	planned time.Duration
+	hist    *hdrhistogram.Histogram
+	secs    []*second
+}
+
+// Percentiles of latency in microseconds.
+type Percentiles struct {
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p99.9"`
+	Max   float64 `json:"max"`
+	Mean  float64 `json:"mean"`
+	Count int64   `json:"count"`
+}
+
+// Point is one second of an attack.
+type Point struct {
+	Second   int     `json:"second"`
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+	P50      float64 `json:"p50_us"`
+	P99      float64 `json:"p99_us"`
+}
+
+// CurvePoint is one point of the latency percentile curve.
+type CurvePoint struct {
+	Percentile float64 `json:"percentile"`
+	Latency    float64 `json:"latency_us"`
+}
+
+type second struct {
+	requests, errors int64
+	hist             *hdrhistogram.Histogram
+}
+
+func newReport(rate float64, planned time.Duration) *Report {
+	return &Report{
+		TargetRate: rate, planned: planned,
+		Status: map[string]int64{}, Errors: map[string]int64{}, Kinds: map[string]int64{},
+		hist: hdrhistogram.New(histMin, histMax, histSig),
+	}
+}
+
+func (r *Report) add(res result) {
+	r.Requests++
+	r.Kinds[res.kind]++
+	us := max(res.latency.Microseconds(), 1)
+	_ = r.hist.RecordValue(min(us, histMax))
+	sec := int(res.intended.Sub(r.Start) / time.Second)
+	if sec < 0 {
+		sec = 0
+	}
+	for len(r.secs) <= sec {
+		r.secs = append(r.secs, &second{hist: hdrhistogram.New(histMin, histMax, 2)})
+	}
+	s := r.secs[sec]
+	s.requests++
+	_ = s.hist.RecordValue(min(us, histMax))
+	if res.err != errNone {
+		r.Errors[errKindNames[res.err]]++
+		s.errors++
+		return
+	}
+	r.Status[fmt.Sprint(res.status)]++
+	if res.status >= 200 && res.status < 300 {
+		r.OK++
+	} else {
+		s.errors++
+	}
+}
+
+func (r *Report) finish(elapsed time.Duration) {
+	r.Duration = elapsed.Seconds()
+	if r.Duration > 0 {
+		r.Rate = float64(r.Requests) / r.Duration
+	}
+	r.Latency = percentiles(r.hist)
+	r.Series = r.Series[:0]
+	for i, s := range r.secs {
+		r.Series = append(r.Series, Point{Second: i, Requests: s.requests, Errors: s.errors,
+			P50: float64(s.hist.ValueAtQuantile(50)), P99: float64(s.hist.ValueAtQuantile(99))})
+	}
+	r.Curve = r.Curve[:0]
+	for _, q := range []float64{0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100} {
+		r.Curve = append(r.Curve, CurvePoint{Percentile: q, Latency: float64(r.hist.ValueAtQuantile(q))})
+	}
+}
+
+func percentiles(h *hdrhistogram.Histogram) Percentiles {
+	if h.TotalCount() == 0 {
+		return Percentiles{}
+	}
+	return Percentiles{
+		P50: float64(h.ValueAtQuantile(50)), P90: float64(h.ValueAtQuantile(90)),
+		P99: float64(h.ValueAtQuantile(99)), P999: float64(h.ValueAtQuantile(99.9)),
+		Max: float64(h.Max()), Mean: h.Mean(), Count: h.TotalCount(),
+	}
+}
+
+// ErrorCount is the number of failed requests: transport errors and
+// non-2xx answers.
+func (r *Report) ErrorCount() int64 { return r.Requests - r.OK }
+
+// WriteText writes the report for a terminal.
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	mode := fmt.Sprintf("open loop at %.1f/s", r.TargetRate)
+	if r.TargetRate == 0 {
+		mode = "closed loop"
+	}
+	fmt.Fprintf(&b, "mode        %s\n", mode)
+	fmt.Fprintf(&b, "duration    %.2fs\n", r.Duration)
+	fmt.Fprintf(&b, "requests    %d (%.1f/s achieved", r.Requests, r.Rate)
+	if r.TargetRate > 0 {
+		fmt.Fprintf(&b, ", %.1f%% of target", 100*r.Rate/r.TargetRate)
+	}
+	b.WriteString(")\n")
+	fmt.Fprintf(&b, "success     %d (%.2f%%)\n", r.OK, 100*float64(r.OK)/float64(max(r.Requests, 1)))
+	fmt.Fprintf(&b, "status      %s\n", counts(r.Status))
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(&b, "errors      %s\n", counts(r.Errors))
+	}
+	l := r.Latency
+	fmt.Fprintf(&b, "latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s\n",
+		us(l.P50), us(l.P90), us(l.P99), us(l.P999), us(l.Max), us(l.Mean))
+	if len(r.Kinds) > 1 {
+		fmt.Fprintf(&b, "mix         %s\n", counts(r.Kinds))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func counts(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// us formats microseconds for people.
+func us(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fs", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.2fms", v/1e3)
+	}
+	return fmt.Sprintf("%.0fµs", v)
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(r)
+}
+
+// ReadReport reads a JSON report.
+func ReadReport(rd io.Reader) (*Report, error) {
+	var r Report
+	if err := json.NewDecoder(rd).Decode(&r); err != nil {
+		return nil, fmt.Errorf("cannot parse report: %w", err)
+	}
+	return &r, nil
+}
+
+// Compare writes two reports side by side with the ratio B/A.
+func Compare(w io.Writer, nameA, nameB string, a, b *Report) error {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%-14s %14s %14s %8s\n", "", trunc(nameA, 14), trunc(nameB, 14), "B/A")
+	row := func(name string, x, y float64, f func(float64) string) {
+		ratio := "-"
+		if x != 0 {
+			ratio = fmt.Sprintf("%.2fx", y/x)
+		}
+		fmt.Fprintf(&sb, "%-14s %14s %14s %8s\n", name, f(x), f(y), ratio)
+	}
+	num := func(v float64) string { return fmt.Sprintf("%.1f", v) }
+	row("rate/s", a.Rate, b.Rate, num)
+	row("requests", float64(a.Requests), float64(b.Requests), num)
+	row("errors", float64(a.ErrorCount()), float64(b.ErrorCount()), num)
+	row("p50", a.Latency.P50, b.Latency.P50, us)
+	row("p90", a.Latency.P90, b.Latency.P90, us)
+	row("p99", a.Latency.P99, b.Latency.P99, us)
+	row("p99.9", a.Latency.P999, b.Latency.P999, us)
+	row("max", a.Latency.Max, b.Latency.Max, us)
+	_, err := io.WriteString(w, sb.String())
+	return err
+}
+
+func trunc(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n+1:]
+	}
+	return s
+}
