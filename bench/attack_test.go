@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -216,5 +217,58 @@ func TestScenario(t *testing.T) {
 	}
 	if _, err := NewScenario("nope", items, 1); err == nil {
 		t.Fatal("unknown scenario accepted")
+	}
+}
+
+func TestReportHTML(t *testing.T) {
+	var b bytes.Buffer
+	if err := goldenReport().WriteHTML(&b, "edgerec <bench>"); err != nil {
+		t.Fatal(err)
+	}
+	s := b.String()
+	if strings.Count(s, "<svg") != 2 || strings.Count(s, "<polyline") != 4 || !strings.Contains(s, "edgerec &lt;bench&gt;") ||
+		!strings.Contains(s, "p99.9 20.02ms") {
+		t.Fatalf("html report:\n%s", s)
+	}
+}
+
+func TestFindSaturation(t *testing.T) {
+	// A server that takes 2 ms of one lock per request saturates near 500/s.
+	var mu sync.Mutex
+	u := serve(t, func(ctx *fasthttp.RequestCtx) {
+		mu.Lock()
+		time.Sleep(2 * time.Millisecond)
+		mu.Unlock()
+	})
+	var log bytes.Buffer
+	sat, err := FindSaturation(context.Background(), StepOptions{
+		Attack: AttackOptions{URL: u, NewTargeter: fixed("/")}, Start: 100, Factor: 2, Step: 400 * time.Millisecond,
+		MaxP99: 50 * time.Millisecond, MaxSteps: 6, Log: &log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", log.String())
+	if sat.Rate < 200 || sat.Rate > 400 || len(sat.Steps) < 3 || sat.Steps[len(sat.Steps)-1].OK {
+		t.Fatalf("saturation at %v/s after %d steps; want 200-400/s", sat.Rate, len(sat.Steps))
+	}
+}
+
+func TestEmit(t *testing.T) {
+	ts := []Target{{Method: "GET", Path: "/v1/items/i1/similar?k=10"}, {Method: "POST", Path: "/v1/events", Body: []byte(`{"user_id":"u1","item_id":"i\"1","event":"view"}`)}}
+	var w, v bytes.Buffer
+	if err := EmitWrk(&w, ts, "key"); err != nil {
+		t.Fatal(err)
+	}
+	if err := EmitVegeta(&v, "http://h:1/", ts, "key"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(w.String(), `wrk.format("POST", "/v1/events", {["Content-Type"]="application/x-ndjson", ["Authorization"]="Bearer key"}, "{\"user_id\"`) ||
+		!strings.Contains(w.String(), "request = function()") {
+		t.Fatalf("wrk script:\n%s", w.String())
+	}
+	lines := strings.Split(strings.TrimSpace(v.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"url":"http://h:1/v1/items/i1/similar?k=10"`) || !strings.Contains(lines[1], `"body":"eyJ1c2VyX2lkIj`) {
+		t.Fatalf("vegeta targets:\n%s", v.String())
 	}
 }

@@ -16,6 +16,8 @@ Usage:
   edgerec eval  --train F --test F [--k 10] [--json]    offline ranking quality
   edgerec gen   --events F --items F [--n 100000]       synthetic shop data
   edgerec serve [--data DIR] [--addr 127.0.0.1:8080]   serve the HTTP API
+  edgerec bench --url U [--rate R] [--scenario S]      open-loop load test (also closed, step)
+  edgerec bench compare A.json B.json                  two reports side by side
   edgerec check --config edgerec.yaml                  validate a config file
   edgerec version
 
@@ -39,6 +41,8 @@ func main() {
 		err = runGen(args)
 	case "serve":
 		err = runServe(args)
+	case "bench":
+		err = runBench(args)
 	case "check":
 		err = runCheck(args)
 	case "version", "-version", "--version":

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/edgerec/edgerec/bench"
+	"github.com/edgerec/edgerec/index"
+)
+
+func runBench(args []string) error {
+	if len(args) > 0 && args[0] == "compare" {
+		return runBenchCompare(args[1:])
+	}
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	url := fs.String("url", "http://127.0.0.1:8080", "edgerec (or any HTTP server) to load")
+	mode := fs.String("mode", "open", "open: fixed -rate, latency from each request's intended send time; closed: -connections workers as fast as answers come; step: raise the rate until p99 passes -max-p99")
+	rate := fs.Int("rate", 1000, "requests per second (open mode) or first rate (step mode)")
+	duration := fs.Duration("duration", 10*time.Second, "attack length (per step in step mode)")
+	conns := fs.Int("connections", 0, "open connections; default 256 open loop, 16 closed loop")
+	scenario := fs.String("scenario", "mixed", "product-page, home, cart, similar, events, mixed, or a targets file (METHOD /path [body] per line)")
+	items := fs.String("items", "", "catalog file whose first column lists the item ids to draw from; default: ask the server's /v1/popular")
+	users := fs.Int("users", 10000, "distinct visitor ids to draw from (Zipf)")
+	apiKey := fs.String("api-key", "", "bearer key for the events POSTs of the scenario (env EDGEREC_API_KEY)")
+	timeout := fs.Duration("timeout", 5*time.Second, "request timeout")
+	maxP99 := fs.Duration("max-p99", 10*time.Millisecond, "step mode: the p99 that counts as saturated")
+	factor := fs.Float64("factor", 1.5, "step mode: rate multiplier per step")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	out := fs.String("out", "", "write report.txt, report.json and report.html into this directory")
+	emit := fs.String("emit", "", "write the scenario as a wrk Lua script (wrk) or vegeta JSON targets (vegeta) to stdout, and exit")
+	_ = fs.Parse(args)
+	if err := envTwins(fs); err != nil {
+		return err
+	}
+	newTargeter, err := targeter(*scenario, *items, *url, *users)
+	if err != nil {
+		return err
+	}
+	switch *emit {
+	case "":
+	case "wrk":
+		return bench.EmitWrk(os.Stdout, bench.Sample(newTargeter(1), 1000), *apiKey)
+	case "vegeta":
+		return bench.EmitVegeta(os.Stdout, *url, bench.Sample(newTargeter(1), 1000), *apiKey)
+	default:
+		return fmt.Errorf("-emit %q: want wrk or vegeta", *emit)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ao := bench.AttackOptions{URL: *url, Duration: *duration, Connections: *conns, Timeout: *timeout, APIKey: *apiKey, NewTargeter: newTargeter}
+	switch *mode {
+	case "open":
+		ao.Pacer = bench.ConstantPacer{Freq: *rate, Per: time.Second}
+	case "closed":
+	case "step":
+		sat, err := bench.FindSaturation(ctx, bench.StepOptions{Attack: ao, Start: float64(*rate), Factor: *factor, Step: *duration, MaxP99: *maxP99, Log: os.Stderr})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(os.Stdout).Encode(sat)
+		}
+		fmt.Printf("saturation: %.0f/s target, %.0f/s achieved, with p99 <= %v and errors <= 1%%\n", sat.Rate, sat.Throughput, *maxP99)
+		return nil
+	default:
+		return fmt.Errorf("-mode %q: want open, closed or step", *mode)
+	}
+	rep, err := bench.Attack(ctx, ao)
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		if err := writeReports(*out, rep, *url+" "+*scenario); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "reports in %s\n", *out)
+	}
+	if *asJSON {
+		return rep.WriteJSON(os.Stdout)
+	}
+	return rep.WriteText(os.Stdout)
+}
+
+func writeReports(dir string, rep *bench.Report, title string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create %q: %w", dir, err)
+	}
+	for name, write := range map[string]func(io.Writer) error{
+		"report.txt":  rep.WriteText,
+		"report.json": rep.WriteJSON,
+		"report.html": func(w io.Writer) error { return rep.WriteHTML(w, "edgerec bench: "+title) },
+	} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("cannot create report: %w", err)
+		}
+		err = write(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("cannot write %q: %w", f.Name(), err)
+		}
+	}
+	return nil
+}
+
+// targeter builds the request source: a built-in scenario over item ids
+// from a catalog file or the server, or a targets file.
+func targeter(scenario, items, url string, users int) (func(uint64) bench.Targeter, error) {
+	if _, ok := bench.Scenarios[scenario]; !ok {
+		ts, err := bench.TargetsFile(scenario)
+		if err != nil {
+			return nil, err
+		}
+		return bench.RoundRobin(ts), nil
+	}
+	var ids []string
+	if items != "" {
+		f, err := index.OpenInput(items)
+		if err != nil {
+			return nil, err
+		}
+		ids, err = bench.ReadItemIDs(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", items, err)
+		}
+	} else {
+		var err error
+		if ids, err = popularIDs(url); err != nil {
+			return nil, err
+		}
+	}
+	s, err := bench.NewScenario(scenario, ids, users)
+	if err != nil {
+		return nil, err
+	}
+	return s.Targeter, nil
+}
+
+// popularIDs asks the server for its most popular items.
+func popularIDs(url string) ([]string, error) {
+	resp, err := http.Get(strings.TrimRight(url, "/") + "/v1/popular?k=100")
+	if err != nil {
+		return nil, fmt.Errorf("cannot ask %s for item ids (or give -items): %w", url, err)
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Items []struct{ ID string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil || len(l.Items) == 0 {
+		return nil, fmt.Errorf("cannot read item ids from %s/v1/popular (status %d); give -items", url, resp.StatusCode)
+	}
+	ids := make([]string, len(l.Items))
+	for i, it := range l.Items {
+		ids[i] = it.ID
+	}
+	return ids, nil
+}
+
+func runBenchCompare(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: edgerec bench compare A.json B.json")
+	}
+	var reps [2]*bench.Report
+	for i, p := range args {
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("cannot open %q: %w", p, err)
+		}
+		reps[i], err = bench.ReadReport(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	return bench.Compare(os.Stdout, args[0], args[1], reps[0], reps[1])
+}
