@@ -55,7 +55,8 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 		echo "== $$t"; $(GO) test -run=NONE -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./index || exit 1; \
 	done
 
-bench: bench-go bench-scale ## Go benchmarks (compared with bench.old by benchstat) and the build-scale table
+bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: ~2 min)
+	scripts/bench.sh
 
 bench-go: ## Go benchmarks into bench.new; benchstat against bench.old when present
 	$(GO) test -run=NONE -bench=. -benchmem -count=$(BENCHCOUNT) ./... | tee bench.new
@@ -66,4 +67,4 @@ bench-scale: build ## gen + build at 1M, 3M and 10M events: time and peak RSS
 	@scripts/bench-scale.sh $(BIN) $(SCALES)
 
 clean: ## remove build output and generated data
-	rm -rf bin data bench.new
+	rm -rf bin data bench.new bench-out

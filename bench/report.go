@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,7 @@ type Report struct {
 	planned time.Duration
 	hist    *hdrhistogram.Histogram
 	secs    []*second
+	status  [600]int64 // by HTTP status, folded into Status at finish
 }
 
 // Percentiles of latency in microseconds.
@@ -102,7 +104,9 @@ func (r *Report) add(res result) {
 		s.errors++
 		return
 	}
-	r.Status[fmt.Sprint(res.status)]++
+	if res.status >= 0 && res.status < len(r.status) {
+		r.status[res.status]++
+	}
 	if res.status >= 200 && res.status < 300 {
 		r.OK++
 	} else {
@@ -110,7 +114,36 @@ func (r *Report) add(res result) {
 	}
 }
 
+// merge adds the raw counts of p, a worker's part of the same attack.
+func (r *Report) merge(p *Report) {
+	r.Requests += p.Requests
+	r.OK += p.OK
+	for k, v := range p.Kinds {
+		r.Kinds[k] += v
+	}
+	for k, v := range p.Errors {
+		r.Errors[k] += v
+	}
+	for i, v := range p.status {
+		r.status[i] += v
+	}
+	r.hist.Merge(p.hist)
+	for i, s := range p.secs {
+		for len(r.secs) <= i {
+			r.secs = append(r.secs, &second{hist: hdrhistogram.New(histMin, histMax, 2)})
+		}
+		r.secs[i].requests += s.requests
+		r.secs[i].errors += s.errors
+		r.secs[i].hist.Merge(s.hist)
+	}
+}
+
 func (r *Report) finish(elapsed time.Duration) {
+	for code, n := range r.status {
+		if n > 0 {
+			r.Status[strconv.Itoa(code)] = n
+		}
+	}
 	r.Duration = elapsed.Seconds()
 	if r.Duration > 0 {
 		r.Rate = float64(r.Requests) / r.Duration

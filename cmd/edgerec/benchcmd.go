@@ -11,7 +11,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/bench"
 	"github.com/edgerec/edgerec/index"
@@ -20,6 +23,9 @@ import (
 func runBench(args []string) error {
 	if len(args) > 0 && args[0] == "compare" {
 		return runBenchCompare(args[1:])
+	}
+	if len(args) > 0 && args[0] == "static" {
+		return runBenchStatic(args[1:])
 	}
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	url := fs.String("url", "http://127.0.0.1:8080", "edgerec (or any HTTP server) to load")
@@ -185,4 +191,26 @@ func runBenchCompare(args []string) error {
 		}
 	}
 	return bench.Compare(os.Stdout, args[0], args[1], reps[0], reps[1])
+}
+
+// runBenchStatic serves one fixed body for every request: the floor that
+// make bench measures edgerec against.
+func runBenchStatic(args []string) error {
+	fs := flag.NewFlagSet("bench static", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
+	size := fs.Int("size", 1200, "body size in bytes")
+	_ = fs.Parse(args)
+	body := []byte(`{"items":"` + strings.Repeat("x", max(*size-13, 0)) + `"}` + "\n")
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}, Name: "static"}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Shutdown()
+	}()
+	fmt.Fprintf(os.Stderr, "static %d-byte body on http://%s\n", len(body), *addr)
+	return srv.ListenAndServe(*addr)
 }

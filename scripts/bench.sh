@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# make bench: edgerec against the floor, in one run.
+#
+# Starts `edgerec serve` on a real snapshot (ML-100k from ../shared/data when
+# present, else generated) and a static fasthttp server answering a body of
+# the same size, drives both with the same `edgerec bench` load, and prints
+# saturation throughput, server CPU per request (from /proc of each server
+# process), p99 at half of saturation, and the ratios edgerec/floor. Then
+# bench against wrk on the floor, bench's own cost, the Go benchmarks and
+# the build-scale table. BENCH_QUICK=1 shortens every step (about 2 min).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=bin/edgerec
+quick=${BENCH_QUICK:-}
+out=${BENCH_OUT:-bench-out/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -n "$quick" ]; then step=2s; steps_factor=2; fixed=3s; scales="1000000"; count=1; benchtime=200ms
+else step=5s; steps_factor=1.5; fixed=10s; scales="1000000 3000000 10000000"; count=1; benchtime=1s; fi
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "data"
+shared=../shared/data
+if [ -f "$shared/ml100k_events.csv.gz" ]; then
+	events=$shared/ml100k_events.csv.gz items=$shared/ml100k_items.csv.gz
+	echo "ML-100k from $shared"
+else
+	events=$work/ev.csv.gz items=$work/items.csv.gz
+	$bin gen --events "$events" --items "$items" --n 200000
+fi
+$bin build --events "$events" --items "$items" --out "$work/data/snapshots" 2>/dev/null
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_up() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server at $1 did not come up" >&2; exit 1; }
+
+eport=$(free_port)
+$bin serve --data "$work/data" --addr "127.0.0.1:$eport" --api-key bench 2>"$out/serve.log" &
+epid=$!; pids+=("$epid")
+wait_up "http://127.0.0.1:$eport/readyz"
+first=$(curl -s "http://127.0.0.1:$eport/v1/popular?k=1" | sed -n 's/.*"items":\[{"id":"\([^"]*\)".*/\1/p')
+size=$(curl -s "http://127.0.0.1:$eport/v1/items/$first/similar?k=10" | wc -c)
+sport=$(free_port)
+$bin bench static --addr "127.0.0.1:$sport" --size "$size" 2>/dev/null &
+spid=$!; pids+=("$spid")
+wait_up "http://127.0.0.1:$sport/"
+echo "edgerec on :$eport (pid $epid), static $size-byte floor on :$sport (pid $spid); reports in $out"
+
+# Item ids for both: the server's popular list, so both see the same paths.
+curl -s "http://127.0.0.1:$eport/v1/popular?k=100" | tr '{' '\n' | sed -n 's/^"id":"\([^"]*\)".*/\1/p' |
+	{ echo item_id; cat; } >"$work/ids.csv"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d$2)" "$1"; }
+
+declare -A sat thr cpu p99
+for name in edgerec floor; do
+	if [ $name = edgerec ]; then port=$eport pid=$epid; else port=$sport pid=$spid; fi
+	url=http://127.0.0.1:$port
+	say "$name: saturation (step mode, similar-items scenario, p99 <= 10ms)"
+	$bin bench --url "$url" --mode step --rate 2000 --factor "$steps_factor" --duration "$step" \
+		--scenario similar --items "$work/ids.csv" --json >"$out/$name-step.json"
+	sat[$name]=$(json_field "$out/$name-step.json" "['saturation_rate']")
+	thr[$name]=$(json_field "$out/$name-step.json" "['saturation_throughput']")
+	half=$(python3 -c "print(max(int(${sat[$name]}/2), 100))")
+	say "$name: $half/s (half of saturation) for $fixed"
+	t0=$(cpu_ticks "$pid")
+	$bin bench --url "$url" --rate "$half" --duration "$fixed" --scenario similar --items "$work/ids.csv" \
+		--out "$out/$name-half" >/dev/null
+	t1=$(cpu_ticks "$pid")
+	reqs=$(json_field "$out/$name-half/report.json" "['requests']")
+	cpu[$name]=$(python3 -c "print(($t1-$t0)*1e6/$(getconf CLK_TCK)/max($reqs,1))")
+	p99[$name]=$(json_field "$out/$name-half/report.json" "['latency_us']['p99']")
+	cat "$out/$name-half/report.txt"
+done
+
+say "edgerec against the floor"
+python3 - "${sat[edgerec]}" "${sat[floor]}" "${thr[edgerec]}" "${thr[floor]}" "${cpu[edgerec]}" "${cpu[floor]}" "${p99[edgerec]}" "${p99[floor]}" <<'EOF' | tee "$out/summary.txt"
+import sys
+se, sf, te, tf, ce, cf, pe, pf = map(float, sys.argv[1:])
+r = lambda a, b: f"{a / b:.2f}x" if b else "-"
+print(f"{'':32} {'edgerec':>12} {'floor':>12} {'ratio':>8}")
+print(f"{'saturation (target req/s)':32} {se:12.0f} {sf:12.0f} {r(se, sf):>8}")
+print(f"{'saturation (achieved req/s)':32} {te:12.0f} {tf:12.0f} {r(te, tf):>8}")
+print(f"{'server CPU per request (us)':32} {ce:12.1f} {cf:12.1f} {r(ce, cf):>8}")
+print(f"{'p99 at half saturation (us)':32} {pe:12.0f} {pf:12.0f} {r(pe, pf):>8}")
+EOF
+
+say "bench against wrk on the floor (closed loop, 2 threads / 16 connections)"
+if ! command -v wrk >/dev/null; then
+	echo "wrk not found: installing Debian's package"
+	(apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y wrk >/dev/null 2>&1)) || true
+fi
+if command -v wrk >/dev/null; then
+	wrk -t2 -c16 -d"$fixed" --latency "http://127.0.0.1:$sport/" | tee "$out/wrk.txt"
+	$bin bench --url "http://127.0.0.1:$sport" --mode closed --connections 16 --duration "$fixed" \
+		--scenario similar --items "$work/ids.csv" --json >"$out/bench-closed.json"
+	python3 - "$out/wrk.txt" "$out/bench-closed.json" <<'EOF' | tee -a "$out/summary.txt"
+import json, re, sys
+w = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
+m = re.search(r"50%\s+([\d.]+)(us|ms|s)", w)
+p50 = float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+b = json.load(open(sys.argv[2]))
+print(f"wrk   {rps:10.0f} req/s  p50 {p50:8.0f}us")
+print(f"bench {b['achieved_rate']:10.0f} req/s  p50 {b['latency_us']['p50']:8.0f}us")
+print(f"bench/wrk: throughput {b['achieved_rate'] / rps:.2f}x, p50 {b['latency_us']['p50'] / p50:.2f}x")
+EOF
+else
+	echo "wrk unavailable (no Debian package reachable): skipped"
+fi
+
+say "bench's own cost: closed loop on one core (GOMAXPROCS=1) against the floor"
+GOMAXPROCS=1 $bin bench --url "http://127.0.0.1:$sport" --mode closed --connections 16 --duration "$fixed" \
+	--scenario similar --items "$work/ids.csv" | tee "$out/bench-one-core.txt" | sed -n '3p'
+
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+
+say "Go benchmarks (-benchmem, -benchtime $benchtime)"
+go test -run NONE -bench . -benchmem -benchtime "$benchtime" -count "$count" ./... 2>/dev/null | grep -E '^(Benchmark|ok|PASS)' | tee "$out/go-bench.txt"
+
+say "build scale"
+scripts/bench-scale.sh "$bin" $scales | tee "$out/scale.txt"
+
+echo
+echo "reports in $out"
