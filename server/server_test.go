@@ -3,6 +3,8 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"os"
 	"path/filepath"
@@ -61,6 +63,7 @@ func buildML100k(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
+	log.SetOutput(io.Discard) // "serving snapshot …" lines would interleave with benchmark output
 	code := m.Run()
 	if snapRoot != "" {
 		_ = os.RemoveAll(snapRoot)
