@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +43,7 @@ func runBench(args []string) error {
 	factor := fs.Float64("factor", 1.5, "step mode: rate multiplier per step")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	out := fs.String("out", "", "write report.txt, report.json and report.html into this directory")
+	cpuProfile := fs.String("cpuprofile", "", "write bench's own CPU profile here (to see what the load generator costs)")
 	emit := fs.String("emit", "", "write the scenario as a wrk Lua script (wrk) or vegeta JSON targets (vegeta) to stdout, and exit")
 	_ = fs.Parse(args)
 	if err := envTwins(fs); err != nil {
@@ -59,6 +61,17 @@ func runBench(args []string) error {
 		return bench.EmitVegeta(os.Stdout, *url, bench.Sample(newTargeter(1), 1000), *apiKey)
 	default:
 		return fmt.Errorf("-emit %q: want wrk or vegeta", *emit)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cannot create profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cannot start profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
