@@ -62,6 +62,9 @@ func TestAttackOpenLoopRate(t *testing.T) {
 // the stall carry its wait in their latency and the percentiles show it; a
 // closed loop sends almost nothing during the stall and hides it.
 func TestAttackShowsStall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing-sensitive: runs in the race-free pass of make test")
+	}
 	var start atomic.Int64
 	stallFrom, stallTo := 400*time.Millisecond, 700*time.Millisecond
 	u := serve(t, func(ctx *fasthttp.RequestCtx) {
@@ -233,6 +236,9 @@ func TestReportHTML(t *testing.T) {
 }
 
 func TestFindSaturation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing-sensitive: runs in the race-free pass of make test")
+	}
 	// A server that takes 2 ms of one lock per request saturates near 500/s.
 	var mu sync.Mutex
 	u := serve(t, func(ctx *fasthttp.RequestCtx) {
