@@ -1,0 +1,124 @@
+package model
+
+import "math"
+
+// Buckets is the number of assignment buckets of an experiment.
+const Buckets = 10000
+
+// Bucket places a visitor in [0, Buckets) for an experiment seed:
+//
+//	bucket = mix64(FNV-1a-64(seed ‖ 0x00 ‖ visitor)) mod 10000
+//
+// where mix64 is the splitmix64 finaliser (FNV-1a alone leaves its low bits
+// poorly mixed for short ids). The same seed and visitor always give the
+// same bucket, on any machine; a different seed gives an independent one.
+// It does not allocate.
+func Bucket(seed string, visitor []byte) uint32 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(seed); i++ {
+		h = (h ^ uint64(seed[i])) * prime
+	}
+	h = (h ^ 0) * prime
+	for _, c := range visitor {
+		h = (h ^ uint64(c)) * prime
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return uint32(h % Buckets)
+}
+
+// PickWeighted returns the index whose cumulative weight range holds bucket
+// b of [0, Buckets): weights need not sum to anything in particular.
+func PickWeighted(weights []float64, b uint32) int {
+	total := 0.0
+	for _, w := range weights {
+		total += w
+	}
+	if total <= 0 || len(weights) == 0 {
+		return 0
+	}
+	x := (float64(b) + 0.5) / Buckets * total
+	acc := 0.0
+	for i, w := range weights {
+		acc += w
+		if x < acc {
+			return i
+		}
+	}
+	return len(weights) - 1
+}
+
+// ArmStats are the counts of one variant.
+type ArmStats struct {
+	Exposures   float64 // visitors exposed
+	Conversions float64 // of them, converted
+}
+
+// Rate is the conversion rate; 0 with no exposure.
+func (a ArmStats) Rate() float64 {
+	if a.Exposures <= 0 {
+		return 0
+	}
+	return a.Conversions / a.Exposures
+}
+
+// Lift is the relative lift of b's rate over control a's, with a 95%
+// interval from the delta method on the log of the rate ratio. ok is false
+// when either arm has no conversion (the ratio is undefined).
+func Lift(a, b ArmStats) (lift, lo, hi float64, ok bool) {
+	pa, pb := a.Rate(), b.Rate()
+	if pa <= 0 || pb <= 0 {
+		return 0, 0, 0, false
+	}
+	se := math.Sqrt((1-pa)/(a.Exposures*pa) + (1-pb)/(b.Exposures*pb))
+	r := math.Log(pb / pa)
+	const z = 1.959963984540054
+	return pb/pa - 1, math.Exp(r-z*se) - 1, math.Exp(r+z*se) - 1, true
+}
+
+// ProbBBeatsA is P(p_b > p_a) under independent Beta(1+conversions,
+// 1+non-conversions) posteriors, in closed form (Evan Miller, "Formulas for
+// Bayesian A/B testing"): exact, no sampling. Counts are rounded to
+// integers; cost is O(conversions of b).
+func ProbBBeatsA(a, b ArmStats) float64 {
+	alphaA, betaA := 1+math.Round(a.Conversions), 1+math.Round(a.Exposures-a.Conversions)
+	alphaB, betaB := 1+math.Round(b.Conversions), 1+math.Round(b.Exposures-b.Conversions)
+	total := 0.0
+	for i := 0.0; i < alphaB; i++ {
+		total += math.Exp(lbeta(alphaA+i, betaA+betaB) - math.Log(betaB+i) - lbeta(1+i, betaB) - lbeta(alphaA, betaA))
+	}
+	return math.Min(math.Max(total, 0), 1)
+}
+
+func lbeta(a, b float64) float64 {
+	la, _ := math.Lgamma(a)
+	lb, _ := math.Lgamma(b)
+	lab, _ := math.Lgamma(a + b)
+	return la + lb - lab
+}
+
+// ChiSquareSRM tests observed exposure counts against the expected shares
+// (weights): it returns Pearson's χ² statistic and its degrees of freedom.
+// A sample-ratio mismatch is flagged when the p-value is below 0.001.
+func ChiSquareSRM(observed, weights []float64) (chi2 float64, df int) {
+	n, total := 0.0, 0.0
+	for i := range observed {
+		n += observed[i]
+		total += weights[i]
+	}
+	if n == 0 || total == 0 {
+		return 0, 0
+	}
+	for i := range observed {
+		e := n * weights[i] / total
+		if e > 0 {
+			d := observed[i] - e
+			chi2 += d * d / e
+		}
+	}
+	return chi2, len(observed) - 1
+}
