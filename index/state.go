@@ -459,3 +459,46 @@ func (m *sumMerger) MergeOlder(v []byte) error { return m.MergeNewer(v) }
 func (m *sumMerger) Finish(bool) ([]byte, io.Closer, error) {
 	return binary.LittleEndian.AppendUint64(nil, math.Float64bits(m.sum)), nil, nil
 }
+
+// AppendMeta appends the metadata value of key to dst; ok is false when
+// there is none.
+func (s *State) AppendMeta(dst, key []byte) ([]byte, bool, error) {
+	var kb [128]byte
+	k := append(append(kb[:0], 'm'), key...)
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dst, false, nil
+	}
+	if err != nil {
+		return dst, false, fmt.Errorf("cannot read %q: %w", key, err)
+	}
+	dst = append(dst, v...)
+	_ = closer.Close()
+	return dst, true, nil
+}
+
+// SetMetaAndCount stores a metadata value and adds counter deltas in one
+// batch without waiting for the WAL sync: for records a crash may lose the
+// last milliseconds of (experiment assignments, exposure counts), where a
+// sync per page view would cost more than it saves.
+func (s *State) SetMetaAndCount(key, value []byte, counters []Counter) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	var kb [128]byte
+	if key != nil {
+		if err := b.Set(append(append(kb[:0], 'm'), key...), value, nil); err != nil {
+			return err
+		}
+	}
+	var vb [8]byte
+	for _, c := range counters {
+		binary.LittleEndian.PutUint64(vb[:], math.Float64bits(c.Delta))
+		if err := b.Merge(append(append(kb[:0], 'k'), c.Key...), vb[:], nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("cannot commit: %w", err)
+	}
+	return nil
+}

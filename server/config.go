@@ -10,10 +10,15 @@ import (
 	"github.com/goccy/go-yaml/parser"
 )
 
-// Config is the structured configuration of edgerec.yaml: placements now;
-// pages, experiments and segments with their issues.
+// Config is the structured configuration of edgerec.yaml: placements,
+// landing pages with their experiments, and the universal holdout.
 type Config struct {
 	Placements map[string]*Placement `yaml:"placements"`
+	Pages      map[string]*Page      `yaml:"pages"`
+	// Holdout is the share of visitors who always get every page's
+	// control and popular recommendations, to measure personalisation as a
+	// whole.
+	Holdout float64 `yaml:"holdout"`
 }
 
 // Placement names the strategy, filters and business rules of one place on
@@ -144,10 +149,19 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if err := c.validatePages(func(path string, msg string) error {
+		if l := line(path); l > 0 {
+			return fmt.Errorf("%s:%d: %s", name, l, msg)
+		}
+		return fmt.Errorf("%s: %s", name, msg)
+	}); err != nil {
+		return nil, err
+	}
 	d := DefaultConfig()
 	for k, p := range c.Placements {
 		d.Placements[k] = p
 	}
+	d.Pages, d.Holdout = c.Pages, c.Holdout
 	return d, nil
 }
 
@@ -227,3 +241,12 @@ func (c *Config) Names() []string {
 }
 
 func (c *Config) names() string { return strings.Join(c.Names(), ", ") }
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

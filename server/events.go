@@ -142,6 +142,9 @@ func (s *Server) parseEvent(v *fastjson.Value, now int64) (index.StateEvent, err
 	}
 	ev.Basket = firstString(v, "basket", "order_id")
 	ev.RecID = firstString(v, "rec_id")
+	if len(ev.RecID) == 0 {
+		ev.RecID = firstString(v, "decision_id") // landing-page conversions
+	}
 	ev.Placement = firstString(v, "placement")
 	ev.Page = firstString(v, "page")
 	for _, f := range [...][]byte{ev.Basket, ev.RecID, ev.Placement, ev.Page} {
@@ -179,12 +182,17 @@ const (
 	statRevenue     = "revenue"
 )
 
-// attribution turns events that carry a placement into counters:
+// attribution turns events into counters. Conversions and purchases that
+// carry a counted decision_id ("exp.variant.s…") count for that variant
+// of the experiment. Events that carry a placement count for it:
 // impressions, clicks, and conversions and revenue of purchases or
 // conversions that carry the rec_id of a recommendation.
 func (s *Server) attribution(evs []index.StateEvent, dst []index.Counter) []index.Counter {
 	for i := range evs {
 		ev := &evs[i]
+		if ev.Type == model.EventConversion || ev.Type == model.EventPurchase {
+			dst = s.experimentConversion(ev, dst)
+		}
 		if len(ev.Placement) == 0 {
 			continue
 		}
@@ -254,4 +262,33 @@ func (s *Server) handlePlacementStats(ctx *fasthttp.RequestCtx, id []byte) error
 	ctx.SetContentType("application/json")
 	ctx.SetBody(out)
 	return nil
+}
+
+// experimentConversion counts a conversion for the experiment variant its
+// decision_id names, when the decision was randomised.
+func (s *Server) experimentConversion(ev *index.StateEvent, dst []index.Counter) []index.Counter {
+	exp, rest, ok := bytes.Cut(ev.RecID, []byte("."))
+	if !ok {
+		return dst
+	}
+	variant, tail, ok := bytes.Cut(rest, []byte("."))
+	if !ok || len(tail) == 0 || tail[0] != 's' {
+		return dst
+	}
+	page := s.cfg.Load().pageOf(exp)
+	if page == nil || page.variant(variant) < 0 {
+		return dst
+	}
+	dst = append(dst, index.Counter{Key: expKey(exp, variant, "conversions"), Delta: 1})
+	if ev.HasValue {
+		dst = append(dst, index.Counter{Key: expKey(exp, variant, "revenue"), Delta: ev.Value})
+	}
+	return dst
+}
+
+func expKey(exp, variant []byte, name string) []byte {
+	k := make([]byte, 0, 4+len(exp)+len(variant)+len(name))
+	k = append(append(append(k, "x/"...), exp...), '/')
+	k = append(append(k, variant...), '/')
+	return append(k, name...)
 }

@@ -25,6 +25,8 @@ const (
 	routeHealth
 	routeMetrics
 	routeCORS
+	routeDecide
+	routeResults
 	routeCount
 )
 
@@ -32,6 +34,7 @@ var routeNames = [routeCount]string{
 	routeNotFound: "not_found", routeRecommend: "recommend", routeSimilar: "similar", routeBought: "bought_together",
 	routeUser: "user", routePopular: "popular", routeEvents: "events", routeItems: "items", routeAdmin: "admin",
 	routeStats: "stats", routeHealth: "health", routeMetrics: "metrics", routeCORS: "cors",
+	routeDecide: "decide", routeResults: "results",
 }
 
 // serverMetrics are exported on /metrics in Prometheus text format through

@@ -125,13 +125,14 @@ type Server struct {
 	patches atomic.Pointer[map[string]itemPatch]
 	patchMu sync.Mutex
 
-	reqs     sync.Pool // *reqState
-	recNonce uint64
-	recSeq   atomic.Uint64
-	srv      *fasthttp.Server
-	m        *serverMetrics
-	started  time.Time
-	addr     string // tests: the loopback address served
+	reqs       sync.Pool // *reqState
+	recNonce   uint64
+	recSeq     atomic.Uint64
+	srv        *fasthttp.Server
+	m          *serverMetrics
+	started    time.Time
+	addr       string           // tests: the loopback address served
+	testClient *fasthttp.Client // tests: a client of addr
 }
 
 // New returns a Server over the state store. Load a snapshot with
@@ -278,6 +279,8 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 	}
 	get := ctx.IsGet() || ctx.IsHead()
 	switch {
+	case string(p) == "decide":
+		return routeDecide, s.onlyGet(ctx, get, s.handleDecide)
 	case string(p) == "recommend":
 		return routeRecommend, s.onlyGet(ctx, get, s.handleRecommend)
 	case string(p) == "popular":
@@ -317,6 +320,11 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 		return routeAdmin, s.handleReloadConfig(ctx)
 	case string(p) == "admin/status":
 		return routeAdmin, s.handleStatus(ctx)
+	case bytes.HasPrefix(p, []byte("experiments/")):
+		id, rest, _ := bytes.Cut(p[len("experiments/"):], []byte("/"))
+		if string(rest) == "results" {
+			return routeResults, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleResults(ctx, id) })
+		}
 	case bytes.HasPrefix(p, []byte("placements/")):
 		id, rest, _ := bytes.Cut(p[len("placements/"):], []byte("/"))
 		if string(rest) == "stats" {

@@ -103,6 +103,7 @@ func testServer(t testing.TB, o Options) (*Server, *fasthttp.Client) {
 	})
 	addr := ln.Addr().String()
 	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return net.Dial("tcp", addr) }}
+	s.testClient = c
 	return s, c
 }
 
@@ -118,7 +119,7 @@ type apiList struct {
 	Fallback bool      `json:"fallback"`
 }
 
-func do(t testing.TB, c *fasthttp.Client, method, uri, key, body string) (int, []byte) {
+func do(t testing.TB, c *fasthttp.Client, method, uri, key, body string, header ...string) (int, []byte) {
 	t.Helper()
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -130,6 +131,9 @@ func do(t testing.TB, c *fasthttp.Client, method, uri, key, body string) (int, [
 	}
 	if body != "" {
 		req.SetBodyString(body)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
 		t.Fatalf("%s %s: %v", method, uri, err)
@@ -400,5 +404,15 @@ func TestLoginMerge(t *testing.T) {
 		if it.ID == "50" || it.ID == "181" {
 			t.Fatalf("alice is shown %s, seen as a visitor", it.ID)
 		}
+	}
+}
+
+func postEvents(t *testing.T, s *Server, body string) {
+	t.Helper()
+	if body == "" {
+		return
+	}
+	if code, resp := do(t, s.testClient, "POST", "/v1/events", testKey, body); code != 200 {
+		t.Fatalf("events: %d %s", code, resp)
 	}
 }

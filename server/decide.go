@@ -1,0 +1,315 @@
+package server
+
+import (
+	"bytes"
+	"strconv"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/edgerec/edgerec/index"
+	"github.com/edgerec/edgerec/model"
+)
+
+// decideState is the pooled scratch of one decision.
+type decideState struct {
+	keyword, buf, key, val, out []byte
+	refArgs                     fasthttp.Args
+	env                         ruleEnv
+	vm                          vm.VM
+	counters                    [2]index.Counter
+	ckey                        [2][]byte
+}
+
+var decidePool = sync.Pool{New: func() any { return new(decideState) }}
+
+// Decision reasons.
+const (
+	reasonRule      = "rule"
+	reasonSticky    = "sticky"
+	reasonSplit     = "split"
+	reasonHoldout   = "holdout"
+	reasonBot       = "bot"
+	reasonNotInTest = "not_in_experiment"
+)
+
+const visitorCookie = "edgerec_vid"
+
+// handleDecide answers /v1/decide: which variant of a landing page this
+// visitor sees. Order: bots and the universal holdout get the control;
+// then the page's rules, first match wins; then a visitor's earlier
+// assignment (sticky across weight changes and ramps); then the split by
+// the visitor's bucket. Split assignments are stored and counted as
+// exposures; conversions come as events carrying the decision_id.
+func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
+	args := ctx.QueryArgs()
+	cfg := s.cfg.Load()
+	page, ok := cfg.Pages[string(args.Peek("page"))]
+	if !ok {
+		return badParam("page", "unknown page")
+	}
+	ds := decidePool.Get().(*decideState)
+	defer decidePool.Put(ds)
+
+	visitor := args.Peek("visitor")
+	if len(visitor) == 0 {
+		visitor = ctx.Request.Header.Cookie(visitorCookie)
+	}
+	if len(visitor) == 0 {
+		// First visit without an id: make one and keep it in a cookie.
+		ds.buf = s.appendRecID(ds.buf[:0])
+		visitor = ds.buf
+		var c fasthttp.Cookie
+		c.SetKey(visitorCookie)
+		c.SetValueBytes(visitor)
+		c.SetMaxAge(365 * 24 * 3600)
+		c.SetPath("/")
+		c.SetSameSite(fasthttp.CookieSameSiteLaxMode)
+		ctx.Response.Header.SetCookie(&c)
+	}
+	if err := s.checkID("visitor", visitor); err != nil {
+		return err
+	}
+	ua := ctx.Request.Header.UserAgent()
+	variant, reason, holdout := page.control, reasonSplit, false
+	switch {
+	case isBot(ua):
+		reason = reasonBot
+	case cfg.Holdout > 0 && float64(model.Bucket("holdout", visitor)) < cfg.Holdout*model.Buckets:
+		reason, holdout = reasonHoldout, true
+	default:
+		var err error
+		if variant, reason, err = s.assign(ctx, ds, page, visitor, ua); err != nil {
+			return err
+		}
+	}
+	v := page.Variants[variant]
+	out := ds.out[:0]
+	out = append(out, `{"page":`...)
+	out = appendJSONString(out, page.name)
+	out = append(out, `,"experiment":`...)
+	out = appendJSONString(out, page.Experiment)
+	out = append(out, `,"variant":`...)
+	out = appendJSONString(out, v.ID)
+	out = append(out, `,"payload":`...)
+	out = append(out, v.payload...)
+	out = append(out, `,"decision_id":"`...)
+	out = append(out, page.Experiment...)
+	out = append(out, '.')
+	out = append(out, v.ID...)
+	out = append(out, '.')
+	// 's': the decision came from the randomised split (split or sticky)
+	// and its conversions count in the results; 'n': rule, holdout, bot or
+	// out of the experiment's traffic.
+	if reason == reasonSplit || reason == reasonSticky {
+		out = append(out, 's')
+	} else {
+		out = append(out, 'n')
+	}
+	out = s.appendRecID(out)
+	out = append(out, `","reason":"`...)
+	out = append(out, reason...)
+	out = append(out, `","holdout":`...)
+	out = strconv.AppendBool(out, holdout)
+	out = append(out, `,"visitor":`...)
+	out = appendJSONString(out, visitor)
+	out = append(out, "}\n"...)
+	ds.out = out
+	ctx.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.SetBody(out)
+	return nil
+}
+
+// assign runs rules, the stored assignment and the split.
+func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, visitor, ua []byte) (int, string, error) {
+	// Stored assignment first: it also tells whether the visitor returns.
+	ds.key = append(append(append(append(ds.key[:0], "as/"...), page.Experiment...), '/'), visitor...)
+	var stored []byte
+	found := false
+	if s.state != nil {
+		var err error
+		if ds.val, found, err = s.state.AppendMeta(ds.val[:0], ds.key); err != nil {
+			return 0, "", err
+		}
+		stored = ds.val
+	}
+	if len(page.Rules) > 0 {
+		s.fillRuleEnv(ctx, ds, ua, found)
+		for _, r := range page.Rules {
+			out, err := ds.vm.Run(r.program, &ds.env)
+			if err != nil {
+				// A rule that fails at run time does not match.
+				s.logThrottled("page %q: rule error: %v", page.name, err)
+				continue
+			}
+			if m, _ := out.(bool); m {
+				return r.variant, reasonRule, nil
+			}
+		}
+	}
+	if found {
+		for i, v := range page.Variants {
+			if string(stored) == v.ID {
+				return i, reasonSticky, nil
+			}
+		}
+		// The stored variant was removed from the config: assign anew.
+	}
+	if page.traffic < 1 && float64(model.Bucket(page.Seed+"/traffic", visitor)) >= page.traffic*model.Buckets {
+		return page.control, reasonNotInTest, nil
+	}
+	i := model.PickWeighted(page.weights, model.Bucket(page.Seed, visitor))
+	if s.state != nil {
+		ds.ckey[0] = append(append(append(append(ds.ckey[0][:0], "x/"...), page.Experiment...), '/'), page.Variants[i].ID...)
+		ds.ckey[0] = append(ds.ckey[0], "/exposures"...)
+		ds.counters[0] = index.Counter{Key: ds.ckey[0], Delta: 1}
+		if err := s.state.SetMetaAndCount(ds.key, []byte(page.Variants[i].ID), ds.counters[:1]); err != nil {
+			return 0, "", err
+		}
+	}
+	return i, reasonSplit, nil
+}
+
+// fillRuleEnv fills the rule environment from the request. Its strings
+// alias request memory through b2s and die with the request.
+func (s *Server) fillRuleEnv(ctx *fasthttp.RequestCtx, ds *decideState, ua []byte, returning bool) {
+	args := ctx.QueryArgs()
+	e := &ds.env
+	*e = ruleEnv{Returning: returning}
+	e.UTMSource = b2s(args.Peek("utm_source"))
+	e.UTMMedium = b2s(args.Peek("utm_medium"))
+	e.UTMCampaign = b2s(args.Peek("utm_campaign"))
+	e.UTMTerm = b2s(args.Peek("utm_term"))
+	e.UTMContent = b2s(args.Peek("utm_content"))
+	e.Device = device(ua)
+	ref := args.Peek("ref")
+	host, query := splitURL(ref)
+	e.Ref = b2s(host)
+	e.SearchEngine = searchEngine(host)
+	term := args.Peek("q")
+	if len(term) == 0 {
+		term = args.Peek("utm_term")
+	}
+	if len(term) == 0 && len(query) > 0 {
+		ds.refArgs.ParseBytes(query)
+		for _, k := range [...]string{"q", "p", "wd", "text", "query"} {
+			if v := ds.refArgs.Peek(k); len(v) > 0 {
+				term = v
+				break
+			}
+		}
+	}
+	ds.keyword = normalizeKeyword(ds.keyword[:0], term)
+	e.Keyword = b2s(ds.keyword)
+}
+
+// b2s views b as a string without copying. The only use: the rule
+// environment, read by expr while the request lives and never kept.
+// TestDecideAllocs shows what a copy would cost.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// normalizeKeyword appends the search term folded for matching: Unicode
+// NFKC (full-width letters and digits to half-width, half-width katakana
+// to full-width, ideographic space to space), lower case, runs of spaces
+// to one, trimmed.
+func normalizeKeyword(dst, src []byte) []byte {
+	start := len(dst)
+	dst = norm.NFKC.Append(dst, src...)
+	out := dst[:start]
+	space := true
+	tail := dst[start:]
+	for len(tail) > 0 {
+		r, n := utf8.DecodeRune(tail)
+		tail = tail[n:]
+		if unicode.IsSpace(r) {
+			if !space {
+				out = append(out, ' ')
+				space = true
+			}
+			continue
+		}
+		space = false
+		out = utf8.AppendRune(out, unicode.ToLower(r))
+	}
+	return bytes.TrimRight(out, " ")
+}
+
+// splitURL returns the host and the query of a URL without parsing it
+// fully.
+func splitURL(u []byte) (host, query []byte) {
+	if i := bytes.Index(u, []byte("://")); i >= 0 {
+		u = u[i+3:]
+	}
+	rest := u
+	if i := bytes.IndexAny(u, "/?#"); i >= 0 {
+		host, rest = u[:i], u[i:]
+	} else {
+		host, rest = u, nil
+	}
+	if i := bytes.IndexByte(rest, '?'); i >= 0 {
+		query = rest[i+1:]
+		if j := bytes.IndexByte(query, '#'); j >= 0 {
+			query = query[:j]
+		}
+	}
+	return host, query
+}
+
+func searchEngine(host []byte) string {
+	for _, e := range [...]string{"google", "bing", "yahoo", "duckduckgo", "baidu", "yandex", "naver", "ecosia"} {
+		if bytes.Contains(host, []byte(e)) {
+			return e
+		}
+	}
+	return ""
+}
+
+func device(ua []byte) string {
+	switch {
+	case bytes.Contains(ua, []byte("iPad")) || bytes.Contains(ua, []byte("Tablet")):
+		return "tablet"
+	case bytes.Contains(ua, []byte("Mobi")):
+		return "mobile"
+	}
+	return "desktop"
+}
+
+var botMarkers = [...][]byte{[]byte("bot"), []byte("crawl"), []byte("spider"), []byte("slurp"), []byte("facebookexternalhit"),
+	[]byte("headlesschrome"), []byte("lighthouse"), []byte("preview")}
+
+// isBot reports whether the User-Agent is a known crawler or preview
+// fetcher: those always get the control and stay out of the statistics.
+func isBot(ua []byte) bool {
+	for _, m := range botMarkers {
+		if containsFold(ua, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold is an ASCII case-insensitive bytes.Contains (marker is lower case).
+func containsFold(s, marker []byte) bool {
+	for i := 0; i+len(marker) <= len(s); i++ {
+		j := 0
+		for ; j < len(marker); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != marker[j] {
+				break
+			}
+		}
+		if j == len(marker) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,206 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Page is a landing page with one experiment on it: its variants, the
+// rules that target a variant, and how the rest are split.
+type Page struct {
+	Experiment string      `yaml:"experiment"`
+	Seed       string      `yaml:"seed"`
+	Mode       string      `yaml:"mode"`
+	Traffic    *float64    `yaml:"traffic"`
+	Control    string      `yaml:"control"`
+	Variants   []*Variant  `yaml:"variants"`
+	Rules      []*PageRule `yaml:"rules"`
+
+	name    string
+	traffic float64
+	control int
+	weights []float64
+}
+
+// Variant is one version of a page; Payload is returned as JSON.
+type Variant struct {
+	ID      string         `yaml:"id"`
+	Weight  float64        `yaml:"weight"`
+	Payload map[string]any `yaml:"payload"`
+
+	payload []byte
+}
+
+// PageRule targets a variant when its condition holds. Conditions are
+// expr-lang expressions over the request: keyword (the normalised search
+// term), ref (referrer host), search_engine, utm_source, utm_medium,
+// utm_campaign, utm_term, utm_content, device (mobile, tablet, desktop),
+// returning (bool).
+type PageRule struct {
+	If      string `yaml:"if"`
+	Variant string `yaml:"variant"`
+
+	program *vm.Program
+	variant int
+}
+
+// ruleEnv is what a rule condition sees. Its strings alias the request:
+// valid only while the rule runs.
+type ruleEnv struct {
+	Keyword      string `expr:"keyword"`
+	Ref          string `expr:"ref"`
+	SearchEngine string `expr:"search_engine"`
+	UTMSource    string `expr:"utm_source"`
+	UTMMedium    string `expr:"utm_medium"`
+	UTMCampaign  string `expr:"utm_campaign"`
+	UTMTerm      string `expr:"utm_term"`
+	UTMContent   string `expr:"utm_content"`
+	Device       string `expr:"device"`
+	Returning    bool   `expr:"returning"`
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// validatePages checks pages and compiles their rules; at reports an error
+// at a YAML path.
+func (c *Config) validatePages(at func(path, msg string) error) error {
+	if c.Holdout < 0 || c.Holdout > 0.5 {
+		return at("$.holdout", fmt.Sprintf("holdout %v: want a share from 0 to 0.5", c.Holdout))
+	}
+	experiments := map[string]string{}
+	for _, name := range sortedKeys(c.Pages) {
+		p := c.Pages[name]
+		base := "$.pages." + name
+		if p == nil {
+			return at(base, fmt.Sprintf("page %q is empty", name))
+		}
+		p.name = name
+		if !idPattern.MatchString(p.Experiment) {
+			return at(base+".experiment", fmt.Sprintf("page %q: experiment id %q: want 1-64 of A-Z a-z 0-9 _ -", name, p.Experiment))
+		}
+		if other, dup := experiments[p.Experiment]; dup {
+			return at(base+".experiment", fmt.Sprintf("page %q: experiment %q is already on page %q", name, p.Experiment, other))
+		}
+		experiments[p.Experiment] = name
+		if p.Seed == "" {
+			p.Seed = p.Experiment
+		}
+		switch p.Mode {
+		case "", "split":
+			p.Mode = "split"
+		default:
+			return at(base+".mode", fmt.Sprintf("page %q: mode %q: want split", name, p.Mode))
+		}
+		p.traffic = 1
+		if p.Traffic != nil {
+			if *p.Traffic < 0 || *p.Traffic > 1 {
+				return at(base+".traffic", fmt.Sprintf("page %q: traffic %v: want a share from 0 to 1", name, *p.Traffic))
+			}
+			p.traffic = *p.Traffic
+		}
+		if len(p.Variants) < 1 {
+			return at(base+".variants", fmt.Sprintf("page %q: no variants", name))
+		}
+		index := map[string]int{}
+		p.weights = p.weights[:0]
+		total := 0.0
+		for i, v := range p.Variants {
+			vp := fmt.Sprintf("%s.variants[%d]", base, i)
+			if v == nil || !idPattern.MatchString(v.ID) {
+				return at(vp, fmt.Sprintf("page %q: variant %d needs an id of A-Z a-z 0-9 _ -", name, i))
+			}
+			if _, dup := index[v.ID]; dup {
+				return at(vp, fmt.Sprintf("page %q: variant %q twice", name, v.ID))
+			}
+			if v.Weight < 0 {
+				return at(vp+".weight", fmt.Sprintf("page %q: variant %q: weight must be >= 0", name, v.ID))
+			}
+			index[v.ID] = i
+			total += v.Weight
+			p.weights = append(p.weights, v.Weight)
+			b, err := json.Marshal(jsonable(v.Payload))
+			if err != nil {
+				return at(vp+".payload", fmt.Sprintf("page %q: variant %q: payload: %v", name, v.ID, err))
+			}
+			if v.Payload == nil {
+				b = []byte("{}")
+			}
+			v.payload = b
+		}
+		if total <= 0 {
+			return at(base+".variants", fmt.Sprintf("page %q: variant weights sum to 0", name))
+		}
+		if p.Control == "" {
+			p.Control = p.Variants[0].ID
+		}
+		ci, ok := index[p.Control]
+		if !ok {
+			return at(base+".control", fmt.Sprintf("page %q: control %q is not a variant", name, p.Control))
+		}
+		p.control = ci
+		for i, r := range p.Rules {
+			rp := fmt.Sprintf("%s.rules[%d]", base, i)
+			if r == nil {
+				return at(rp, fmt.Sprintf("page %q: empty rule", name))
+			}
+			vi, ok := index[r.Variant]
+			if !ok {
+				return at(rp+".variant", fmt.Sprintf("page %q: rule %d names variant %q, which is not on the page", name, i+1, r.Variant))
+			}
+			r.variant = vi
+			prog, err := expr.Compile(r.If, expr.Env(ruleEnv{}), expr.AsBool())
+			if err != nil {
+				return at(rp+".if", fmt.Sprintf("page %q: rule %d: %v", name, i+1, err))
+			}
+			r.program = prog
+		}
+	}
+	return nil
+}
+
+// jsonable turns YAML's map[string]any trees (which may hold
+// map[any]any) into what encoding/json accepts.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonable(e)
+		}
+		return x
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case []any:
+		for i, e := range x {
+			x[i] = jsonable(e)
+		}
+	}
+	return v
+}
+
+// pageOf returns the page running experiment exp, or nil.
+func (c *Config) pageOf(exp []byte) *Page {
+	for _, p := range c.Pages {
+		if p.Experiment == string(exp) {
+			return p
+		}
+	}
+	return nil
+}
+
+// variant returns the index of the variant with id, or -1.
+func (p *Page) variant(id []byte) int {
+	for i, v := range p.Variants {
+		if v.ID == string(id) {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/edgerec/edgerec/model"
+)
+
+// variantResult is one row of an experiment's results.
+type variantResult struct {
+	Variant     string   `json:"variant"`
+	Weight      float64  `json:"weight"`
+	Exposures   float64  `json:"exposures"`
+	Conversions float64  `json:"conversions"`
+	Revenue     float64  `json:"revenue"`
+	Rate        float64  `json:"rate"`
+	Lift        *float64 `json:"lift,omitempty"`
+	LiftLow     *float64 `json:"lift_ci95_low,omitempty"`
+	LiftHigh    *float64 `json:"lift_ci95_high,omitempty"`
+	PBeat       *float64 `json:"p_beat_control,omitempty"`
+	Control     bool     `json:"control,omitempty"`
+}
+
+type experimentResult struct {
+	Experiment string          `json:"experiment"`
+	Page       string          `json:"page"`
+	Variants   []variantResult `json:"variants"`
+	SRM        struct {
+		Chi2   float64 `json:"chi2"`
+		DF     int     `json:"df"`
+		P      float64 `json:"p"`
+		Flag   bool    `json:"mismatch"`
+		Reason string  `json:"note"`
+	} `json:"srm"`
+}
+
+// handleResults answers /v1/experiments/{id}/results (JSON, or CSV with
+// format=csv): per variant exposures (randomised visitors), conversions,
+// revenue, rate, lift over the control with its 95% interval, the Bayesian
+// probability of beating the control, and a sample-ratio-mismatch check.
+func (s *Server) handleResults(ctx *fasthttp.RequestCtx, id []byte) error {
+	page := s.cfg.Load().pageOf(id)
+	if page == nil {
+		return errorf(fasthttp.StatusNotFound, "unknown_experiment", "no experiment with this id in the config")
+	}
+	if s.state == nil {
+		return errorf(fasthttp.StatusServiceUnavailable, "no_state", "this server has no state store")
+	}
+	var r experimentResult
+	r.Experiment, r.Page = page.Experiment, page.name
+	arms := make([]model.ArmStats, len(page.Variants))
+	var observed, weights []float64
+	for i, v := range page.Variants {
+		row := variantResult{Variant: v.ID, Weight: v.Weight, Control: i == page.control}
+		for _, c := range []struct {
+			name string
+			dst  *float64
+		}{{"exposures", &row.Exposures}, {"conversions", &row.Conversions}, {"revenue", &row.Revenue}} {
+			x, err := s.state.Counter(expKey(id, []byte(v.ID), c.name))
+			if err != nil {
+				return err
+			}
+			*c.dst = x
+		}
+		arms[i] = model.ArmStats{Exposures: row.Exposures, Conversions: row.Conversions}
+		row.Rate = arms[i].Rate()
+		r.Variants = append(r.Variants, row)
+		if v.Weight > 0 {
+			observed = append(observed, row.Exposures)
+			weights = append(weights, v.Weight)
+		}
+	}
+	ctrl := arms[page.control]
+	for i := range r.Variants {
+		if i == page.control {
+			continue
+		}
+		if lift, lo, hi, ok := model.Lift(ctrl, arms[i]); ok {
+			r.Variants[i].Lift, r.Variants[i].LiftLow, r.Variants[i].LiftHigh = &lift, &lo, &hi
+		}
+		if ctrl.Exposures > 0 && arms[i].Exposures > 0 {
+			p := model.ProbBBeatsA(ctrl, arms[i])
+			r.Variants[i].PBeat = &p
+		}
+	}
+	r.SRM.Chi2, r.SRM.DF = model.ChiSquareSRM(observed, weights)
+	r.SRM.P = model.ChiSquarePValue(r.SRM.Chi2, r.SRM.DF)
+	r.SRM.Flag = r.SRM.DF > 0 && r.SRM.P < 0.001
+	r.SRM.Reason = "exposures against the configured weights; mismatch when p < 0.001"
+	if string(ctx.QueryArgs().Peek("format")) == "csv" {
+		var b strings.Builder
+		b.WriteString("variant,weight,exposures,conversions,revenue,rate,lift,lift_ci95_low,lift_ci95_high,p_beat_control\n")
+		opt := func(p *float64) string {
+			if p == nil {
+				return ""
+			}
+			return fmt.Sprint(*p)
+		}
+		for _, v := range r.Variants {
+			fmt.Fprintf(&b, "%s,%v,%v,%v,%v,%v,%s,%s,%s,%s\n", v.Variant, v.Weight, v.Exposures, v.Conversions, v.Revenue, v.Rate,
+				opt(v.Lift), opt(v.LiftLow), opt(v.LiftHigh), opt(v.PBeat))
+		}
+		ctx.SetContentType("text/csv; charset=utf-8")
+		ctx.SetBodyString(b.String())
+		return nil
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '\n'))
+	return nil
+}
