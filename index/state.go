@@ -460,11 +460,17 @@ func (m *sumMerger) Finish(bool) ([]byte, io.Closer, error) {
 	return binary.LittleEndian.AppendUint64(nil, math.Float64bits(m.sum)), nil, nil
 }
 
+// keyBufs holds key buffers for point reads: Pebble's Get lets its key
+// escape, so a stack buffer would be moved to the heap on every call.
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
+
 // AppendMeta appends the metadata value of key to dst; ok is false when
-// there is none.
+// there is none. It does not allocate once dst has room.
 func (s *State) AppendMeta(dst, key []byte) ([]byte, bool, error) {
-	var kb [128]byte
-	k := append(append(kb[:0], 'm'), key...)
+	kp := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(kp)
+	k := append(append((*kp)[:0], 'm'), key...)
+	*kp = k
 	v, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return dst, false, nil

@@ -11,7 +11,11 @@ import (
 // TestAllocsCacheHit pins the allocation budget of the hot path: a
 // similar-items request answered from the cache allocates nothing.
 func TestAllocsCacheHit(t *testing.T) {
-	s, _ := testServer(t, Options{})
+	cfg, err := LoadConfig("../edgerec.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := testServer(t, Options{Config: cfg})
 	f := func(uri string, budget float64) {
 		t.Helper()
 		warm(t, s, uri)
@@ -31,4 +35,8 @@ func TestAllocsCacheHit(t *testing.T) {
 	f("/v1/items/1/similar?k=10", 0)
 	f("/v1/items/50/bought-together?k=5", 0)
 	f("/v1/popular?k=10", 0)
+	// A returning visitor's landing-page decision: stored assignment,
+	// rules (outcome cached), payload.
+	f("/v1/decide?page=lp_consulting&visitor=alloc-1&q=seo", 0)
+	f("/v1/decide?page=lp_consulting&visitor=alloc-2&q=%E5%96%B6%E6%A5%AD+%E6%88%90%E7%B4%84%E7%8E%87", 0)
 }

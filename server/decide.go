@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/expr-lang/expr/vm"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/text/unicode/norm"
@@ -24,9 +25,10 @@ type decideState struct {
 	vm                          vm.VM
 	counters                    [2]index.Counter
 	ckey                        [2][]byte
+	h                           *xxhash.Digest
 }
 
-var decidePool = sync.Pool{New: func() any { return new(decideState) }}
+var decidePool = sync.Pool{New: func() any { return &decideState{h: xxhash.New()} }}
 
 // Decision reasons.
 const (
@@ -141,16 +143,8 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, v
 	}
 	if len(page.Rules) > 0 {
 		s.fillRuleEnv(ctx, ds, ua, found)
-		for _, r := range page.Rules {
-			out, err := ds.vm.Run(r.program, &ds.env)
-			if err != nil {
-				// A rule that fails at run time does not match.
-				s.logThrottled("page %q: rule error: %v", page.name, err)
-				continue
-			}
-			if m, _ := out.(bool); m {
-				return r.variant, reasonRule, nil
-			}
+		if i := s.matchRule(ds, page); i >= 0 {
+			return page.Rules[i].variant, reasonRule, nil
 		}
 	}
 	if found {
@@ -174,6 +168,46 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, v
 		}
 	}
 	return i, reasonSplit, nil
+}
+
+// matchRule returns the index of the first rule of page that holds for
+// ds.env, or -1. Outcomes are cached by a hash of the environment: most
+// visitors share a few input tuples (no keyword, the same campaigns), and
+// expr boxes every field it reads, which allocates.
+func (s *Server) matchRule(ds *decideState, page *Page) int {
+	e := &ds.env
+	ds.h.Reset()
+	for _, f := range [...]string{page.Experiment, e.Keyword, e.Ref, e.SearchEngine, e.UTMSource, e.UTMMedium, e.UTMCampaign, e.UTMTerm, e.UTMContent, e.Device} {
+		_, _ = ds.h.WriteString(f)
+		_, _ = ds.h.Write([]byte{0})
+	}
+	if e.Returning {
+		_, _ = ds.h.Write([]byte{1})
+	}
+	var gen [8]byte
+	putUint64(gen[:], s.cfgGen.Load())
+	_, _ = ds.h.Write(gen[:])
+	key := ds.h.Sum64()
+	if v, ok := s.cache.Get(key); ok && len(v) == 1 {
+		return int(v[0]) - 1
+	}
+	match := -1
+	for i, r := range page.Rules {
+		out, err := ds.vm.Run(r.program, e)
+		if err != nil {
+			// A rule that fails at run time does not match.
+			s.logThrottled("page %q: rule %d: %v", page.name, i+1, err)
+			continue
+		}
+		if m, _ := out.(bool); m {
+			match = i
+			break
+		}
+	}
+	if match < 255 {
+		s.cache.Set(key, []byte{byte(match + 1)}, 1)
+	}
+	return match
 }
 
 // fillRuleEnv fills the rule environment from the request. Its strings

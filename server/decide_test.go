@@ -131,7 +131,7 @@ func TestDecideSplitStickyResults(t *testing.T) {
 		t.Fatalf("10%% traffic put %d of 2000 visitors in the experiment", in)
 	}
 	// Ramp to 100% and move the weights to 10/90: nobody already in moves.
-	s.cfg.Store(splitConfig(t, [2]int{10, 90}, 1, 0))
+	s.setConfig(splitConfig(t, [2]int{10, 90}, 1, 0))
 	counts := map[string]int{}
 	for v := 0; v < 2000; v++ {
 		d := decide(t, s, fmt.Sprintf("page=lp&visitor=v%d", v), "Mozilla/5.0")

@@ -119,6 +119,9 @@ type Server struct {
 	state *index.State
 	cache *ristretto.Cache[uint64, []byte]
 	cfg   atomic.Pointer[Config]
+	// cfgGen changes with every config load: cached rule outcomes of an
+	// old config are not reused.
+	cfgGen atomic.Uint64
 
 	// gen changes whenever cached bodies may be stale (catalog patches).
 	gen     atomic.Uint64
@@ -207,9 +210,15 @@ func (s *Server) ReloadConfig() error {
 	if err != nil {
 		return err
 	}
-	s.cfg.Store(c)
+	s.setConfig(c)
 	log.Printf("loaded config %s: placements %s", s.o.ConfigPath, c.names())
 	return nil
+}
+
+// setConfig swaps in a validated configuration.
+func (s *Server) setConfig(c *Config) {
+	s.cfg.Store(c)
+	s.cfgGen.Add(1)
 }
 
 func (s *Server) handleReloadConfig(ctx *fasthttp.RequestCtx) error {

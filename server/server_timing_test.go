@@ -137,3 +137,16 @@ func BenchmarkHTTPStaticFloor(b *testing.B) {
 	b.ResetTimer()
 	httpLoop(b, ln.Addr().String(), "/static")
 }
+
+// BenchmarkDecideSticky is a returning visitor's landing-page decision:
+// stored assignment read, rules evaluated (the sample's keyword rules), JSON.
+func BenchmarkDecideSticky(b *testing.B) {
+	cfg, err := LoadConfig("../edgerec.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, _ := testServer(b, Options{Config: cfg})
+	warm(b, s, "/v1/decide?page=lp_consulting&visitor=bench-1&q=seo")
+	b.ResetTimer()
+	handlerLoop(b, s.Handle, "/v1/decide?page=lp_consulting&visitor=bench-1&q=seo")
+}
