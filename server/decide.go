@@ -2,8 +2,10 @@ package server
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"strconv"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 	"unsafe"
@@ -26,9 +28,61 @@ type decideState struct {
 	counters                    [2]index.Counter
 	ckey                        [2][]byte
 	h                           *xxhash.Digest
+	rng                         *rand.Rand
+	arms                        []model.ArmStats
+	armIdx                      []int
 }
 
-var decidePool = sync.Pool{New: func() any { return &decideState{h: xxhash.New()} }}
+var decidePool = sync.Pool{New: func() any {
+	return &decideState{h: xxhash.New(), rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+}}
+
+// banditArms are an experiment's counts as the bandit sees them, refreshed
+// from the state store's counters at most every banditRefresh.
+type banditArms struct {
+	mu   sync.Mutex
+	at   time.Time
+	arms []model.ArmStats
+}
+
+var banditRefresh = time.Second // tests shorten it
+
+// banditPick chooses the variant of a new visitor by Thompson sampling
+// over the variants with a positive weight.
+func (s *Server) banditPick(ds *decideState, page *Page) int {
+	v, _ := s.bandits.LoadOrStore(page.Experiment, &banditArms{})
+	ba := v.(*banditArms)
+	ds.arms, ds.armIdx = ds.arms[:0], ds.armIdx[:0]
+	ba.mu.Lock()
+	if time.Since(ba.at) > banditRefresh || len(ba.arms) != len(page.Variants) {
+		ba.arms = s.readArms(page, ba.arms[:0])
+		ba.at = time.Now()
+	}
+	for i, a := range ba.arms {
+		if page.Variants[i].Weight > 0 {
+			ds.arms = append(ds.arms, a)
+			ds.armIdx = append(ds.armIdx, i)
+		}
+	}
+	ba.mu.Unlock()
+	if len(ds.armIdx) == 0 {
+		return page.control
+	}
+	return ds.armIdx[model.Bandit{BurnIn: page.BurnIn, MinShare: page.MinShare}.Pick(ds.arms, ds.rng)]
+}
+
+// readArms reads every variant's exposures and conversions.
+func (s *Server) readArms(page *Page, dst []model.ArmStats) []model.ArmStats {
+	for _, v := range page.Variants {
+		var a model.ArmStats
+		if s.state != nil {
+			a.Exposures, _ = s.state.Counter(expKey([]byte(page.Experiment), []byte(v.ID), "exposures"))
+			a.Conversions, _ = s.state.Counter(expKey([]byte(page.Experiment), []byte(v.ID), "conversions"))
+		}
+		dst = append(dst, a)
+	}
+	return dst
+}
 
 // Decision reasons.
 const (
@@ -158,7 +212,12 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, v
 	if page.traffic < 1 && float64(model.Bucket(page.Seed+"/traffic", visitor)) >= page.traffic*model.Buckets {
 		return page.control, reasonNotInTest, nil
 	}
-	i := model.PickWeighted(page.weights, model.Bucket(page.Seed, visitor))
+	var i int
+	if page.Mode == "bandit" {
+		i = s.banditPick(ds, page)
+	} else {
+		i = model.PickWeighted(page.weights, model.Bucket(page.Seed, visitor))
+	}
 	if s.state != nil {
 		ds.ckey[0] = append(append(append(append(ds.ckey[0][:0], "x/"...), page.Experiment...), '/'), page.Variants[i].ID...)
 		ds.ckey[0] = append(ds.ckey[0], "/exposures"...)

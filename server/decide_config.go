@@ -19,6 +19,9 @@ type Page struct {
 	Control    string      `yaml:"control"`
 	Variants   []*Variant  `yaml:"variants"`
 	Rules      []*PageRule `yaml:"rules"`
+	// BurnIn and MinShare tune mode: bandit (see model.Bandit).
+	BurnIn   float64 `yaml:"burn_in"`
+	MinShare float64 `yaml:"min_share"`
 
 	name    string
 	traffic float64
@@ -92,8 +95,12 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 		switch p.Mode {
 		case "", "split":
 			p.Mode = "split"
+		case "bandit":
+			if p.MinShare < 0 || p.MinShare > 0.5 || p.BurnIn < 0 {
+				return at(base+".min_share", fmt.Sprintf("page %q: min_share must be 0 to 0.5 and burn_in >= 0", name))
+			}
 		default:
-			return at(base+".mode", fmt.Sprintf("page %q: mode %q: want split", name, p.Mode))
+			return at(base+".mode", fmt.Sprintf("page %q: mode %q: want split or bandit", name, p.Mode))
 		}
 		p.traffic = 1
 		if p.Traffic != nil {

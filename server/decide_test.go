@@ -225,3 +225,52 @@ func TestDecideConfigErrors(t *testing.T) {
 	f("holdout: 0.9\n"+base, "lp.yaml:1:")
 	f("pages:\n  lp:\n    experiment: 'bad id'\n", "lp.yaml:3:")
 }
+
+// In bandit mode, traffic moves to the variant that converts better, as
+// conversions arrive; visitors already assigned keep their variant.
+func TestDecideBandit(t *testing.T) {
+	old := banditRefresh
+	banditRefresh = 0
+	defer func() { banditRefresh = old }()
+	c, err := ParseConfig([]byte(`pages:
+  lp:
+    experiment: bandit1
+    mode: bandit
+    burn_in: 30
+    min_share: 0.05
+    variants:
+      - id: a
+        weight: 1
+      - id: b
+        weight: 1
+`), "b.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := testServer(t, Options{Config: c})
+	rate := map[string]int{"a": 5, "b": 40} // conversions per 100
+	shareB := func(from, to int) float64 {
+		b := 0
+		var body strings.Builder
+		for v := from; v < to; v++ {
+			d := decide(t, s, fmt.Sprintf("page=lp&visitor=bv%d", v), "Mozilla/5.0")
+			if d.Variant == "b" {
+				b++
+			}
+			if v%100 < rate[d.Variant] {
+				fmt.Fprintf(&body, `{"visitor":%q,"event":"conversion","decision_id":%q}`+"\n", d.Visitor, d.DecisionID)
+			}
+		}
+		postEvents(t, s, body.String())
+		return float64(b) / float64(to-from)
+	}
+	early := shareB(0, 200)
+	late := shareB(200, 600)
+	t.Logf("share of the better variant: %.2f in the first 200 visitors, %.2f in the next 400", early, late)
+	if late < 0.75 {
+		t.Fatalf("bandit kept %.2f of traffic on the better variant", late)
+	}
+	if d := decide(t, s, "page=lp&visitor=bv3", "Mozilla/5.0"); d.Reason != "sticky" {
+		t.Fatalf("bandit assignment not sticky: %+v", d)
+	}
+}

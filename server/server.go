@@ -122,6 +122,8 @@ type Server struct {
 	// cfgGen changes with every config load: cached rule outcomes of an
 	// old config are not reused.
 	cfgGen atomic.Uint64
+	// bandits holds each bandit experiment's *banditArms.
+	bandits sync.Map
 
 	// gen changes whenever cached bodies may be stale (catalog patches).
 	gen     atomic.Uint64
