@@ -122,3 +122,36 @@ func ChiSquareSRM(observed, weights []float64) (chi2 float64, df int) {
 	}
 	return chi2, len(observed) - 1
 }
+
+// ProbBestAndLoss estimates, for each arm, the probability that its rate
+// is the highest and the expected loss of choosing it (the rate given up
+// against the best arm, in expectation), from draws of the Beta
+// posteriors. draws fixes the precision (about 1/sqrt(draws)); sample
+// draws from Beta(alpha, beta), and a seeded one makes the result
+// repeatable.
+func ProbBestAndLoss(arms []ArmStats, draws int, sample func(alpha, beta float64) float64) (pBest, loss []float64) {
+	pBest = make([]float64, len(arms))
+	loss = make([]float64, len(arms))
+	if len(arms) == 0 || draws <= 0 {
+		return pBest, loss
+	}
+	x := make([]float64, len(arms))
+	for d := 0; d < draws; d++ {
+		best := 0
+		for i, a := range arms {
+			x[i] = sample(1+a.Conversions, 1+math.Max(a.Exposures-a.Conversions, 0))
+			if x[i] > x[best] {
+				best = i
+			}
+		}
+		pBest[best]++
+		for i := range arms {
+			loss[i] += x[best] - x[i]
+		}
+	}
+	for i := range arms {
+		pBest[i] /= float64(draws)
+		loss[i] /= float64(draws)
+	}
+	return pBest, loss
+}

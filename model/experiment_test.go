@@ -105,3 +105,24 @@ func TestSRM(t *testing.T) {
 		t.Fatalf("50.2/49.8 flagged: χ²=%v p=%v", chi2, p)
 	}
 }
+
+func TestProbBestAndLoss(t *testing.T) {
+	src := rand.NewPCG(3, 3)
+	sample := func(a, b float64) float64 { return distuv.Beta{Alpha: a, Beta: b, Src: src}.Rand() }
+	arms := []ArmStats{{1000, 30}, {1000, 40}}
+	p, loss := ProbBestAndLoss(arms, 50_000, sample)
+	// With two arms P(best) of B is P(B beats A), known in closed form.
+	if want := ProbBBeatsA(arms[0], arms[1]); math.Abs(p[1]-want) > 0.01 || math.Abs(p[0]+p[1]-1) > 1e-9 {
+		t.Fatalf("P(best) %v; closed form for B %v", p, want)
+	}
+	if loss[1] >= loss[0] || loss[1] < 0 {
+		t.Fatalf("expected loss %v", loss)
+	}
+	// Three identical arms: about a third each.
+	p, _ = ProbBestAndLoss([]ArmStats{{500, 50}, {500, 50}, {500, 50}}, 30_000, sample)
+	for _, x := range p {
+		if math.Abs(x-1.0/3) > 0.02 {
+			t.Fatalf("identical arms: %v", p)
+		}
+	}
+}

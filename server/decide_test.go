@@ -274,3 +274,29 @@ func TestDecideBandit(t *testing.T) {
 		t.Fatalf("bandit assignment not sticky: %+v", d)
 	}
 }
+
+// Holdout visitors get popular recommendations, never personal ones.
+func TestHoldoutRecommendations(t *testing.T) {
+	s, c := testServer(t, Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0.5)})
+	var held, other string
+	for v := 0; held == "" || other == ""; v++ {
+		id := fmt.Sprintf("hv%d", v)
+		if s.inHoldout([]byte(id)) {
+			held = id
+		} else {
+			other = id
+		}
+	}
+	for _, id := range []string{held, other} {
+		postEvents(t, s, fmt.Sprintf(`{"user_id":%q,"item_id":"50","event":"view"}`+"\n"+`{"user_id":%q,"item_id":"181","event":"view"}`, id, id))
+	}
+	for _, id := range []string{held, other} {
+		for _, uri := range []string{"/v1/users/" + id + "/recommendations?k=5", "/v1/recommend?placement=home&k=5&user=" + id} {
+			l := getList(t, c, uri)
+			personal := l.Items[0].Reason == "history"
+			if personal == (id == held) {
+				t.Fatalf("%s (holdout %v): %+v", uri, id == held, l.Items)
+			}
+		}
+	}
+}

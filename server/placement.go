@@ -29,9 +29,26 @@ func (s *Server) handleRecommend(ctx *fasthttp.RequestCtx) error {
 	})
 }
 
+// holdoutPlacement is what the universal holdout sees on every placement:
+// popular items, no personalisation.
+var holdoutPlacement = &Placement{name: "holdout", Strategy: "popular", strategy: strategyPopular, histW: 0}
+
+// inHoldout reports whether visitor is in the universal holdout.
+func (s *Server) inHoldout(visitor []byte) bool {
+	h := s.cfg.Load().Holdout
+	return h > 0 && len(visitor) > 0 && float64(model.Bucket("holdout", visitor)) < h*model.Buckets
+}
+
 // recommend answers for placement pl.
 func (s *Server) recommend(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs *reqState, pl *Placement, name []byte) error {
 	args := ctx.QueryArgs()
+	if s.inHoldout(rs.params.user) {
+		k := pl.K
+		pl = holdoutPlacement
+		if k > 0 && args.Peek("k") == nil {
+			rs.params.k = min(k, s.o.MaxK)
+		}
+	}
 	if pl.K > 0 && args.Peek("k") == nil {
 		rs.params.k = min(pl.K, s.o.MaxK)
 	}

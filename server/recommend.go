@@ -520,6 +520,10 @@ func (s *Server) handleUser(ctx *fasthttp.RequestCtx, id []byte) error {
 		if err := s.loadHistory(snap, rs, seenAll); err != nil {
 			return err
 		}
+		if s.inHoldout(id) {
+			// The universal holdout sees popular items only.
+			rs.aff = rs.aff[:0]
+		}
 		if err := s.blendPersonal(snap, rs, noItem, 1); err != nil {
 			return err
 		}

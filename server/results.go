@@ -3,7 +3,10 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
+
+	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/valyala/fasthttp"
 
@@ -22,6 +25,8 @@ type variantResult struct {
 	LiftLow     *float64 `json:"lift_ci95_low,omitempty"`
 	LiftHigh    *float64 `json:"lift_ci95_high,omitempty"`
 	PBeat       *float64 `json:"p_beat_control,omitempty"`
+	PBest       float64  `json:"p_best"`
+	Loss        float64  `json:"expected_loss"`
 	Control     bool     `json:"control,omitempty"`
 }
 
@@ -87,13 +92,22 @@ func (s *Server) handleResults(ctx *fasthttp.RequestCtx, id []byte) error {
 			r.Variants[i].PBeat = &p
 		}
 	}
+	// P(best) and expected loss from 20k posterior draws, seeded by the
+	// counts so that the same data gives the same figures.
+	src := rand.NewPCG(uint64(len(arms)), uint64(ctrl.Exposures)<<20^uint64(ctrl.Conversions))
+	pBest, loss := model.ProbBestAndLoss(arms, 20_000, func(a, b float64) float64 {
+		return distuv.Beta{Alpha: a, Beta: b, Src: src}.Rand()
+	})
+	for i := range r.Variants {
+		r.Variants[i].PBest, r.Variants[i].Loss = pBest[i], loss[i]
+	}
 	r.SRM.Chi2, r.SRM.DF = model.ChiSquareSRM(observed, weights)
 	r.SRM.P = model.ChiSquarePValue(r.SRM.Chi2, r.SRM.DF)
 	r.SRM.Flag = r.SRM.DF > 0 && r.SRM.P < 0.001
 	r.SRM.Reason = "exposures against the configured weights; mismatch when p < 0.001"
 	if string(ctx.QueryArgs().Peek("format")) == "csv" {
 		var b strings.Builder
-		b.WriteString("variant,weight,exposures,conversions,revenue,rate,lift,lift_ci95_low,lift_ci95_high,p_beat_control\n")
+		b.WriteString("variant,weight,exposures,conversions,revenue,rate,lift,lift_ci95_low,lift_ci95_high,p_beat_control,p_best,expected_loss\n")
 		opt := func(p *float64) string {
 			if p == nil {
 				return ""
@@ -101,8 +115,8 @@ func (s *Server) handleResults(ctx *fasthttp.RequestCtx, id []byte) error {
 			return fmt.Sprint(*p)
 		}
 		for _, v := range r.Variants {
-			fmt.Fprintf(&b, "%s,%v,%v,%v,%v,%v,%s,%s,%s,%s\n", v.Variant, v.Weight, v.Exposures, v.Conversions, v.Revenue, v.Rate,
-				opt(v.Lift), opt(v.LiftLow), opt(v.LiftHigh), opt(v.PBeat))
+			fmt.Fprintf(&b, "%s,%v,%v,%v,%v,%v,%s,%s,%s,%s,%v,%v\n", v.Variant, v.Weight, v.Exposures, v.Conversions, v.Revenue, v.Rate,
+				opt(v.Lift), opt(v.LiftLow), opt(v.LiftHigh), opt(v.PBeat), v.PBest, v.Loss)
 		}
 		ctx.SetContentType("text/csv; charset=utf-8")
 		ctx.SetBodyString(b.String())
