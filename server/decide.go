@@ -2,6 +2,9 @@ package server
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"hash"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -31,11 +34,52 @@ type decideState struct {
 	rng                         *rand.Rand
 	arms                        []model.ArmStats
 	armIdx                      []int
+	mac                         hash.Hash
+	sum, msg                    []byte
 }
 
 var decidePool = sync.Pool{New: func() any {
 	return &decideState{h: xxhash.New(), rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 }}
+
+// appendDecisionSig appends 16 hex digits of HMAC-SHA256 over the
+// decision (experiment, variant, flag, visitor) under the server's signing
+// key. A browser can then report a conversion with navigator.sendBeacon,
+// which cannot send an API key: the signature proves the decision_id came
+// from this server for this visitor.
+func (s *Server) appendDecisionSig(dst []byte, ds *decideState, exp, variant string, flag byte, visitor []byte) []byte {
+	if ds.mac == nil {
+		ds.mac = hmac.New(sha256.New, s.signKey)
+	}
+	m := append(ds.msg[:0], exp...)
+	m = append(append(m, 0), variant...)
+	m = append(append(m, 0, flag, 0), visitor...)
+	ds.msg = m
+	ds.mac.Reset()
+	_, _ = ds.mac.Write(m)
+	ds.sum = ds.mac.Sum(ds.sum[:0])
+	for _, c := range ds.sum[:8] {
+		dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return dst
+}
+
+// verifyDecision reports whether decisionID was signed by this server for
+// visitor.
+func (s *Server) verifyDecision(decisionID, visitor []byte) bool {
+	exp, rest, ok := bytes.Cut(decisionID, []byte("."))
+	if !ok {
+		return false
+	}
+	variant, tail, ok := bytes.Cut(rest, []byte("."))
+	if !ok || len(tail) != 17 {
+		return false
+	}
+	ds := decidePool.Get().(*decideState)
+	defer decidePool.Put(ds)
+	ds.buf = s.appendDecisionSig(ds.buf[:0], ds, string(exp), string(variant), tail[0], visitor)
+	return hmac.Equal(ds.buf, tail[1:])
+}
 
 // banditArms are an experiment's counts as the bandit sees them, refreshed
 // from the state store's counters at most every banditRefresh.
@@ -162,12 +206,12 @@ func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
 	// 's': the decision came from the randomised split (split or sticky)
 	// and its conversions count in the results; 'n': rule, holdout, bot or
 	// out of the experiment's traffic.
+	flag := byte('n')
 	if reason == reasonSplit || reason == reasonSticky {
-		out = append(out, 's')
-	} else {
-		out = append(out, 'n')
+		flag = 's'
 	}
-	out = s.appendRecID(out)
+	out = append(out, flag)
+	out = s.appendDecisionSig(out, ds, page.Experiment, v.ID, flag, visitor)
 	out = append(out, `","reason":"`...)
 	out = append(out, reason...)
 	out = append(out, `","holdout":`...)

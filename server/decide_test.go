@@ -300,3 +300,30 @@ func TestHoldoutRecommendations(t *testing.T) {
 		}
 	}
 }
+
+// A browser reports a conversion with navigator.sendBeacon, without the
+// API key: accepted when the decision_id is the one this server signed for
+// that visitor, refused otherwise.
+func TestBeaconConversion(t *testing.T) {
+	s, c := testServer(t, Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0)})
+	d := decide(t, s, "page=lp&visitor=beacon-1", "Mozilla/5.0")
+	ok := fmt.Sprintf(`{"event":"conversion","visitor":"beacon-1","decision_id":%q}`, d.DecisionID)
+	if code, body := do(t, c, "POST", "/v1/events", "", ok); code != 200 {
+		t.Fatalf("signed beacon: %d %s", code, body)
+	}
+	tampered := strings.Replace(d.DecisionID, "."+d.Variant+".", ".zz.", 1)
+	for _, body := range []string{
+		fmt.Sprintf(`{"event":"conversion","visitor":"beacon-2","decision_id":%q}`, d.DecisionID), // someone else's id
+		fmt.Sprintf(`{"event":"conversion","visitor":"beacon-1","decision_id":%q}`, tampered),
+		`{"event":"view","user_id":"beacon-1","item_id":"1"}`,
+		`not json`,
+	} {
+		if code, resp := do(t, c, "POST", "/v1/events", "", body); code != 401 {
+			t.Fatalf("unsigned %s: %d %s", body, code, resp)
+		}
+	}
+	_, raw := do(t, c, "GET", "/v1/experiments/cta/results", "", "")
+	if !strings.Contains(string(raw), `"conversions": 1`) {
+		t.Fatalf("results after a beacon: %s", raw)
+	}
+}

@@ -41,9 +41,9 @@ func (b *eventBatch) keep(f []byte) []byte {
 // is validated whole first, so a bad event stores nothing; the answer comes
 // only once the events are durable.
 func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
-	if err := authorize(ctx, s.o.APIKey); err != nil {
-		return err
-	}
+	// Without the key, only beacons are taken: conversion or exposure
+	// events whose decision_id this server signed for their visitor.
+	beacon := authorize(ctx, s.o.APIKey) != nil
 	if s.state == nil {
 		return errorf(fasthttp.StatusServiceUnavailable, "no_state", "this server has no state store")
 	}
@@ -58,7 +58,13 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 		}
 		ev, err := s.parseEvent(v, now)
 		if err != nil {
+			if beacon {
+				return errUnauthorized
+			}
 			return errorf(fasthttp.StatusBadRequest, "bad_event", "event "+strconv.Itoa(n)+": "+err.Error())
+		}
+		if beacon && ((ev.Type != model.EventConversion && ev.Type != model.EventExposure) || !s.verifyDecision(ev.RecID, ev.User)) {
+			return errUnauthorized
 		}
 		for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page} {
 			*f = b.keep(*f)
@@ -76,6 +82,9 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 		return nil
 	}
 	if err := eachJSON(p, body, add); err != nil {
+		if beacon {
+			return errUnauthorized
+		}
 		return err
 	}
 	if len(b.evs) == 0 {

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
@@ -132,6 +133,7 @@ type Server struct {
 
 	reqs       sync.Pool // *reqState
 	recNonce   uint64
+	signKey    []byte // signs decision ids
 	recSeq     atomic.Uint64
 	srv        *fasthttp.Server
 	m          *serverMetrics
@@ -160,6 +162,10 @@ func New(o Options, state *index.State) (*Server, error) {
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
 	s.recNonce = binary.LittleEndian.Uint64(nonce[:])
+	// Decision ids stay valid across restarts: the signing key derives from
+	// the API key, which only the operator knows.
+	sk := sha256.Sum256([]byte("edgerec decision ids\x00" + o.APIKey))
+	s.signKey = sk[:]
 	empty := map[string]itemPatch{}
 	s.patches.Store(&empty)
 	s.m = newServerMetrics(s)
