@@ -407,6 +407,31 @@ func (s *State) Counter(key []byte) (float64, error) {
 	return math.Float64frombits(binary.LittleEndian.Uint64(v)), nil
 }
 
+// ScanCounters calls fn for every counter whose key has the prefix; key
+// is valid only during fn.
+func (s *State) ScanCounters(prefix []byte, fn func(key []byte, v float64) error) error {
+	lo := append([]byte{'k'}, prefix...)
+	hi := append(append([]byte(nil), lo...), 0xff)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("counter %q: %w", it.Key()[1:], ErrCorrupt)
+		}
+		if err := fn(it.Key()[1:], math.Float64frombits(binary.LittleEndian.Uint64(v))); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
 // PutMeta stores a metadata value durably.
 func (s *State) PutMeta(key, value []byte) error {
 	k := append([]byte{'m'}, key...)

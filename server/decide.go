@@ -266,7 +266,11 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, v
 		ds.ckey[0] = append(append(append(append(ds.ckey[0][:0], "x/"...), page.Experiment...), '/'), page.Variants[i].ID...)
 		ds.ckey[0] = append(ds.ckey[0], "/exposures"...)
 		ds.counters[0] = index.Counter{Key: ds.ckey[0], Delta: 1}
-		if err := s.state.SetMetaAndCount(ds.key, []byte(page.Variants[i].ID), ds.counters[:1]); err != nil {
+		// And per hour, for the traffic share over time in the results.
+		ds.ckey[1] = append(append(ds.ckey[1][:0], ds.ckey[0]...), '@')
+		ds.ckey[1] = strconv.AppendInt(ds.ckey[1], s.o.Now().Unix()/3600*3600, 10)
+		ds.counters[1] = index.Counter{Key: ds.ckey[1], Delta: 1}
+		if err := s.state.SetMetaAndCount(ds.key, []byte(page.Variants[i].ID), ds.counters[:2]); err != nil {
 			return 0, "", err
 		}
 	}

@@ -273,6 +273,11 @@ func TestDecideBandit(t *testing.T) {
 	if d := decide(t, s, "page=lp&visitor=bv3", "Mozilla/5.0"); d.Reason != "sticky" {
 		t.Fatalf("bandit assignment not sticky: %+v", d)
 	}
+	_, raw := do(t, s.testClient, "GET", "/v1/experiments/bandit1/results", "", "")
+	var r experimentResult
+	if err := json.Unmarshal(raw, &r); err != nil || r.Mode != "bandit" || len(r.Shares) == 0 || r.Shares[0].Shares["b"] < 0.6 {
+		t.Fatalf("bandit results: %s", raw)
+	}
 }
 
 // Holdout visitors get popular recommendations, never personal ones.

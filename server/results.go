@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"sort"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/gonum/stat/distuv"
@@ -33,8 +35,12 @@ type variantResult struct {
 type experimentResult struct {
 	Experiment string          `json:"experiment"`
 	Page       string          `json:"page"`
+	Mode       string          `json:"mode"`
 	Variants   []variantResult `json:"variants"`
-	SRM        struct {
+	// Shares is the traffic share of each variant per hour of new
+	// exposures: how a bandit moved traffic over time.
+	Shares []hourShare `json:"traffic_share_by_hour"`
+	SRM    struct {
 		Chi2   float64 `json:"chi2"`
 		DF     int     `json:"df"`
 		P      float64 `json:"p"`
@@ -56,7 +62,10 @@ func (s *Server) handleResults(ctx *fasthttp.RequestCtx, id []byte) error {
 		return errorf(fasthttp.StatusServiceUnavailable, "no_state", "this server has no state store")
 	}
 	var r experimentResult
-	r.Experiment, r.Page = page.Experiment, page.name
+	r.Experiment, r.Page, r.Mode = page.Experiment, page.name, page.Mode
+	if err := s.hourlyShares(page, &r); err != nil {
+		return err
+	}
 	arms := make([]model.ArmStats, len(page.Variants))
 	var observed, weights []float64
 	for i, v := range page.Variants {
@@ -129,4 +138,54 @@ func (s *Server) handleResults(ctx *fasthttp.RequestCtx, id []byte) error {
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(b, '\n'))
 	return nil
+}
+
+type hourShare struct {
+	Hour   int64              `json:"hour"` // Unix seconds, start of the hour
+	Shares map[string]float64 `json:"shares"`
+}
+
+// hourlyShares reads the per-hour exposure counters of page's experiment.
+func (s *Server) hourlyShares(page *Page, r *experimentResult) error {
+	byHour := map[int64]map[string]float64{}
+	prefix := []byte("x/" + page.Experiment + "/")
+	err := s.state.ScanCounters(prefix, func(key []byte, v float64) error {
+		rest := string(key[len(prefix):]) // variant/exposures@hour
+		variant, tail, ok := strings.Cut(rest, "/exposures@")
+		if !ok {
+			return nil
+		}
+		hour, err := strconv.ParseInt(tail, 10, 64)
+		if err != nil {
+			return nil
+		}
+		if byHour[hour] == nil {
+			byHour[hour] = map[string]float64{}
+		}
+		byHour[hour][variant] += v
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, h := range sortedHours(byHour) {
+		total := 0.0
+		for _, v := range byHour[h] {
+			total += v
+		}
+		for k := range byHour[h] {
+			byHour[h][k] /= total
+		}
+		r.Shares = append(r.Shares, hourShare{Hour: h, Shares: byHour[h]})
+	}
+	return nil
+}
+
+func sortedHours(m map[int64]map[string]float64) []int64 {
+	hs := make([]int64, 0, len(m))
+	for h := range m {
+		hs = append(hs, h)
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i] < hs[j] })
+	return hs
 }
