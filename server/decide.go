@@ -270,7 +270,11 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, v
 		ds.ckey[1] = append(append(ds.ckey[1][:0], ds.ckey[0]...), '@')
 		ds.ckey[1] = strconv.AppendInt(ds.ckey[1], s.o.Now().Unix()/3600*3600, 10)
 		ds.counters[1] = index.Counter{Key: ds.ckey[1], Delta: 1}
-		if err := s.state.SetMetaAndCount(ds.key, []byte(page.Variants[i].ID), ds.counters[:2]); err != nil {
+		counters := ds.counters[:2]
+		if page.Exposure == "event" {
+			counters = nil // counted when the page reports the exposure
+		}
+		if err := s.state.SetMetaAndCount(ds.key, []byte(page.Variants[i].ID), counters); err != nil {
 			return 0, "", err
 		}
 	}

@@ -20,6 +20,10 @@ type Page struct {
 	Variants   []*Variant  `yaml:"variants"`
 	Rules      []*PageRule `yaml:"rules"`
 	// BurnIn and MinShare tune mode: bandit (see model.Bandit).
+	// Exposure: "decision" (default) counts a visitor as exposed at their
+	// first randomised decision; "event" waits for an exposure event with
+	// the decision_id, for pages that decide before the variant shows.
+	Exposure string  `yaml:"exposure"`
 	BurnIn   float64 `yaml:"burn_in"`
 	MinShare float64 `yaml:"min_share"`
 
@@ -101,6 +105,13 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 			}
 		default:
 			return at(base+".mode", fmt.Sprintf("page %q: mode %q: want split or bandit", name, p.Mode))
+		}
+		switch p.Exposure {
+		case "", "decision":
+			p.Exposure = "decision"
+		case "event":
+		default:
+			return at(base+".exposure", fmt.Sprintf("page %q: exposure %q: want decision or event", name, p.Exposure))
 		}
 		p.traffic = 1
 		if p.Traffic != nil {

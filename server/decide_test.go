@@ -332,3 +332,31 @@ func TestBeaconConversion(t *testing.T) {
 		t.Fatalf("results after a beacon: %s", raw)
 	}
 }
+
+// With exposure: event, a decision counts nothing until the page reports
+// the exposure.
+func TestExplicitExposure(t *testing.T) {
+	c, err := ParseConfig([]byte("pages:\n  lp:\n    experiment: ex\n    exposure: event\n    variants:\n      - id: a\n        weight: 1\n      - id: b\n        weight: 1\n"), "e.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, cl := testServer(t, Options{Config: c})
+	d := decide(t, s, "page=lp&visitor=e1", "Mozilla/5.0")
+	exposures := func() float64 {
+		_, raw := do(t, cl, "GET", "/v1/experiments/ex/results", "", "")
+		var r experimentResult
+		if err := json.Unmarshal(raw, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Variants[0].Exposures + r.Variants[1].Exposures
+	}
+	if n := exposures(); n != 0 {
+		t.Fatalf("exposures before the event: %v", n)
+	}
+	if code, body := do(t, cl, "POST", "/v1/events", "", fmt.Sprintf(`{"event":"exposure","visitor":"e1","decision_id":%q}`, d.DecisionID)); code != 200 {
+		t.Fatalf("exposure beacon: %d %s", code, body)
+	}
+	if n := exposures(); n != 1 {
+		t.Fatalf("exposures after the event: %v", n)
+	}
+}

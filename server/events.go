@@ -199,8 +199,8 @@ const (
 func (s *Server) attribution(evs []index.StateEvent, dst []index.Counter) []index.Counter {
 	for i := range evs {
 		ev := &evs[i]
-		if ev.Type == model.EventConversion || ev.Type == model.EventPurchase {
-			dst = s.experimentConversion(ev, dst)
+		if ev.Type == model.EventConversion || ev.Type == model.EventPurchase || ev.Type == model.EventExposure {
+			dst = s.experimentEvent(ev, dst)
 		}
 		if len(ev.Placement) == 0 {
 			continue
@@ -273,9 +273,10 @@ func (s *Server) handlePlacementStats(ctx *fasthttp.RequestCtx, id []byte) error
 	return nil
 }
 
-// experimentConversion counts a conversion for the experiment variant its
-// decision_id names, when the decision was randomised.
-func (s *Server) experimentConversion(ev *index.StateEvent, dst []index.Counter) []index.Counter {
+// experimentEvent counts a conversion (or, on pages with exposure: event,
+// an exposure) for the experiment variant its decision_id names, when the
+// decision was randomised.
+func (s *Server) experimentEvent(ev *index.StateEvent, dst []index.Counter) []index.Counter {
 	exp, rest, ok := bytes.Cut(ev.RecID, []byte("."))
 	if !ok {
 		return dst
@@ -286,6 +287,14 @@ func (s *Server) experimentConversion(ev *index.StateEvent, dst []index.Counter)
 	}
 	page := s.cfg.Load().pageOf(exp)
 	if page == nil || page.variant(variant) < 0 {
+		return dst
+	}
+	if ev.Type == model.EventExposure {
+		if page.Exposure == "event" {
+			dst = append(dst, index.Counter{Key: expKey(exp, variant, "exposures"), Delta: 1})
+			hour := strconv.AppendInt(append(expKey(exp, variant, "exposures"), '@'), ev.TS/3600*3600, 10)
+			dst = append(dst, index.Counter{Key: hour, Delta: 1})
+		}
 		return dst
 	}
 	dst = append(dst, index.Counter{Key: expKey(exp, variant, "conversions"), Delta: 1})
