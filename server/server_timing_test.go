@@ -150,3 +150,16 @@ func BenchmarkDecideSticky(b *testing.B) {
 	b.ResetTimer()
 	handlerLoop(b, s.Handle, "/v1/decide?page=lp_consulting&visitor=bench-1&q=seo")
 }
+
+// BenchmarkHTTPDecide is BenchmarkDecideSticky over loopback HTTP, to set
+// beside BenchmarkHTTPSimilarCacheHit.
+func BenchmarkHTTPDecide(b *testing.B) {
+	cfg, err := LoadConfig("../edgerec.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, _ := testServer(b, Options{Config: cfg})
+	warm(b, s, "/v1/decide?page=lp_consulting&visitor=bench-1&q=seo")
+	b.ResetTimer()
+	httpLoop(b, s.addr, "/v1/decide?page=lp_consulting&visitor=bench-1&q=seo")
+}
