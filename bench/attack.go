@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
 
 // Target is one request to send. Body and the header values may be reused
@@ -93,7 +93,7 @@ func classify(err error) errKind {
 	switch {
 	case err == nil:
 		return errNone
-	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout), errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		return errTimeout
 	}
 	var ne net.Error
@@ -101,7 +101,7 @@ func classify(err error) errKind {
 		return errTimeout
 	}
 	var oe *net.OpError
-	if errors.As(err, &oe) || errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, fasthttp.ErrNoFreeConns) {
+	if errors.As(err, &oe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 		return errConn
 	}
 	return errOther
@@ -120,16 +120,8 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	if o.NewTargeter == nil {
 		return nil, fmt.Errorf("BUG: no targeter")
 	}
-	client := &fasthttp.HostClient{
-		Addr:                          u.Host,
-		MaxConns:                      o.Connections,
-		MaxConnWaitTimeout:            o.Timeout,
-		ReadTimeout:                   o.Timeout,
-		WriteTimeout:                  o.Timeout,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-	}
+	pool := newConnPool(u.Host, o.Connections, o.Timeout)
+	defer pool.closeIdle()
 	rate := 0.0
 	if o.Pacer != nil {
 		rate = o.Pacer.Rate(0)
@@ -153,27 +145,23 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 		defer wg.Done()
 		tg := o.NewTargeter(seed)
 		sh := &shards[seed%uint64(len(shards))]
-		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
 		var t Target
 		send := func(intended time.Time) {
 			tg(&t)
-			req.Reset()
-			req.SetRequestURI(t.Path)
-			req.SetHost(u.Host)
-			req.Header.SetMethod(t.Method)
-			if len(t.Body) > 0 {
-				req.SetBodyRaw(t.Body)
-				req.Header.SetContentType("application/x-ndjson")
-				if o.APIKey != "" {
-					req.Header.Set("Authorization", "Bearer "+o.APIKey)
-				}
+			status, kind := 0, errNone
+			c, err := pool.get(ctx)
+			if err == nil {
+				var reuse bool
+				status, reuse, err = c.do(t.Method, u.Host, t.Path, t.Body, o.APIKey, time.Now().Add(o.Timeout))
+				pool.put(c, reuse)
 			}
-			// Do, not DoTimeout: the client's read and write timeouts bound
-			// the request without a timer per call.
-			err := client.Do(req, resp)
-			res := result{intended: intended, latency: time.Since(intended), status: resp.StatusCode(), err: classify(err), kind: t.Kind}
+			if err != nil {
+				if ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+					return // the attack ended while this one waited for a connection
+				}
+				kind = classify(err)
+			}
+			res := result{intended: intended, latency: time.Since(intended), status: status, err: kind, kind: t.Kind}
 			sh.mu.Lock()
 			sh.r.add(res)
 			sh.mu.Unlock()
