@@ -2,24 +2,36 @@ package index
 
 // # State store
 //
-// The state store is a mutable Pebble DB beside the snapshots. It holds
-// what changes per request:
+// The state store is a mutable Pebble DB beside the snapshots, with its WAL
+// on. It holds what changes per request:
 //
 //	'h' uvarint(len(user)) user BE(^ts) BE(seq) → history entry: type byte,
-//	                              value float32 LE (NaN: none), item id
-//	'e' BE(seq)                 → logged event (appendStateEvent), for the next build
-//	'k' key                     → float64 LE counter, summed by the merge operator
-//	'm' key                     → metadata (catalog patches …)
-//	'S'                         → highest seq used by history merges
+//	                            value float32 LE (NaN: none), item id bytes
+//	'e' BE(seq)               → logged event (appendStateEvent), for the next build
+//	'k' key                   → counter: float64 LE, summed by the merge
+//	                            operator "edgerec.add.v1" (no read-modify-write)
+//	'm' key                   → metadata (catalog patches, sticky assignments …)
 //
-// History keys sort newest first within a user (^ts), so the newest N
-// events are a short forward scan. The length prefix keeps "u1" and "u10"
-// apart. seq is unique per process lifetime and recovered at open from the
-// last 'e' key and 'S'.
+// History keys sort newest first within a user (^ts, then seq), so the
+// newest N events are a short forward scan bounded to the user's prefix.
+// The length prefix keeps "u1" and "u10" apart: no user's prefix is a
+// prefix of another's. Only events with an item get a history entry; every
+// event gets a log entry.
 //
-// Writes go through one Pebble batch per call, committed with Sync: the call
+// seq numbers events, from 1, in the order AppendEvents hands them out
+// (concurrent batches may commit out of that order). It is never reused: at
+// open it continues from the last 'e' key. Whatever trims the event log
+// must therefore keep its last entry. A merged history entry keeps the seq
+// (and time) of the visitor's event it copies, which makes a repeated
+// merge rewrite the same keys instead of adding duplicates.
+//
+// # Durability
+//
+// Every write is one Pebble batch. AppendEvents commits it with Sync: it
 // returns after the WAL is on disk, and Pebble's commit pipeline lets
-// concurrent callers share one fsync (group commit).
+// concurrent callers share one fsync (group commit). SetMetaAndCount does
+// not wait for the sync (see there). Pebble's fatal corruption handler is
+// replaced: a corrupt block fails the read that met it, not the server.
 
 import (
 	"encoding/binary"
@@ -27,85 +39,138 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/edgerec/edgerec/model"
 )
 
-// ErrBadEvent is returned for an event the state store cannot keep.
+// ErrBadEvent is returned for an event the state store cannot keep: no
+// user, or an unknown type.
 var ErrBadEvent = errors.New("index: bad event")
+
+// Key prefixes of the state store; see the layout above.
+const (
+	stateHistory = 'h'
+	stateEvent   = 'e'
+	stateCounter = 'k'
+	stateMeta    = 'm'
+)
+
+const (
+	// histSuffixLen is what follows the user in a history key: ^ts, seq.
+	histSuffixLen = 16
+	// histHeadLen is the fixed start of a history value: type, value.
+	histHeadLen = 5
+	// maxHistoryLen bounds StateOptions.HistoryLen: a history is read per
+	// request.
+	maxHistoryLen = 10000
+)
 
 // StateOptions configure a State. The zero value works.
 type StateOptions struct {
-	// HistoryLen is how many of a user's newest events LoadHistory returns;
-	// default 50.
+	// HistoryLen is how many of a user's newest events LoadHistory returns
+	// (and MergeHistory copies); default 50, at most 10000.
 	HistoryLen int
 	// NoSync acknowledges writes before the WAL is synced: for tests and
-	// benchmarks only.
+	// benchmarks only. By default AppendEvents returns once its events are
+	// on disk.
 	NoSync bool
-	// CacheBytes is Pebble's block cache; default 32 MiB.
+	// CacheBytes is the size of Pebble's block cache; default 32 MiB.
 	CacheBytes int64
+	// FS is the file system the store lives on; default the operating
+	// system's. Tests pass vfs.NewCrashableMem() to simulate power loss.
+	FS vfs.FS
 }
 
 func (o *StateOptions) withDefaults() {
-	if o.HistoryLen <= 0 {
+	if o.HistoryLen == 0 {
 		o.HistoryLen = 50
 	}
-	if o.CacheBytes <= 0 {
+	if o.CacheBytes == 0 {
 		o.CacheBytes = 32 << 20
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
 	}
 }
 
-// State is the mutable state store. It is safe for concurrent use.
+// Validate reports options that cannot work.
+func (o *StateOptions) Validate() error {
+	if o.HistoryLen < 0 || o.HistoryLen > maxHistoryLen {
+		return fmt.Errorf("cannot use history length %d: want 1 to %d (0: default)", o.HistoryLen, maxHistoryLen)
+	}
+	if o.CacheBytes < 0 {
+		return fmt.Errorf("cannot use cache size %d: negative", o.CacheBytes)
+	}
+	return nil
+}
+
+// State is the mutable state store: users' recent events, the event log,
+// counters and metadata. It is safe for concurrent use. No method may be
+// called after Close (Pebble panics).
 type State struct {
-	o       StateOptions
-	db      *pebble.DB
-	cache   *pebble.Cache
-	seq     atomic.Uint64
-	mergeMu sync.Mutex
-	wo      *pebble.WriteOptions
+	o     StateOptions
+	db    *pebble.DB
+	cache *pebble.Cache
+	wo    *pebble.WriteOptions
+	// seq is the last event number handed out.
+	seq atomic.Uint64
 }
 
 // StateEvent is one event to store. Its byte slices are borrowed for the
-// call only.
+// call only: the store copies what it keeps.
 type StateEvent struct {
-	User, Item                     []byte
-	Type                           model.EventType
-	TS                             int64
-	Value                          float64
-	HasValue                       bool
+	// User is the user or visitor id; required.
+	User []byte
+	// Item is the external item id; empty for events about no item
+	// (pageview, exposure, conversion …), which get no history entry.
+	Item []byte
+	Type model.EventType
+	// TS is the event time in Unix seconds; callers fill in "now" when the
+	// client gave none.
+	TS       int64
+	Value    float64
+	HasValue bool
+	// Basket, RecID, Placement and Page are optional attribution and
+	// context fields, kept in the event log only.
 	Basket, RecID, Placement, Page []byte
 }
 
-// Counter is a delta to add to a durable counter.
+// Counter is a delta to add to the durable float64 counter named Key.
+// Key is borrowed for the call only.
 type Counter struct {
 	Key   []byte
 	Delta float64
 }
 
-// OpenState opens (creating if needed) the state store in dir.
+// OpenState opens the state store in dir, creating it if needed.
 func OpenState(dir string, o StateOptions) (*State, error) {
 	o.withDefaults()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if err := o.FS.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create state dir %q: %w", dir, err)
 	}
 	s := &State{o: o, cache: pebble.NewCache(o.CacheBytes), wo: pebble.Sync}
 	if o.NoSync {
 		s.wo = pebble.NoSync
 	}
-	opts := &pebble.Options{
+	db, err := pebble.Open(dir, &pebble.Options{
+		FS:     o.FS,
 		Cache:  s.cache,
 		Logger: quietLogger{},
 		Merger: &pebble.Merger{Name: "edgerec.add.v1", Merge: newSumMerger},
 		EventListener: &pebble.EventListener{
+			// As for snapshots (see snapshotOptions): a corrupt block fails
+			// the read that met it instead of killing the server.
 			DataCorruption: func(pebble.DataCorruptionInfo) {},
 		},
-	}
-	db, err := pebble.Open(dir, opts)
+	})
 	if err != nil {
 		s.cache.Unref()
 		return nil, fmt.Errorf("cannot open state store at %q: %w", dir, err)
@@ -113,88 +178,108 @@ func OpenState(dir string, o StateOptions) (*State, error) {
 	s.db = db
 	if err := s.recoverSeq(); err != nil {
 		_ = s.Close()
-		return nil, err
+		return nil, fmt.Errorf("cannot open state store at %q: %w", dir, err)
 	}
 	return s, nil
 }
 
+// recoverSeq continues the event numbering after the last logged event.
 func (s *State) recoverSeq() error {
-	var last uint64
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'e'}, UpperBound: []byte{'f'}})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{stateEvent}, UpperBound: []byte{stateEvent + 1}})
 	if err != nil {
 		return fmt.Errorf("cannot read the event log: %w", err)
 	}
-	if it.Last() && len(it.Key()) == 9 {
-		last = binary.BigEndian.Uint64(it.Key()[1:])
+	var last uint64
+	if it.Last() {
+		k := it.Key()
+		if len(k) != 9 {
+			_ = it.Close()
+			return fmt.Errorf("cannot read the event log: key %q: %w", k, ErrCorrupt)
+		}
+		last = binary.BigEndian.Uint64(k[1:])
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("cannot read the event log: %w", err)
-	}
-	v, closer, err := s.db.Get([]byte{'S'})
-	if err == nil {
-		if len(v) == 8 {
-			last = max(last, binary.BigEndian.Uint64(v))
-		}
-		_ = closer.Close()
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return fmt.Errorf("cannot read the sequence: %w", err)
 	}
 	s.seq.Store(last)
 	return nil
 }
 
-// Close flushes and closes the store.
+// Close closes the store. Acknowledged writes are in the WAL already;
+// Pebble replays it at the next open.
 func (s *State) Close() error {
 	err := s.db.Close()
 	s.cache.Unref()
-	return err
-}
-
-// AppendEvents stores evs; see AppendEventsAndCount.
-func (s *State) AppendEvents(evs []StateEvent) error { return s.AppendEventsAndCount(evs, nil) }
-
-// AppendEventsAndCount stores evs (history and event log) and adds the
-// counter deltas, in one batch, and returns once it is durable.
-func (s *State) AppendEventsAndCount(evs []StateEvent, counters []Counter) error {
-	for i := range evs {
-		if len(evs[i].User) == 0 || evs[i].Type == model.EventUnknown {
-			return fmt.Errorf("%w: event %d has no user or type", ErrBadEvent, i+1)
-		}
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	first := s.seq.Add(uint64(len(evs))) - uint64(len(evs))
-	var key, val []byte
-	for i := range evs {
-		ev := &evs[i]
-		seq := first + uint64(i) + 1
-		key = appendHistKey(key[:0], ev.User, ev.TS, seq)
-		val = appendHistValue(val[:0], ev.Type, ev.Value, ev.HasValue, ev.Item)
-		if err := b.Set(key, val, nil); err != nil {
-			return err
-		}
-		key = append(key[:0], 'e')
-		key = binary.BigEndian.AppendUint64(key, seq)
-		val = appendStateEvent(val[:0], ev)
-		if err := b.Set(key, val, nil); err != nil {
-			return err
-		}
-	}
-	for _, c := range counters {
-		key = append(append(key[:0], 'k'), c.Key...)
-		val = binary.LittleEndian.AppendUint64(val[:0], math.Float64bits(c.Delta))
-		if err := b.Merge(key, val, nil); err != nil {
-			return err
-		}
-	}
-	if err := b.Commit(s.wo); err != nil {
-		return fmt.Errorf("cannot commit events: %w", err)
+	if err != nil {
+		return fmt.Errorf("cannot close state store: %w", err)
 	}
 	return nil
 }
 
+// AppendEvents stores evs; it is AppendEventsAndCount(evs, nil).
+func (s *State) AppendEvents(evs []StateEvent) error { return s.AppendEventsAndCount(evs, nil) }
+
+// AppendEventsAndCount stores evs (history entries and the event log) and
+// adds the counter deltas, all in one batch: all or nothing. It returns
+// once the batch is durable, unless StateOptions.NoSync. It checks only
+// what the store needs, and returns an error wrapping ErrBadEvent, storing
+// nothing, when an event has no user or an unknown type: callers validate
+// first. evs and counters are not retained.
+func (s *State) AppendEventsAndCount(evs []StateEvent, counters []Counter) error {
+	for i := range evs {
+		if len(evs[i].User) == 0 {
+			return fmt.Errorf("%w: event %d has no user", ErrBadEvent, i+1)
+		}
+		// String names every known type; "unknown" is EventUnknown and
+		// anything past the last type.
+		if evs[i].Type.String() == "unknown" {
+			return fmt.Errorf("%w: event %d has unknown type %d", ErrBadEvent, i+1, evs[i].Type)
+		}
+	}
+	if len(evs) == 0 && len(counters) == 0 {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	// Batch.Set copies key and value: one scratch buffer serves all.
+	var scratch [256]byte
+	buf := scratch[:0]
+	first := s.seq.Add(uint64(len(evs))) - uint64(len(evs)) + 1
+	for i := range evs {
+		ev := &evs[i]
+		seq := first + uint64(i)
+		if len(ev.Item) > 0 {
+			buf = appendHistKey(buf[:0], ev.User, ev.TS, seq)
+			n := len(buf)
+			buf = appendHistValue(buf, ev.Type, ev.Value, ev.HasValue, ev.Item)
+			if err := b.Set(buf[:n], buf[n:], nil); err != nil {
+				return fmt.Errorf("cannot batch event %d: %w", i+1, err)
+			}
+		}
+		buf = appendEventKey(buf[:0], seq)
+		buf = appendStateEvent(buf, ev)
+		if err := b.Set(buf[:9], buf[9:], nil); err != nil {
+			return fmt.Errorf("cannot batch event %d: %w", i+1, err)
+		}
+	}
+	for i := range counters {
+		c := &counters[i]
+		buf = append(append(buf[:0], stateCounter), c.Key...)
+		n := len(buf)
+		buf = binary.LittleEndian.AppendUint64(buf, math.Float64bits(c.Delta))
+		if err := b.Merge(buf[:n], buf[n:], nil); err != nil {
+			return fmt.Errorf("cannot batch counter %q: %w", c.Key, err)
+		}
+	}
+	if err := b.Commit(s.wo); err != nil {
+		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), err)
+	}
+	return nil
+}
+
+// appendHistPrefix appends the prefix of user's history keys.
 func appendHistPrefix(dst, user []byte) []byte {
-	dst = append(dst, 'h')
+	dst = append(dst, stateHistory)
 	dst = binary.AppendUvarint(dst, uint64(len(user)))
 	return append(dst, user...)
 }
@@ -215,8 +300,14 @@ func appendHistValue(dst []byte, t model.EventType, v float64, has bool, item []
 	return append(dst, item...)
 }
 
-// appendStateEvent encodes a logged event: type, ts, value flag and value,
-// then the byte fields, each uvarint-length-prefixed.
+func appendEventKey(dst []byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, stateEvent), seq)
+}
+
+// appendStateEvent appends the log encoding of ev: type byte, varint ts,
+// a byte 1 and the float64 LE value or a byte 0, then user, item, basket,
+// rec_id, placement and page, each a uvarint length and the bytes. New
+// fields may only be added at the end.
 func appendStateEvent(dst []byte, ev *StateEvent) []byte {
 	dst = append(dst, byte(ev.Type))
 	dst = binary.AppendVarint(dst, ev.TS)
@@ -233,19 +324,27 @@ func appendStateEvent(dst []byte, ev *StateEvent) []byte {
 	return dst
 }
 
+// decodeStateEvent decodes a logged event. ev's slices alias src, capped
+// so that appending to one cannot overwrite the next.
 func decodeStateEvent(ev *StateEvent, src []byte) error {
 	d := decoder{b: src}
 	*ev = StateEvent{Type: model.EventType(d.byte())}
 	ev.TS = d.varint()
-	if d.byte() == 1 {
+	switch d.byte() {
+	case 0:
+	case 1:
 		ev.Value, ev.HasValue = math.Float64frombits(d.uint64()), true
+	default:
+		return ErrCorrupt
 	}
 	for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page} {
 		n := d.count()
 		if d.err {
 			break
 		}
-		*f = d.b[:n:n]
+		if n > 0 {
+			*f = d.b[:n:n]
+		}
 		d.b = d.b[n:]
 	}
 	if d.err || len(d.b) != 0 {
@@ -254,62 +353,64 @@ func decodeStateEvent(ev *StateEvent, src []byte) error {
 	return nil
 }
 
-// histKeyEnd follows a history prefix to bound it: longer than the 16
-// bytes of ^ts and seq, all 0xff.
-var histKeyEnd = []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-
-// History is a reusable buffer of a user's newest events.
+// History is a reusable buffer for one user's newest events. The zero
+// value is ready; keep one per worker (or pool it) and LoadHistory does
+// not allocate once it has grown to size. It is not safe for concurrent
+// use.
 type History struct {
 	entries []HistoryEntry
-	offs    [][2]int
+	ends    []int // entries[i].Item is buf[ends[i-1]:ends[i]]
 	buf     []byte
-	lo, hi  []byte
+	lo, hi  []byte // the iterator bounds
 	opts    pebble.IterOptions
 }
 
-// HistoryEntry is one stored event, newest first. Item aliases the
-// History's buffer: valid until its next load.
+// HistoryEntry is one stored event of a user.
 type HistoryEntry struct {
+	// Item is the external item id. It aliases the History's buffer: valid
+	// until the next LoadHistory or Reset on that History; callers must
+	// not modify it.
 	Item  []byte
 	Type  model.EventType
 	TS    int64
-	Value float32 // NaN when none
+	Value float32 // NaN when the event had none
 }
 
-// Entries returns the loaded events, newest first; valid until the next
-// LoadHistory on h.
+// Entries returns the loaded events, newest first (by time, then by
+// arrival). The slice and its Items are valid until the next LoadHistory or
+// Reset on h.
 func (h *History) Entries() []HistoryEntry { return h.entries }
 
 // Reset empties h, keeping its memory.
 func (h *History) Reset() {
-	h.entries, h.offs, h.buf = h.entries[:0], h.offs[:0], h.buf[:0]
+	h.entries, h.ends, h.buf = h.entries[:0], h.ends[:0], h.buf[:0]
 }
 
 // LoadHistory fills h with user's newest events, at most HistoryLen,
-// newest first. It does not allocate once h has grown to size.
+// newest first. It reads what is committed when it starts. It does not
+// allocate once h has grown to size. user is not retained.
 func (s *State) LoadHistory(h *History, user []byte) error {
 	h.Reset()
 	h.lo = appendHistPrefix(h.lo[:0], user)
-	h.hi = append(h.hi[:0], h.lo...)
-	h.hi = append(h.hi, histKeyEnd...) // past every ^ts and seq
+	h.hi = appendPrefixEnd(h.hi[:0], h.lo)
 	h.opts = pebble.IterOptions{LowerBound: h.lo, UpperBound: h.hi}
 	it, err := s.db.NewIter(&h.opts)
 	if err != nil {
-		return fmt.Errorf("cannot read history: %w", err)
+		return fmt.Errorf("cannot read the history of %q: %w", user, err)
 	}
-	for ok := it.First(); ok && len(h.offs) < s.o.HistoryLen; ok = it.Next() {
+	for ok := it.First(); ok && len(h.entries) < s.o.HistoryLen; ok = it.Next() {
 		k := it.Key()
 		v, err := it.ValueAndErr()
+		if err == nil && (len(k) != len(h.lo)+histSuffixLen || len(v) < histHeadLen) {
+			err = ErrCorrupt
+		}
 		if err != nil {
 			_ = it.Close()
-			return fmt.Errorf("cannot read history: %w", err)
+			h.Reset()
+			return fmt.Errorf("cannot read the history of %q: %w", user, err)
 		}
-		if len(k) != len(h.lo)+16 || len(v) < 5 {
-			continue
-		}
-		start := len(h.buf)
-		h.buf = append(h.buf, v[5:]...)
-		h.offs = append(h.offs, [2]int{start, len(h.buf)})
+		h.buf = append(h.buf, v[histHeadLen:]...)
+		h.ends = append(h.ends, len(h.buf))
 		h.entries = append(h.entries, HistoryEntry{
 			Type:  model.EventType(v[0]),
 			TS:    int64(^binary.BigEndian.Uint64(k[len(h.lo):])),
@@ -317,82 +418,121 @@ func (s *State) LoadHistory(h *History, user []byte) error {
 		})
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("cannot read history: %w", err)
+		h.Reset()
+		return fmt.Errorf("cannot read the history of %q: %w", user, err)
 	}
-	for i, o := range h.offs {
-		h.entries[i].Item = h.buf[o[0]:o[1]:o[1]]
+	// buf may have moved while it grew: point the items into it now.
+	start := 0
+	for i, end := range h.ends {
+		h.entries[i].Item = h.buf[start:end:end]
+		start = end
 	}
 	return nil
 }
 
-// MergeHistory copies visitor's newest events under user, so an anonymous
-// visitor's behaviour follows them after login. Durable on return.
+// MergeHistory copies visitor's newest history entries (at most
+// HistoryLen) under user, durably in one batch, so an anonymous visitor's
+// behaviour follows them after login. The copies keep their times, and
+// their seqs, so they interleave with the user's own events by time and a
+// repeated merge changes nothing. The visitor's entries stay. now is the
+// time of the login; the copies do not need it.
+// TODO(index): record visitor→user links for identity stitching in the build.
 func (s *State) MergeHistory(visitor, user []byte, now int64) error {
 	if len(visitor) == 0 || len(user) == 0 {
-		return fmt.Errorf("%w: merge needs a visitor and a user", ErrBadEvent)
+		return fmt.Errorf("%w: a merge needs a visitor and a user", ErrBadEvent)
 	}
-	var h History
-	if err := s.LoadHistory(&h, visitor); err != nil {
-		return err
-	}
-	if len(h.entries) == 0 {
+	if string(visitor) == string(user) {
 		return nil
 	}
-	s.mergeMu.Lock()
-	defer s.mergeMu.Unlock()
+	lo := appendHistPrefix(nil, visitor)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: appendPrefixEnd(nil, lo)})
+	if err != nil {
+		return fmt.Errorf("cannot read the history of %q: %w", visitor, err)
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	var key, val []byte
-	var seq uint64
-	for _, e := range h.entries {
-		seq = s.seq.Add(1)
-		key = appendHistKey(key[:0], user, e.TS, seq)
-		val = append(val[:0], byte(e.Type))
-		val = binary.LittleEndian.AppendUint32(val, math.Float32bits(e.Value))
-		val = append(val, e.Item...)
-		if err := b.Set(key, val, nil); err != nil {
-			return err
+	key := appendHistPrefix(nil, user)
+	n := len(key)
+	for ok, i := it.First(), 0; ok && i < s.o.HistoryLen; ok, i = it.Next(), i+1 {
+		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err == nil && (len(k) != len(lo)+histSuffixLen || len(v) < histHeadLen) {
+			err = ErrCorrupt
+		}
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("cannot read the history of %q: %w", visitor, err)
+		}
+		key = append(key[:n], k[len(lo):]...)
+		if err := b.Set(key, v, nil); err != nil {
+			_ = it.Close()
+			return fmt.Errorf("cannot batch the history merge of %q into %q: %w", visitor, user, err)
 		}
 	}
-	if err := b.Set([]byte{'S'}, binary.BigEndian.AppendUint64(nil, seq), nil); err != nil {
-		return err
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("cannot read the history of %q: %w", visitor, err)
+	}
+	if b.Empty() {
+		return nil
 	}
 	if err := b.Commit(s.wo); err != nil {
-		return fmt.Errorf("cannot commit history merge: %w", err)
+		return fmt.Errorf("cannot commit the history merge of %q into %q: %w", visitor, user, err)
 	}
 	return nil
 }
 
-// ScanEvents calls fn for every logged event with seq > after, in order;
-// ev's slices are valid only during fn. It returns the last seq seen.
+// ScanEvents calls fn for every logged event with seq > after, in seq
+// order, and returns the last seq fn accepted (after when none), the one to
+// resume after. ev and its slices are valid only during fn; fn must not
+// modify them. An error from fn stops the scan and is returned as is.
+//
+// Events are numbered when AppendEvents is called but become visible when
+// their batch commits, so a scan that runs beside writers may see seq n+1
+// before n is committed. An exporter that resumes from the returned seq
+// should scan a quiet store, or stay some seqs behind the tail.
 func (s *State) ScanEvents(after uint64, fn func(seq uint64, ev *StateEvent) error) (uint64, error) {
-	lo := binary.BigEndian.AppendUint64([]byte{'e'}, after+1)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{'f'}})
-	if err != nil {
-		return after, err
+	if after == math.MaxUint64 {
+		return after, nil
 	}
-	defer it.Close()
+	lo := appendEventKey(make([]byte, 0, 9), after+1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{stateEvent + 1}})
+	if err != nil {
+		return after, fmt.Errorf("cannot scan the event log: %w", err)
+	}
 	last := after
 	var ev StateEvent
 	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
 		v, err := it.ValueAndErr()
+		if err == nil && len(k) != 9 {
+			err = ErrCorrupt
+		}
+		if err == nil {
+			err = decodeStateEvent(&ev, v)
+		}
 		if err != nil {
+			_ = it.Close()
+			return last, fmt.Errorf("cannot scan the event log at key %q: %w", k, err)
+		}
+		seq := binary.BigEndian.Uint64(k[1:])
+		if err := fn(seq, &ev); err != nil {
+			_ = it.Close()
 			return last, err
 		}
-		if err := decodeStateEvent(&ev, v); err != nil {
-			return last, fmt.Errorf("event %d: %w", binary.BigEndian.Uint64(it.Key()[1:]), err)
-		}
-		last = binary.BigEndian.Uint64(it.Key()[1:])
-		if err := fn(last, &ev); err != nil {
-			return last, err
-		}
+		last = seq
 	}
-	return last, it.Error()
+	if err := it.Close(); err != nil {
+		return last, fmt.Errorf("cannot scan the event log: %w", err)
+	}
+	return last, nil
 }
 
-// Counter returns the value of a counter; 0 when never counted.
+// Counter returns the value of counter key; 0 when never counted.
 func (s *State) Counter(key []byte) (float64, error) {
-	k := append([]byte{'k'}, key...)
+	kp := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(kp)
+	k := append(append((*kp)[:0], stateCounter), key...)
+	*kp = k
 	v, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
@@ -402,68 +542,137 @@ func (s *State) Counter(key []byte) (float64, error) {
 	}
 	defer closer.Close()
 	if len(v) != 8 {
-		return 0, fmt.Errorf("counter %q: %w", key, ErrCorrupt)
+		return 0, fmt.Errorf("cannot read counter %q: %w", key, ErrCorrupt)
 	}
 	return math.Float64frombits(binary.LittleEndian.Uint64(v)), nil
 }
 
-// ScanCounters calls fn for every counter whose key has the prefix; key
-// is valid only during fn.
+// ScanCounters calls fn for every counter whose key starts with prefix, in
+// key order. key is valid only during fn. An error from fn stops the scan
+// and is returned as is.
 func (s *State) ScanCounters(prefix []byte, fn func(key []byte, v float64) error) error {
-	lo := append([]byte{'k'}, prefix...)
-	hi := append(append([]byte(nil), lo...), 0xff)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return err
-		}
+	return s.scan(stateCounter, prefix, func(k, v []byte) error {
 		if len(v) != 8 {
-			return fmt.Errorf("counter %q: %w", it.Key()[1:], ErrCorrupt)
+			return fmt.Errorf("cannot read counter %q: %w", k, ErrCorrupt)
 		}
-		if err := fn(it.Key()[1:], math.Float64frombits(binary.LittleEndian.Uint64(v))); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+		return fn(k, math.Float64frombits(binary.LittleEndian.Uint64(v)))
+	})
 }
 
-// PutMeta stores a metadata value durably.
+// PutMeta stores a metadata value durably. key and value are not retained.
 func (s *State) PutMeta(key, value []byte) error {
-	k := append([]byte{'m'}, key...)
+	k := append([]byte{stateMeta}, key...)
 	if err := s.db.Set(k, value, s.wo); err != nil {
 		return fmt.Errorf("cannot store %q: %w", key, err)
 	}
 	return nil
 }
 
-// ScanMeta calls fn for every metadata key with the prefix (key without
-// the store's own prefix byte); slices are valid only during fn.
+// ScanMeta calls fn for every metadata key starting with prefix, in key
+// order; key (without the store's prefix byte) and value are valid only
+// during fn. An error from fn stops the scan and is returned as is.
 func (s *State) ScanMeta(prefix []byte, fn func(key, value []byte) error) error {
-	lo := append([]byte{'m'}, prefix...)
-	hi := append(append([]byte(nil), lo...), 0xff)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	return s.scan(stateMeta, prefix, fn)
+}
+
+// scan calls fn for every key of family p that starts with prefix, with
+// the key's family byte cut off.
+func (s *State) scan(p byte, prefix []byte, fn func(key, value []byte) error) error {
+	lo := append([]byte{p}, prefix...)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: appendPrefixEnd(nil, lo)})
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot scan %q: %w", lo, err)
 	}
-	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return err
+			_ = it.Close()
+			return fmt.Errorf("cannot scan %q: %w", lo, err)
 		}
 		if err := fn(it.Key()[1:], v); err != nil {
+			_ = it.Close()
 			return err
 		}
 	}
-	return it.Error()
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("cannot scan %q: %w", lo, err)
+	}
+	return nil
 }
 
-// sumMerger adds float64 counters, so increments need no read.
+// appendPrefixEnd appends the smallest key above every key starting with
+// p: p with its trailing 0xff bytes dropped and its last byte incremented.
+// p must hold a byte below 0xff (every store key starts with a family
+// letter).
+func appendPrefixEnd(dst, p []byte) []byte {
+	n := len(p)
+	for n > 0 && p[n-1] == 0xff {
+		n--
+	}
+	if n == 0 {
+		panic("BUG: appendPrefixEnd of a prefix with no byte below 0xff")
+	}
+	dst = append(dst, p[:n]...)
+	dst[len(dst)-1]++
+	return dst
+}
+
+// keyBufs holds key buffers for point reads: Pebble's Get lets its key
+// escape, so a stack buffer would be moved to the heap on every call.
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
+
+// AppendMeta appends the metadata value of key to dst; ok is false when
+// there is none. It does not allocate once dst has room.
+func (s *State) AppendMeta(dst, key []byte) ([]byte, bool, error) {
+	kp := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(kp)
+	k := append(append((*kp)[:0], stateMeta), key...)
+	*kp = k
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dst, false, nil
+	}
+	if err != nil {
+		return dst, false, fmt.Errorf("cannot read %q: %w", key, err)
+	}
+	dst = append(dst, v...)
+	_ = closer.Close()
+	return dst, true, nil
+}
+
+// SetMetaAndCount stores a metadata value (none when key is nil) and adds
+// counter deltas in one batch without waiting for the WAL sync: for
+// records a crash may lose the last milliseconds of (experiment
+// assignments, exposure counts), where a sync per page view would cost
+// more than it saves. Nothing is retained.
+func (s *State) SetMetaAndCount(key, value []byte, counters []Counter) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	var kb [128]byte
+	if key != nil {
+		if err := b.Set(append(append(kb[:0], stateMeta), key...), value, nil); err != nil {
+			return fmt.Errorf("cannot batch %q: %w", key, err)
+		}
+	}
+	var vb [8]byte
+	for i := range counters {
+		c := &counters[i]
+		binary.LittleEndian.PutUint64(vb[:], math.Float64bits(c.Delta))
+		if err := b.Merge(append(append(kb[:0], stateCounter), c.Key...), vb[:], nil); err != nil {
+			return fmt.Errorf("cannot batch counter %q: %w", c.Key, err)
+		}
+	}
+	if b.Empty() {
+		return nil
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("cannot commit %q and %d counters: %w", key, len(counters), err)
+	}
+	return nil
+}
+
+// sumMerger is the "edgerec.add.v1" merge operator: counter operands are
+// float64 LE deltas and merge to their sum, so an increment needs no read.
 type sumMerger struct{ sum float64 }
 
 func newSumMerger(_, value []byte) (pebble.ValueMerger, error) {
@@ -482,54 +691,5 @@ func (m *sumMerger) MergeNewer(v []byte) error {
 func (m *sumMerger) MergeOlder(v []byte) error { return m.MergeNewer(v) }
 
 func (m *sumMerger) Finish(bool) ([]byte, io.Closer, error) {
-	return binary.LittleEndian.AppendUint64(nil, math.Float64bits(m.sum)), nil, nil
-}
-
-// keyBufs holds key buffers for point reads: Pebble's Get lets its key
-// escape, so a stack buffer would be moved to the heap on every call.
-var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
-
-// AppendMeta appends the metadata value of key to dst; ok is false when
-// there is none. It does not allocate once dst has room.
-func (s *State) AppendMeta(dst, key []byte) ([]byte, bool, error) {
-	kp := keyBufs.Get().(*[]byte)
-	defer keyBufs.Put(kp)
-	k := append(append((*kp)[:0], 'm'), key...)
-	*kp = k
-	v, closer, err := s.db.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return dst, false, nil
-	}
-	if err != nil {
-		return dst, false, fmt.Errorf("cannot read %q: %w", key, err)
-	}
-	dst = append(dst, v...)
-	_ = closer.Close()
-	return dst, true, nil
-}
-
-// SetMetaAndCount stores a metadata value and adds counter deltas in one
-// batch without waiting for the WAL sync: for records a crash may lose the
-// last milliseconds of (experiment assignments, exposure counts), where a
-// sync per page view would cost more than it saves.
-func (s *State) SetMetaAndCount(key, value []byte, counters []Counter) error {
-	b := s.db.NewBatch()
-	defer b.Close()
-	var kb [128]byte
-	if key != nil {
-		if err := b.Set(append(append(kb[:0], 'm'), key...), value, nil); err != nil {
-			return err
-		}
-	}
-	var vb [8]byte
-	for _, c := range counters {
-		binary.LittleEndian.PutUint64(vb[:], math.Float64bits(c.Delta))
-		if err := b.Merge(append(append(kb[:0], 'k'), c.Key...), vb[:], nil); err != nil {
-			return err
-		}
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("cannot commit: %w", err)
-	}
-	return nil
+	return binary.LittleEndian.AppendUint64(make([]byte, 0, 8), math.Float64bits(m.sum)), nil, nil
 }
