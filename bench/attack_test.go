@@ -214,7 +214,7 @@ func TestScenario(t *testing.T) {
 			t.Fatalf("events target %+v", tt)
 		}
 	}
-	if kinds["product_page"] < 5000 || kinds["events"] < 1000 || kinds["cart"] < 600 {
+	if kinds["product_page"] < 4500 || kinds["events"] < 1000 || kinds["cart"] < 600 || kinds["landing_page"] < 700 {
 		t.Fatalf("mix %v", kinds)
 	}
 	// Zipf: the first item is asked for far more often than the last.

@@ -20,9 +20,10 @@ var Scenarios = map[string][]Step{
 	"cart":         {{Kind: "cart", Weight: 1}},
 	"similar":      {{Kind: "similar", Weight: 1}},
 	"events":       {{Kind: "events", Weight: 1}},
+	"landing-page": {{Kind: "landing_page", Weight: 1}},
 	"mixed": {
-		{Kind: "product_page", Weight: 55}, {Kind: "home", Weight: 15}, {Kind: "cart", Weight: 10},
-		{Kind: "similar", Weight: 5}, {Kind: "events", Weight: 15},
+		{Kind: "product_page", Weight: 50}, {Kind: "home", Weight: 12}, {Kind: "cart", Weight: 8},
+		{Kind: "similar", Weight: 5}, {Kind: "landing_page", Weight: 10}, {Kind: "events", Weight: 15},
 	},
 }
 
@@ -34,7 +35,7 @@ type Step struct {
 
 // ScenarioNames lists the built-in scenarios.
 func ScenarioNames() []string {
-	return []string{"product-page", "home", "cart", "similar", "events", "mixed"}
+	return []string{"product-page", "home", "cart", "similar", "events", "landing-page", "mixed"}
 }
 
 // Scenario draws the requests of one mix.
@@ -42,6 +43,9 @@ type Scenario struct {
 	Steps []Step
 	Items []string // item ids, most popular first
 	Users int      // user ids u1…uN (visitors of the attack)
+	// Page is the landing page of landing_page steps; default lp_consulting
+	// (the sample config's).
+	Page  string
 	total int
 }
 
@@ -54,7 +58,7 @@ func NewScenario(name string, items []string, users int) (*Scenario, error) {
 	if len(items) == 0 {
 		return nil, fmt.Errorf("scenario %q needs item ids", name)
 	}
-	s := &Scenario{Steps: steps, Items: items, Users: max(users, 1)}
+	s := &Scenario{Steps: steps, Items: items, Users: max(users, 1), Page: "lp_consulting"}
 	for _, st := range steps {
 		s.total += st.Weight
 	}
@@ -99,6 +103,16 @@ func (s *Scenario) Targeter(seed uint64) Targeter {
 			path = append(path, "/v1/items/"...)
 			path = append(path, url.PathEscape(item)...)
 			path = append(path, "/similar?k=10"...)
+		case "landing_page":
+			// One visit in five comes from a search with a keyword the
+			// sample's rules know.
+			path = append(path, "/v1/decide?page="...)
+			path = append(path, url.QueryEscape(s.Page)...)
+			path = append(path, "&visitor=u"...)
+			path = strconv.AppendUint(path, user, 10)
+			if user%5 == 0 {
+				path = append(path, "&q=%E5%96%B6%E6%A5%AD+%E6%88%90%E7%B4%84%E7%8E%87"...)
+			}
 		case "events":
 			t.Method = "POST"
 			path = append(path, "/v1/events"...)

@@ -34,7 +34,8 @@ func runBench(args []string) error {
 	rate := fs.Int("rate", 1000, "requests per second (open mode) or first rate (step mode)")
 	duration := fs.Duration("duration", 10*time.Second, "attack length (per step in step mode)")
 	conns := fs.Int("connections", 0, "open connections; default 256 open loop, 16 closed loop")
-	scenario := fs.String("scenario", "mixed", "product-page, home, cart, similar, events, mixed, or a targets file (METHOD /path [body] per line)")
+	scenario := fs.String("scenario", "mixed", "product-page, home, cart, similar, events, landing-page, mixed, or a targets file (METHOD /path [body] per line)")
+	page := fs.String("page", "lp_consulting", "landing page of the landing-page steps")
 	items := fs.String("items", "", "catalog file whose first column lists the item ids to draw from; default: ask the server's /v1/popular")
 	users := fs.Int("users", 10000, "distinct visitor ids to draw from (Zipf)")
 	apiKey := fs.String("api-key", "", "bearer key for the events POSTs of the scenario (env EDGEREC_API_KEY)")
@@ -49,7 +50,7 @@ func runBench(args []string) error {
 	if err := envTwins(fs); err != nil {
 		return err
 	}
-	newTargeter, err := targeter(*scenario, *items, *url, *users)
+	newTargeter, err := targeter(*scenario, *items, *url, *users, *page)
 	if err != nil {
 		return err
 	}
@@ -135,7 +136,7 @@ func writeReports(dir string, rep *bench.Report, title string) error {
 
 // targeter builds the request source: a built-in scenario over item ids
 // from a catalog file or the server, or a targets file.
-func targeter(scenario, items, url string, users int) (func(uint64) bench.Targeter, error) {
+func targeter(scenario, items, url string, users int, page string) (func(uint64) bench.Targeter, error) {
 	if _, ok := bench.Scenarios[scenario]; !ok {
 		ts, err := bench.TargetsFile(scenario)
 		if err != nil {
@@ -164,6 +165,7 @@ func targeter(scenario, items, url string, users int) (func(uint64) bench.Target
 	if err != nil {
 		return nil, err
 	}
+	s.Page = page
 	return s.Targeter, nil
 }
 
