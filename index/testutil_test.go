@@ -1,24 +1,16 @@
 package index
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/edgerec/edgerec/internal/testenv"
 )
 
-// sharedData returns the path of a file of ../shared/data. Locally a
-// missing data set skips the test; in CI (CI set) it fails it, since CI
-// always has the data beside the project.
+// sharedData returns the path of a file of ../shared/data; see
+// testenv.SharedData.
 func sharedData(t testing.TB, name string) string {
 	t.Helper()
-	p := filepath.Join("..", "..", "shared", "data", name)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("shared data missing in CI: %v", err)
-		}
-		t.Skipf("shared data %s not found (%v): skipping", name, err)
-	}
-	return p
+	return testenv.SharedData(t, name)
 }
 
 // buildSnapshot builds a snapshot of the given event files with o into a

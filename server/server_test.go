@@ -7,7 +7,6 @@ import (
 	"log"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,20 +14,14 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/index"
+	"github.com/edgerec/edgerec/internal/testenv"
 )
 
 const testKey = "test-key"
 
 func sharedData(t testing.TB, name string) string {
 	t.Helper()
-	p := filepath.Join("..", "..", "shared", "data", name)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("shared data missing in CI: %v", err)
-		}
-		t.Skipf("shared data %s not found: skipping", name)
-	}
-	return p
+	return testenv.SharedData(t, name)
 }
 
 // testSnapshotRoot builds an ML-100k snapshot (movies as items, genres as
