@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,47 +24,93 @@ import (
 	"time"
 )
 
-// bin is the edgerec binary built once for these tests.
+// bin is the edgerec binary TestMain builds once for every test here.
 var bin string
 
+// runTimeout bounds one run of the binary, so that a hung command fails
+// its test with the command line instead of the package at go test -timeout.
+const runTimeout = 2 * time.Minute
+
 func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+// testMain builds the binary, runs the tests and removes the binary; it
+// returns the exit code so that the deferred removal runs before os.Exit.
+func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "edgerec-bin-")
 	if err != nil {
-		panic(err)
+		fmt.Fprintf(os.Stderr, "cannot create a directory for the binary: %v\n", err)
+		return 1
 	}
+	defer os.RemoveAll(dir)
 	bin = filepath.Join(dir, "edgerec")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "cannot build edgerec: %v\n%s", err, out)
-		os.Exit(1)
+		return 1
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	return m.Run()
 }
 
 // run runs the binary and returns its exit code, stdout and stderr.
-func run(t *testing.T, args ...string) (int, string, string) {
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	ctx, cancel := context.WithTimeout(t.Context(), runTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ctx.Err() != nil {
+		t.Fatalf("edgerec %s: %v; stderr:\n%s", strings.Join(args, " "), ctx.Err(), errb.String())
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
 		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
+	default:
+		t.Fatalf("cannot run edgerec %s: %v", strings.Join(args, " "), err)
 	}
 	return code, out.String(), errb.String()
 }
 
 func sha(t *testing.T, path string) [32]byte {
 	t.Helper()
+	return sha256.Sum256(mustRead(t, path))
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sha256.Sum256(b)
+	return b
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// entries returns the names in dir, sorted; nil when dir does not exist.
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(es))
+	for i, e := range es {
+		names[i] = e.Name()
+	}
+	return names
 }
 
 // genSample writes a small synthetic shop into dir.
@@ -67,105 +118,319 @@ func genSample(t *testing.T, dir string, n int, seed int) (events, items string)
 	t.Helper()
 	events, items = filepath.Join(dir, "ev.csv.gz"), filepath.Join(dir, "items.csv")
 	if code, _, errs := run(t, "gen", "--events", events, "--items", items, "--n", fmt.Sprint(n), "--seed", fmt.Sprint(seed)); code != 0 {
-		t.Fatalf("gen: %d %s", code, errs)
+		t.Fatalf("gen: exit %d: %s", code, errs)
 	}
 	return events, items
 }
 
+// badCSV has two bad lines: line 3 (an unknown event type) and line 5 (an
+// empty user_id). Line 1 is the header.
+const badCSV = `user_id,item_id,event,ts
+u1,i1,view,100
+u1,i2,teleport,101
+u2,i1,view,102
+,i2,view,103
+u3,i3,purchase,104
+`
+
+// The reasons index.EventReader gives for the bad lines of badCSV.
+const (
+	badLine3 = `bad.csv:3: unknown event type "teleport"`
+	badLine5 = `bad.csv:5: empty user_id`
+)
+
 func TestUsage(t *testing.T) {
-	if code, _, errs := run(t); code != 2 || !strings.Contains(errs, "Usage") {
-		t.Fatalf("no args: %d %q", code, errs)
+	t.Parallel()
+	code, out, errs := run(t)
+	if code != 2 || out != "" || !strings.Contains(errs, "Usage:") || !strings.Contains(errs, "edgerec build") {
+		t.Fatalf("no args: exit %d, stdout %q, stderr %q; want 2 and the usage on stderr", code, out, errs)
 	}
-	if code, _, errs := run(t, "frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
-		t.Fatalf("unknown command: %d %q", code, errs)
+	code, out, errs = run(t, "frobnicate")
+	if code != 2 || out != "" || !strings.Contains(errs, `unknown command "frobnicate"`) || !strings.Contains(errs, "Usage:") {
+		t.Fatalf("unknown command: exit %d, stdout %q, stderr %q; want 2 naming it, then the usage", code, out, errs)
+	}
+	if code, out, _ := run(t, "help"); code != 0 || !strings.Contains(out, "Usage:") {
+		t.Fatalf("help: exit %d, stdout %q; want 0 and the usage on stdout", code, out)
 	}
 }
 
+var (
+	// genLine is the line gen prints: events, then catalog items.
+	genLine = regexp.MustCompile(`^wrote (\d+) events \(.*\) to .* and (\d+) items to `)
+	// buildLine is the line build prints once a snapshot is published.
+	buildLine = regexp.MustCompile(`^snapshot v(\d+) in (.+): (\d+) items, \d+ users, \d+ categories, (\d+) events \((\d+) bad lines\)`)
+)
+
+// build runs a build that must succeed and returns the published version
+// and the item count the output line gives.
+func build(t *testing.T, args ...string) (version string, items int) {
+	t.Helper()
+	code, out, errs := run(t, append([]string{"build"}, args...)...)
+	m := buildLine.FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("build %v: exit %d, stdout %q, stderr:\n%s", args, code, out, errs)
+	}
+	if !strings.Contains(errs, "published snapshot v"+m[1]) {
+		t.Fatalf("build: the log does not say v%s was published:\n%s", m[1], errs)
+	}
+	items, _ = strconv.Atoi(m[3])
+	return m[1], items
+}
+
+// TestGenBuildPublish runs gen → build and checks what the build says
+// against what it left on disk.
+func TestGenBuildPublish(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	events, items := filepath.Join(dir, "ev.csv.gz"), filepath.Join(dir, "items.csv")
+	code, out, errs := run(t, "gen", "--events", events, "--items", items, "--n", "20000", "--seed", "1")
+	g := genLine.FindStringSubmatch(out)
+	if code != 0 || g == nil || g[1] != "20000" {
+		t.Fatalf("gen: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	root := filepath.Join(dir, "snapshots")
+	code, out, errs = run(t, "build", "--events", events, "--items", items, "--out", root)
+	m := buildLine.FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("build: exit %d, stdout %q, stderr:\n%s", code, out, errs)
+	}
+	version, nItems := m[1], m[3]
+	// Every event item of gen is in its catalog.
+	if m[2] != root || nItems != g[2] || m[4] != "20000" || m[5] != "0" {
+		t.Fatalf("build line %q; want %s items and 20000 events from gen's %q, 0 bad lines, in %s", out, g[2], g[0], root)
+	}
+	if !strings.Contains(errs, "published snapshot v"+version+" in "+root) {
+		t.Fatalf("build log does not say v%s was published:\n%s", version, errs)
+	}
+	if got, want := entries(t, root), []string{"CURRENT", "v" + version}; !slices.Equal(got, want) {
+		t.Fatalf("snapshot root holds %q; want %q", got, want)
+	}
+	if cur := string(mustRead(t, filepath.Join(root, "CURRENT"))); strings.TrimSpace(cur) != "v"+version {
+		t.Fatalf("CURRENT = %q; want v%s", cur, version)
+	}
+	var man struct {
+		Version  uint64 `json:"version"`
+		Items    int    `json:"items"`
+		Events   int64  `json:"events"`
+		BadLines int64  `json:"bad_lines"`
+	}
+	if err := json.Unmarshal(mustRead(t, filepath.Join(root, "v"+version, "edgerec-manifest.json")), &man); err != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	if fmt.Sprint(man.Version) != version || fmt.Sprint(man.Items) != nItems || man.Events != 20000 || man.BadLines != 0 {
+		t.Fatalf("manifest %+v; want version %s, %s items, 20000 events, 0 bad lines", man, version, nItems)
+	}
+
+	// A second build publishes a newer version and moves CURRENT to it.
+	v2, _ := build(t, "--events", events, "--items", items, "--out", root)
+	if v2 == version {
+		t.Fatalf("rebuild published the same version %s", v2)
+	}
+	if cur := string(mustRead(t, filepath.Join(root, "CURRENT"))); strings.TrimSpace(cur) != "v"+v2 {
+		t.Fatalf("CURRENT after a rebuild = %q; want v%s", cur, v2)
+	}
+}
+
+// TestGenDeterministic: the same flags write the same bytes, whatever was
+// at the paths before; another seed writes other bytes.
 func TestGenDeterministic(t *testing.T) {
 	t.Parallel()
+	gen := func(dir string, seed int) (events, items [32]byte) {
+		t.Helper()
+		e, i := genSample(t, dir, 20000, seed)
+		return sha(t, e), sha(t, i)
+	}
 	a, b, c := t.TempDir(), t.TempDir(), t.TempDir()
-	ea, _ := genSample(t, a, 5000, 3)
-	eb, _ := genSample(t, b, 5000, 3)
-	ec, _ := genSample(t, c, 5000, 4)
-	if sha(t, ea) != sha(t, eb) {
+	ea, ia := gen(a, 1)
+	eb, ib := gen(b, 1)
+	if ea != eb || ia != ib {
 		t.Fatal("same seed, different bytes")
 	}
-	if sha(t, ea) == sha(t, ec) {
-		t.Fatal("different seeds, same bytes")
+	ec, ic := gen(c, 2)
+	if ea == ec || ia == ic {
+		t.Fatalf("seeds 1 and 2: same events %v, same items %v; want both to differ", ea == ec, ia == ic)
+	}
+	// Over seed 2's files: the files are rewritten, not patched.
+	if ec, ic = gen(c, 1); ea != ec || ia != ic {
+		t.Fatal("seed 1 over seed 2's files: not the bytes of seed 1")
 	}
 }
 
-func TestBuildErrors(t *testing.T) {
+// TestBuildBadLines: --max-bad N tolerates N bad lines, and every message
+// names the file and line of each.
+func TestBuildBadLines(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.csv")
-	os.WriteFile(bad, []byte("user_id,item_id,event,ts,value,basket\nu1,i1,view,1,,\nu1,i2,buy,2,,\nu2,i1,view,3,,\n,i2,view,4,,\nu3,i3,view,5,,\n"), 0o644)
-	root := filepath.Join(dir, "snap")
-	code, _, errs := run(t, "build", "--events", bad, "--out", root, "--max-bad", "0")
-	if code != 1 || !strings.Contains(errs, "bad.csv:3:") {
-		t.Fatalf("max-bad 0: exit %d, stderr %q; want 1 naming bad.csv:3", code, errs)
-	}
-	if _, err := os.Stat(filepath.Join(root, "CURRENT")); err == nil {
-		t.Fatal("a failed build published a snapshot")
-	}
-	code, out, errs := run(t, "build", "--events", bad, "--out", root, "--max-bad", "5")
-	if code != 0 || !strings.Contains(errs, "bad.csv:3:") || !strings.Contains(errs, "bad.csv:5:") || !strings.Contains(out, "(2 bad lines)") {
-		t.Fatalf("max-bad 5: exit %d, stdout %q, stderr %q", code, out, errs)
-	}
-	cur, _ := os.ReadFile(filepath.Join(root, "CURRENT"))
-	// A bad rebuild leaves CURRENT as it was.
-	if code, _, _ := run(t, "build", "--events", bad, "--out", root, "--max-bad", "1"); code != 1 {
-		t.Fatal("second bad build succeeded")
-	}
-	if now, _ := os.ReadFile(filepath.Join(root, "CURRENT")); string(now) != string(cur) {
-		t.Fatalf("CURRENT changed by a failed build: %q → %q", cur, now)
-	}
-	f := func(want string, args ...string) {
+	writeFile(t, bad, badCSV)
+
+	// Too many: exit 1 naming the first bad lines, and nothing published.
+	f := func(maxBad string, want ...string) {
 		t.Helper()
-		code, _, errs := run(t, args...)
-		if code == 0 || !strings.Contains(errs, want) {
-			t.Fatalf("%v: exit %d, stderr %q; want it to name %q", args, code, errs, want)
+		root := filepath.Join(dir, "snap-max-bad-"+maxBad)
+		code, out, errs := run(t, "build", "--events", bad, "--out", root, "--max-bad", maxBad)
+		if code != 1 || out != "" {
+			t.Fatalf("--max-bad %s: exit %d, stdout %q; want 1 and no output", maxBad, code, out)
+		}
+		for _, w := range append(want, "too many bad input lines") {
+			if !strings.Contains(errs, w) {
+				t.Fatalf("--max-bad %s: stderr %q; want it to hold %q", maxBad, errs, w)
+			}
+		}
+		if es := entries(t, root); len(es) != 0 {
+			t.Fatalf("--max-bad %s: a failed build left %q in the snapshot root", maxBad, es)
 		}
 	}
-	f("no-such-file.csv", "build", "--events", filepath.Join(dir, "no-such-file.csv"), "--out", root)
-	f("-similarity", "build", "--events", bad, "--out", root, "--similarity", "pearson")
-	f("-weights", "build", "--events", bad, "--out", root, "--weights", "view=x")
-	f("-half-life", "build", "--events", bad, "--out", root, "--half-life", "3q")
-	f("-events and -out are required", "build")
+	f("0", badLine3)
+	f("1", badLine3, badLine5)
+
+	// Enough: the build publishes and logs every bad line.
+	for _, maxBad := range []string{"2", "5"} {
+		root := filepath.Join(dir, "snap-max-bad-"+maxBad)
+		code, out, errs := run(t, "build", "--events", bad, "--out", root, "--max-bad", maxBad)
+		if code != 0 || !strings.Contains(out, "(2 bad lines)") {
+			t.Fatalf("--max-bad %s: exit %d, stdout %q, stderr:\n%s", maxBad, code, out, errs)
+		}
+		for _, w := range []string{"bad line: " + badLine3, "bad line: " + badLine5} {
+			if !strings.Contains(errs, w) {
+				t.Fatalf("--max-bad %s: stderr does not hold %q:\n%s", maxBad, w, errs)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(root, "CURRENT")); err != nil {
+			t.Fatalf("--max-bad %s: %v", maxBad, err)
+		}
+	}
 }
 
+// TestBuildFailureKeepsCurrent: a build that fails, early or late, leaves
+// the published snapshot and the root as they were.
+func TestBuildFailureKeepsCurrent(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	events, items := genSample(t, dir, 5000, 3)
+	root := filepath.Join(dir, "snapshots")
+	version, _ := build(t, "--events", events, "--items", items, "--out", root)
+	cur := mustRead(t, filepath.Join(root, "CURRENT"))
+	before := entries(t, root)
+
+	bad := filepath.Join(dir, "bad.csv")
+	writeFile(t, bad, badCSV)
+	noEventColumn := filepath.Join(dir, "noevent.csv")
+	writeFile(t, noEventColumn, "user_id,item_id,ts\nu1,i1,1\n")
+	array := filepath.Join(dir, "array.json")
+	writeFile(t, array, `[{"user_id":"u1","item_id":"i1","event":"view"}]`+"\n")
+	allBad := filepath.Join(dir, "allbad.csv")
+	writeFile(t, allBad, "user_id,item_id,event\nu1,i1,teleport\nu2,i2,teleport\n")
+	cut := filepath.Join(dir, "cut.csv.gz")
+	gz := mustRead(t, events)
+	writeFile(t, cut, string(gz[:len(gz)/2]))
+
+	f := func(want string, args ...string) {
+		t.Helper()
+		code, out, errs := run(t, append([]string{"build", "--out", root}, args...)...)
+		if code != 1 || out != "" || !strings.Contains(errs, want) {
+			t.Fatalf("build %v: exit %d, stdout %q, stderr %q; want 1 and %q", args, code, out, errs, want)
+		}
+		if now := mustRead(t, filepath.Join(root, "CURRENT")); string(now) != string(cur) {
+			t.Fatalf("build %v changed CURRENT: %q → %q", args, cur, now)
+		}
+		if now := entries(t, root); !slices.Equal(now, before) {
+			t.Fatalf("build %v changed the snapshot root: %q → %q", args, before, now)
+		}
+	}
+	f(badLine3, "--events", bad, "--max-bad", "0")
+	// All the good events read, then one bad line too many.
+	f(badLine3, "--events", events+","+bad, "--items", items, "--max-bad", "0")
+	f(`has no column "event"`, "--events", noEventColumn)
+	f("a JSON array is not supported", "--events", array)
+	f("no items and no events", "--events", allBad, "--max-bad", "5")
+	f(`"cut.csv.gz": unexpected EOF`, "--events", cut)
+	f("no-such-items.csv", "--events", events, "--items", filepath.Join(dir, "no-such-items.csv"))
+	if strings.TrimSpace(string(cur)) != "v"+version {
+		t.Fatalf("CURRENT = %q; want v%s", cur, version)
+	}
+}
+
+// TestFlagErrors: bad flag values and missing files fail before any work,
+// with a message naming the flag or the path.
+func TestFlagErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	events := filepath.Join(dir, "ev.csv")
+	writeFile(t, events, "user_id,item_id,event\nu1,i1,view\nu2,i1,view\n")
+	root := filepath.Join(dir, "snapshots")
+	missing := filepath.Join(dir, "no-such-file.csv")
+	f := func(wantCode int, want string, args ...string) {
+		t.Helper()
+		code, out, errs := run(t, args...)
+		if code != wantCode || out != "" || !strings.Contains(errs, want) {
+			t.Fatalf("%v: exit %d, stdout %q, stderr %q; want %d naming %q", args, code, out, errs, wantCode, want)
+		}
+		if es := entries(t, root); es != nil {
+			t.Fatalf("%v: a failed command created the snapshot root: %q", args, es)
+		}
+	}
+	buildArgs := []string{"build", "--events", events, "--out", root}
+	f(1, missing, "build", "--events", missing, "--out", root)
+	f(1, missing, "build", "--events", events+","+missing, "--out", root)
+	f(1, "-similarity", append(buildArgs, "--similarity", "pearson")...)
+	f(1, "-bought-together", append(buildArgs, "--bought-together", "pearson")...)
+	f(1, "-weights", append(buildArgs, "--weights", "view=x")...)
+	f(1, "-weights", append(buildArgs, "--weights", "teleport=1")...)
+	f(1, "-half-life", append(buildArgs, "--half-life", "3q")...)
+	f(1, "-half-life", append(buildArgs, "--half-life", "-1d")...)
+	f(1, "-popular-half-life", append(buildArgs, "--popular-half-life", "soon")...)
+	f(1, "-trending-half-life", append(buildArgs, "--trending-half-life", "3x")...)
+	f(1, "-events and -out are required", "build", "--events", events)
+	f(2, "flag provided but not defined: -nope", append(buildArgs, "--nope")...)
+	f(2, `invalid value "many" for flag -max-bad`, append(buildArgs, "--max-bad", "many")...)
+	f(1, "-train and -test are required", "eval", "--train", events)
+	f(1, "-similarity", "eval", "--train", events, "--test", events, "--similarity", "pearson")
+	f(1, missing, "eval", "--train", missing, "--test", events)
+	f(1, "-events and -items are required", "gen", "--events", filepath.Join(dir, "gen.csv"))
+}
+
+// TestEvalJSON runs SAR through the CLI on the MovieLens 100k user split
+// and pins its figures.
 func TestEvalJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: runs without -short")
 	}
+	t.Parallel()
 	d := filepath.Join("..", "..", "..", "shared", "data")
-	if _, err := os.Stat(d); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("shared data missing in CI: %v", err)
+	train := filepath.Join(d, "ml100k_split_by_user_train.csv.gz")
+	test := filepath.Join(d, "ml100k_split_by_user_test.csv.gz")
+	for _, p := range []string{train, test} {
+		if _, err := os.Stat(p); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("shared data missing in CI: %v", err)
+			}
+			t.Skipf("shared data missing: %v", err)
 		}
-		t.Skip("shared data not found")
 	}
-	code, out, errs := run(t, "eval", "--json", "--train", filepath.Join(d, "ml100k_split_by_user_train.csv.gz"),
-		"--test", filepath.Join(d, "ml100k_split_by_user_test.csv.gz"),
+	code, out, errs := run(t, "eval", "--json", "--train", train, "--test", test,
 		"--similarity", "jaccard", "--topk", "-1", "--rating-value", "--half-life", "30d", "--min-support", "1")
 	if code != 0 {
-		t.Fatalf("eval: %d %s", code, errs)
+		t.Fatalf("eval: exit %d: %s", code, errs)
 	}
 	var r map[string]any
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("eval --json: %v: %q", err, out)
 	}
-	pop, _ := r["popularity"].(map[string]any)
+	pop, ok := r["popularity"].(map[string]any)
+	if !ok {
+		t.Fatalf("eval --json has no popularity object: %s", out)
+	}
 	for _, k := range []string{"precision", "recall", "map", "ndcg", "coverage"} {
 		if _, ok := r[k].(float64); !ok {
-			t.Fatalf("eval --json lacks %s: %s", k, out)
+			t.Fatalf("eval --json lacks number %q: %s", k, out)
 		}
 		if _, ok := pop[k].(float64); !ok {
-			t.Fatalf("popularity lacks %s: %s", k, out)
+			t.Fatalf("popularity lacks number %q: %s", k, out)
 		}
 	}
-	if fmt.Sprintf("%.4f %.4f", r["map"], r["ndcg"]) != "0.1070 0.3795" {
-		t.Fatalf("SAR through the CLI: map %v ndcg %v", r["map"], r["ndcg"])
+	if got := fmt.Sprintf("map %.4f ndcg %.4f", r["map"], r["ndcg"]); got != "map 0.1070 ndcg 0.3795" {
+		t.Fatalf("SAR through the CLI: %s; want map 0.1070 ndcg 0.3795", got)
 	}
 }
 
