@@ -5,18 +5,19 @@ package index
 // The state store is a mutable Pebble DB beside the snapshots, with its WAL
 // on. It holds what changes per request:
 //
-//	'h' uvarint(len(user)) user BE(^ts) BE(seq) → history entry: type byte,
+//	'h' uvarint(len(user)) user BE(^ts) BE(^seq) → history entry: type byte,
 //	                            value float32 LE (NaN: none), item id bytes
 //	'e' BE(seq)               → logged event (appendStateEvent), for the next build
 //	'k' key                   → counter: float64 LE, summed by the merge
 //	                            operator "edgerec.add.v1" (no read-modify-write)
 //	'm' key                   → metadata (catalog patches, sticky assignments …)
 //
-// History keys sort newest first within a user (^ts, then seq), so the
-// newest N events are a short forward scan bounded to the user's prefix.
-// The length prefix keeps "u1" and "u10" apart: no user's prefix is a
-// prefix of another's. Only events with an item get a history entry; every
-// event gets a log entry.
+// History keys sort newest first within a user (^ts, then ^seq: of events
+// in the same second the later arrival first), so the newest N events are
+// a short forward scan bounded to the user's prefix. The length prefix
+// keeps "u1" and "u10" apart: no user's prefix is a prefix of another's.
+// Only events with an item get a history entry; every event gets a log
+// entry.
 //
 // seq numbers events, from 1, in the order AppendEvents hands them out
 // (concurrent batches may commit out of that order). It is never reused: at
@@ -61,7 +62,7 @@ const (
 )
 
 const (
-	// histSuffixLen is what follows the user in a history key: ^ts, seq.
+	// histSuffixLen is what follows the user in a history key: ^ts, ^seq.
 	histSuffixLen = 16
 	// histHeadLen is the fixed start of a history value: type, value.
 	histHeadLen = 5
@@ -287,7 +288,7 @@ func appendHistPrefix(dst, user []byte) []byte {
 func appendHistKey(dst, user []byte, ts int64, seq uint64) []byte {
 	dst = appendHistPrefix(dst, user)
 	dst = binary.BigEndian.AppendUint64(dst, ^uint64(ts))
-	return binary.BigEndian.AppendUint64(dst, seq)
+	return binary.BigEndian.AppendUint64(dst, ^seq)
 }
 
 func appendHistValue(dst []byte, t model.EventType, v float64, has bool, item []byte) []byte {
