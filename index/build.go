@@ -121,8 +121,17 @@ func (o *BuildOptions) Validate() error {
 	if o.BoughtTogether == model.SimEASE {
 		return fmt.Errorf("bought-together cannot use ease")
 	}
-	if o.EASELambda < 0 || o.PopularHalfLife < 0 || o.TrendingHalfLife < 0 || o.EASEMaxItems < 0 {
-		return fmt.Errorf("negative build option")
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"EASE lambda", o.EASELambda}, {"popular half-life", o.PopularHalfLife}, {"trending half-life", o.TrendingHalfLife},
+		{"EASE max items", float64(o.EASEMaxItems)}, {"EASE min users", float64(o.EASEMinUsers)},
+		{"popular k", float64(o.PopularK)}, {"min support", float64(o.MinSupport)}, {"weights half-life", o.Weights.HalfLife},
+		{"view weight", o.Weights.View}, {"click weight", o.Weights.Click}, {"cart weight", o.Weights.Cart},
+		{"purchase weight", o.Weights.Purchase}, {"rating weight", o.Weights.Rating}} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("%s must be a finite number >= 0; got %v", f.name, f.v)
+		}
 	}
 	if o.MaxUserItems < 2 {
 		return fmt.Errorf("max user items must be at least 2; got %d", o.MaxUserItems)
@@ -205,13 +214,14 @@ func (b *Builder) ReadItemsFile(path string) error {
 		return err
 	}
 	defer f.Close()
-	b.files = append(b.files, path)
-	return b.ReadItems(f, filepath.Base(path))
+	return b.ReadItems(f, path)
 }
 
-// ReadItems reads a catalog; name is used in error messages. A later
-// record of the same id replaces an earlier one.
+// ReadItems reads a catalog; name (the path as given) is used in error
+// messages and listed in the manifest. A later record of the same id
+// replaces an earlier one.
 func (b *Builder) ReadItems(r io.Reader, name string) error {
+	b.files = append(b.files, name)
 	ir, err := NewItemReader(r, name)
 	if err != nil {
 		return err
@@ -230,7 +240,7 @@ func (b *Builder) ReadItems(r io.Reader, name string) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("cannot read items from %q: %w", name, err)
+			return err // the reader names the file
 		}
 		b.AddItem(&it)
 	}
@@ -282,12 +292,13 @@ func (b *Builder) ReadEventsFile(path string) error {
 		return err
 	}
 	defer f.Close()
-	b.files = append(b.files, path)
-	return b.ReadEvents(f, filepath.Base(path))
+	return b.ReadEvents(f, path)
 }
 
-// ReadEvents reads events; name is used in error messages.
+// ReadEvents reads events; name (the path as given) is used in error
+// messages and listed in the manifest.
 func (b *Builder) ReadEvents(r io.Reader, name string) error {
+	b.files = append(b.files, name)
 	er, err := NewEventReader(r, name)
 	if err != nil {
 		return err
@@ -307,7 +318,7 @@ func (b *Builder) ReadEvents(r io.Reader, name string) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("cannot read events from %q: %w", name, err)
+			return err // the reader names the file
 		}
 		b.AddEvent(&ev)
 		if b.read&0xffff == 0 && time.Since(last) > 5*time.Second {
@@ -487,6 +498,10 @@ func (b *Builder) Build(root string) (*Manifest, error) {
 	tmp, err := os.MkdirTemp(root, ".building-")
 	if err != nil {
 		return nil, fmt.Errorf("cannot create a build directory in %q: %w", root, err)
+	}
+	// MkdirTemp makes it 0700; a server running as another user must read it.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot open up %q: %w", tmp, err)
 	}
 	published := false
 	defer func() {

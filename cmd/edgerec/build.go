@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,8 +53,8 @@ func (f *buildFlags) weightsValue() (model.Weights, error) {
 	for _, kv := range strings.Split(f.weights, ",") {
 		name, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		x, err := strconv.ParseFloat(val, 64)
-		if !ok || err != nil || x < 0 {
-			return w, fmt.Errorf("-weights: bad entry %q: want type=weight", kv)
+		if !ok || err != nil || !(x >= 0) || math.IsInf(x, 0) {
+			return w, fmt.Errorf("-weights: bad entry %q: want type=weight, a finite number >= 0", kv)
 		}
 		t, _ := model.ParseEventType([]byte(name))
 		switch t {
@@ -70,6 +71,9 @@ func (f *buildFlags) weightsValue() (model.Weights, error) {
 		default:
 			return w, fmt.Errorf("-weights: unknown event type %q: want view, click, cart, purchase or rating", name)
 		}
+	}
+	if w.View+w.Click+w.Cart+w.Purchase+w.Rating == 0 {
+		return w, fmt.Errorf("-weights: at least one weight must be positive")
 	}
 	return w, nil
 }
@@ -111,7 +115,7 @@ func parseSeconds(s string) (float64, error) {
 	}
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		x, err := strconv.ParseFloat(d, 64)
-		if err != nil || x < 0 {
+		if err != nil || !(x >= 0) || math.IsInf(x, 0) {
 			return 0, fmt.Errorf("bad duration %q", s)
 		}
 		return x * 86400, nil
@@ -196,5 +200,5 @@ func readFile(path string, read func(r io.Reader, name string) error) error {
 		return fmt.Errorf("cannot read %q: %w", path, err)
 	}
 	defer r.Close()
-	return read(r, filepath.Base(path))
+	return read(r, path)
 }

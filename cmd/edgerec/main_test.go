@@ -291,7 +291,7 @@ func TestBuildBadLines(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "(2 bad lines)") {
 			t.Fatalf("--max-bad %s: exit %d, stdout %q, stderr:\n%s", maxBad, code, out, errs)
 		}
-		for _, w := range []string{"bad line: " + badLine3, "bad line: " + badLine5} {
+		for _, w := range []string{"/" + badLine3, "/" + badLine5} { // logged as "bad line: <path as given>:line: reason"
 			if !strings.Contains(errs, w) {
 				t.Fatalf("--max-bad %s: stderr does not hold %q:\n%s", maxBad, w, errs)
 			}
@@ -344,7 +344,7 @@ func TestBuildFailureKeepsCurrent(t *testing.T) {
 	f(`has no column "event"`, "--events", noEventColumn)
 	f("a JSON array is not supported", "--events", array)
 	f("no items and no events", "--events", allBad, "--max-bad", "5")
-	f(`"cut.csv.gz": unexpected EOF`, "--events", cut)
+	f(`cut.csv.gz": unexpected EOF`, "--events", cut)
 	f("no-such-items.csv", "--events", events, "--items", filepath.Join(dir, "no-such-items.csv"))
 	if strings.TrimSpace(string(cur)) != "v"+version {
 		t.Fatalf("CURRENT = %q; want v%s", cur, version)
@@ -378,6 +378,10 @@ func TestFlagErrors(t *testing.T) {
 	f(1, "-weights", append(buildArgs, "--weights", "view=x")...)
 	f(1, "-weights", append(buildArgs, "--weights", "teleport=1")...)
 	f(1, "-half-life", append(buildArgs, "--half-life", "3q")...)
+	f(1, "-half-life", append(buildArgs, "--half-life", "NaNd")...)
+	f(1, "-weights", append(buildArgs, "--weights", "view=NaN")...)
+	f(1, "-weights", append(buildArgs, "--weights", "view=0,click=0,cart=0,purchase=0,rating=0")...)
+	f(1, "popular k", append(buildArgs, "--popular-k", "-5")...)
 	f(1, "-half-life", append(buildArgs, "--half-life", "-1d")...)
 	f(1, "-popular-half-life", append(buildArgs, "--popular-half-life", "soon")...)
 	f(1, "-trending-half-life", append(buildArgs, "--trending-half-life", "3x")...)
