@@ -1,6 +1,6 @@
 // Package index owns edgerec's stores: the immutable index snapshots that
-// the builder writes and the server reads, and the readers of the input
-// files they are built from.
+// the builder writes and the server reads, the mutable state store, and the
+// readers of the input files snapshots are built from.
 //
 // # Snapshots
 //
@@ -42,6 +42,17 @@
 // Items are dense uint32 numbers, valid within one snapshot only: the
 // catalog order first, then items met in events. External ids map to them
 // through the item records, loaded into memory at open.
+//
+// # State store
+//
+// State (state.go) is the mutable Pebble store beside the snapshots, WAL
+// on: each visitor's newest events ('h' + uvarint length + user + BE(^ts)
+// + BE(^seq), newest first), the event log for the next build ('e' +
+// BE(seq)), counters summed by a merge operator ('k' + key), and metadata
+// such as catalog patches and experiment assignments ('m' + key). Events
+// are acknowledged after the WAL sync; Pebble's commit pipeline shares one
+// sync among concurrent writers. The layout is detailed at the top of
+// state.go.
 //
 // # Lifetimes
 //
