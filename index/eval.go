@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"path/filepath"
 
 	"github.com/edgerec/edgerec/model"
 )
@@ -20,6 +19,9 @@ type EvalOptions struct {
 	// Now is the reference time of the affinity decay; 0 means the newest
 	// training event.
 	Now int64
+	// MaxBad is the number of bad input lines skipped before evaluation
+	// fails, as BuildOptions.MaxBad; 0 tolerates none.
+	MaxBad int
 }
 
 // EvalResult holds the figures of the snapshot's personal ranking and of
@@ -51,7 +53,8 @@ func Evaluate(s *Snapshot, trainPath, testPath string, o EvalOptions) (*EvalResu
 	users := map[string]int{}
 	var hist [][]model.HistoryEvent
 	var newest int64
-	err := readAll(trainPath, func(ev *model.Event) {
+	bad := 0
+	err := readAll(trainPath, o.MaxBad, &bad, func(ev *model.Event) {
 		item, ok := s.Lookup(ev.Item)
 		if !ok {
 			return
@@ -79,7 +82,7 @@ func Evaluate(s *Snapshot, trainPath, testPath string, o EvalOptions) (*EvalResu
 	// not be in the snapshot, and still count as relevant).
 	test := map[string]map[string]struct{}{}
 	var order []string
-	err = readAll(testPath, func(ev *model.Event) {
+	err = readAll(testPath, o.MaxBad, &bad, func(ev *model.Event) {
 		m, ok := test[string(ev.User)]
 		if !ok {
 			m = map[string]struct{}{}
@@ -138,15 +141,15 @@ func Evaluate(s *Snapshot, trainPath, testPath string, o EvalOptions) (*EvalResu
 	return res, nil
 }
 
-// readAll calls fn for every event of the file at path; any bad line is an
-// error here, since evaluation inputs are expected clean.
-func readAll(path string, fn func(ev *model.Event)) error {
+// readAll calls fn for every event of the file at path. Bad lines are
+// skipped and counted in *bad; more than maxBad of them fail the read.
+func readAll(path string, maxBad int, bad *int, fn func(ev *model.Event)) error {
 	f, err := OpenInput(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	r, err := NewEventReader(f, filepath.Base(path))
+	r, err := NewEventReader(f, path)
 	if err != nil {
 		return err
 	}
@@ -156,8 +159,15 @@ func readAll(path string, fn func(ev *model.Event)) error {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		var le *LineError
+		if errors.As(err, &le) {
+			if *bad++; *bad > maxBad {
+				return fmt.Errorf("%w: %d (max %d); last: %v", ErrTooManyBadLines, *bad, maxBad, err)
+			}
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("cannot read %q: %w", path, err)
+			return err
 		}
 		fn(&ev)
 	}

@@ -1,7 +1,11 @@
 package index
 
 import (
+	"errors"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/edgerec/edgerec/model"
@@ -38,4 +42,29 @@ func TestEvaluateSAR(t *testing.T) {
 	f("nDCG@10", r.NDCG, 0.379533)
 	f("P@10", r.Precision, 0.331071)
 	f("R@10", r.Recall, 0.176837)
+}
+
+// Evaluation skips bad lines up to MaxBad, as the build does.
+func TestEvaluateBadLines(t *testing.T) {
+	root := t.TempDir()
+	if _, err := smallBuilder(t).Build(root); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenSnapshot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dir := t.TempDir()
+	train := filepath.Join(dir, "train.csv")
+	test := filepath.Join(dir, "test.csv")
+	must(t, os.WriteFile(train, []byte("user_id,item_id,event,ts,value,basket\nA,a,view,1,,\nB,a,teleport,2,,\nB,a,view,3,,\n"), 0o644))
+	must(t, os.WriteFile(test, []byte("user_id,item_id,event,ts,value,basket\nA,b,view,4,,\nB,b,view,5,,\n"), 0o644))
+	if _, err := Evaluate(s, train, test, EvalOptions{}); !errors.Is(err, ErrTooManyBadLines) || !strings.Contains(err.Error(), "train.csv:3:") {
+		t.Fatalf("MaxBad 0: %v", err)
+	}
+	r, err := Evaluate(s, train, test, EvalOptions{MaxBad: 1})
+	if err != nil || r.Users != 2 || r.Precision == 0 {
+		t.Fatalf("MaxBad 1: %+v, %v", r, err)
+	}
 }

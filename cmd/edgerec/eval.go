@@ -54,7 +54,7 @@ func runEval(args []string) error {
 		return err
 	}
 	defer s.Close()
-	r, err := index.Evaluate(s, *train, *test, index.EvalOptions{K: *k, Weights: o.Weights})
+	r, err := index.Evaluate(s, *train, *test, index.EvalOptions{K: *k, Weights: o.Weights, MaxBad: max(bf.maxBad, 0)})
 	if err != nil {
 		return err
 	}
