@@ -26,10 +26,10 @@ type ItemWeight struct {
 func (w *Weights) AppendAffinity(dst []ItemWeight, events []HistoryEvent, now int64) []ItemWeight {
 	sort.Slice(events, func(i, j int) bool { return events[i].Item < events[j].Item })
 	start := len(dst)
-	for i, e := range events {
+	for _, e := range events {
 		hasValue := !math.IsNaN(float64(e.Value))
 		a := w.Affinity(e.Type, float64(e.Value), hasValue, float64(now-e.TS))
-		if i > 0 && events[i-1].Item == e.Item && len(dst) > start && dst[len(dst)-1].Item == e.Item {
+		if len(dst) > start && dst[len(dst)-1].Item == e.Item {
 			dst[len(dst)-1].Weight += a
 			continue
 		}

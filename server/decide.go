@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"hash"
 	"math/rand/v2"
 	"strconv"
@@ -296,7 +297,7 @@ func (s *Server) matchRule(ds *decideState, page *Page) int {
 		_, _ = ds.h.Write([]byte{1})
 	}
 	var gen [8]byte
-	putUint64(gen[:], s.cfgGen.Load())
+	binary.LittleEndian.PutUint64(gen[:], s.cfgGen.Load())
 	_, _ = ds.h.Write(gen[:])
 	key := ds.h.Sum64()
 	if v, ok := s.cache.Get(key); ok && len(v) == 1 {

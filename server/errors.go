@@ -28,7 +28,6 @@ var (
 	errMethod        = errorf(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint")
 	errNoSnapshot    = errorf(fasthttp.StatusServiceUnavailable, "no_snapshot", "no index snapshot is loaded yet")
 	errUnauthorized  = errorf(fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key: send Authorization: Bearer <key>")
-	errBusy          = errorf(fasthttp.StatusTooManyRequests, "busy", "too many requests in flight; retry shortly")
 )
 
 // writeError is the one place that maps errors to statuses and logs.

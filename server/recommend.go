@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/binary"
 	"math"
 	"slices"
 	"strconv"
@@ -163,7 +164,7 @@ func parsePrice(v []byte) (float64, bool, error) {
 	}
 	f, err := fasthttp.ParseUfloat(v)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false, errNotFoundRoute
+		return 0, false, errText("not a number")
 	}
 	return f, true, nil
 }
@@ -180,8 +181,8 @@ type cachedLists struct {
 func listCacheKey(version uint64, kind index.ListKind, id uint32) uint64 {
 	var k [13]byte
 	k[0] = byte(kind)
-	putUint64(k[1:], version)
-	putUint32(k[9:], id)
+	binary.LittleEndian.PutUint64(k[1:], version)
+	binary.LittleEndian.PutUint32(k[9:], id)
 	return xxhash.Sum64(k[:])
 }
 
@@ -386,8 +387,8 @@ func (s *Server) appendTail(dst []byte, snap *index.SnapshotRef, rs *reqState, p
 // bodyKey is the cache key of a rendered non-personal answer.
 func (s *Server) bodyKey(ctx *fasthttp.RequestCtx, rs *reqState, version uint64) uint64 {
 	var b [16]byte
-	putUint64(b[:], version)
-	putUint64(b[8:], s.gen.Load())
+	binary.LittleEndian.PutUint64(b[:], version)
+	binary.LittleEndian.PutUint64(b[8:], s.gen.Load())
 	rs.h.Reset()
 	_, _ = rs.h.Write(b[:])
 	_, _ = rs.h.Write(ctx.Path())
@@ -558,18 +559,4 @@ func (s *Server) blendCart(snap *index.SnapshotRef, rs *reqState, kind index.Lis
 	}
 	rs.cands = rs.scorer.AppendTop(rs.cands[:0], 4*rs.params.k)
 	return nil
-}
-
-func putUint64(b []byte, v uint64) {
-	_ = b[7]
-	for i := 0; i < 8; i++ {
-		b[i] = byte(v >> (8 * i))
-	}
-}
-
-func putUint32(b []byte, v uint32) {
-	_ = b[3]
-	for i := 0; i < 4; i++ {
-		b[i] = byte(v >> (8 * i))
-	}
 }
