@@ -1,0 +1,136 @@
+package model
+
+import (
+	"bytes"
+	"testing"
+)
+
+const day = 24 * 3600
+
+func TestProfileWindows(t *testing.T) {
+	var p Profile
+	now := int64(1_700_000_000)
+	now -= now % 3600 // on the hour: window edges are exact
+	at := func(ago int64) int64 { return now - ago }
+	p.Add(EventPageview, at(10*60), 0, []byte("/pricing"), nil)
+	p.Add(EventPageview, at(3*3600), 0, []byte("/pricing"), nil)
+	p.Add(EventPageview, at(3*day), 0, []byte("/pricing"), nil)
+	p.Add(EventPageview, at(20*day), 0, []byte("/blog/a"), nil)
+	p.Add(EventPageview, at(40*day), 0, []byte("/blog/b"), nil)
+	p.Add(EventView, at(2*3600), 0, nil, []byte("shoes"))
+	p.Add(EventPurchase, at(5*day), 30, nil, []byte("shoes"))
+	p.Compact(now, 90*day)
+	for _, c := range []struct {
+		kind   byte
+		name   string
+		window int64
+		want   int64
+	}{
+		{DimPage, "/pricing", 3600, 1},
+		{DimPage, "/pricing", day, 2},
+		{DimPage, "/pricing", 7 * day, 3},
+		{DimPage, "/blog/*", 30 * day, 1},
+		{DimPage, "/blog/*", 60 * day, 2},
+		{DimPage, "/contact", 30 * day, 0},
+		{DimType, "pageview", 30 * day, 4},
+		{DimCategory, "shoes", day, 1},
+		{DimCategory, "shoes", 7 * day, 2},
+		{DimType, "purchase", 7 * day, 1},
+	} {
+		if got := p.Count(c.kind, c.name, c.window, now); got != c.want {
+			t.Errorf("Count(%c, %s, %ds) = %d, want %d", c.kind, c.name, c.window, got, c.want)
+		}
+	}
+	if p.Purchases != 1 || p.PurchaseValue != 30 || p.Last[EventPurchase] != at(5*day) || p.FirstSeen != at(40*day) || p.LastSeen != at(10*60) {
+		t.Errorf("summary: %+v", p)
+	}
+	// Old hours fold into days: the 3-day-old view keeps its count.
+	for _, d := range p.Dims {
+		for _, b := range d.Buckets {
+			if b.Span == 1 && int64(b.Start) < now/3600-HotHours {
+				t.Errorf("%s: hour bucket %d older than %d hours", d.Name, b.Start, HotHours)
+			}
+		}
+	}
+	if got := p.Count(DimPage, "/pricing", day, now+day+3600); got != 0 {
+		t.Errorf("a day later: %d pricing views in 1d, want 0", got)
+	}
+	// Time passes: the 40-day-old page leaves a 90-day retention at day 51.
+	p.Compact(now+51*day, 90*day)
+	if got := p.Count(DimPage, "/blog/*", 365*day, now+51*day); got != 1 {
+		t.Errorf("after retention: %d blog views, want 1", got)
+	}
+}
+
+func TestProfileRoundTrip(t *testing.T) {
+	var p Profile
+	p.SetAttr([]byte("industry"), AttrString, []byte("manufacturing"), 0)
+	p.SetAttr([]byte("employees"), AttrNumber, nil, 250)
+	p.SetAttr([]byte("consent_email"), AttrBool, nil, 1)
+	p.SetAttr([]byte("role"), AttrString, []byte("cto"), 0)
+	p.SetAttr([]byte("role"), 0, nil, 0)
+	for i := int64(0); i < 50; i++ {
+		p.Add(EventPageview, 1_700_000_000+i*7000, 0, []byte("/p"), nil)
+	}
+	p.Add(EventPurchase, 1_700_000_000, 12.5, nil, []byte("c"))
+	p.Compact(1_700_400_000, 90*day)
+	enc := p.Append(nil)
+	var q Profile
+	if err := q.Decode(enc); err != nil {
+		t.Fatal(err)
+	}
+	if again := q.Append(nil); !bytes.Equal(enc, again) {
+		t.Fatal("decode then encode differs")
+	}
+	if len(q.Attrs) != 3 || string(q.Attrs[0].Key) != "consent_email" || q.Attr("industry") == nil || q.Attr("role") != nil {
+		t.Fatalf("attrs: %+v", q.Attrs)
+	}
+	if got := q.Count(DimPage, "/p", 365*day, 1_700_400_000); got != 50 {
+		t.Fatalf("count after round trip %d, want 50", got)
+	}
+	// Mutating a decoded profile must not write over another dimension.
+	q.Add(EventPageview, 1_700_400_000, 0, []byte("/p"), nil)
+	q.Add(EventPageview, 1_700_400_000, 0, []byte("/q"), nil)
+	if got := q.Count(DimType, "purchase", 365*day, 1_700_400_000); got != 1 {
+		t.Fatalf("purchase count %d after adding pageviews", got)
+	}
+	for _, bad := range [][]byte{{9}, enc[:len(enc)-1], append(bytes.Clone(enc), 0)} {
+		if err := q.Decode(bad); err == nil {
+			t.Errorf("Decode(% x) accepted", bad)
+		}
+	}
+}
+
+func TestProfileMerge(t *testing.T) {
+	var visitor, user Profile
+	visitor.Add(EventPageview, 1000*3600, 0, []byte("/pricing"), nil)
+	visitor.Add(EventPageview, 1001*3600, 0, []byte("/pricing"), nil)
+	visitor.SetAttr([]byte("company"), AttrString, []byte("ACME"), 0)
+	user.Add(EventPageview, 1001*3600+5, 0, []byte("/pricing"), nil)
+	user.SetAttr([]byte("company"), AttrString, []byte("ACME Corp"), 0)
+	user.Merge(&visitor)
+	if got := user.Count(DimPage, "/pricing", 10*3600, 1002*3600); got != 3 {
+		t.Fatalf("merged count %d, want 3", got)
+	}
+	if user.FirstSeen != 1000*3600 || string(user.Attr("company").Str) != "ACME Corp" {
+		t.Fatalf("merged: first %d company %s", user.FirstSeen, user.Attr("company").Str)
+	}
+}
+
+func BenchmarkProfileDecodeCount(b *testing.B) {
+	var p Profile
+	now := int64(1_700_000_000)
+	for i := int64(0); i < 200; i++ {
+		p.Add(EventPageview, now-i*3*3600, 0, []byte([]string{"/", "/pricing", "/contact", "/blog/x", "/case"}[i%5]), nil)
+	}
+	p.Compact(now, 90*day)
+	enc := p.Append(nil)
+	var q Profile
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := q.Decode(enc); err != nil {
+			b.Fatal(err)
+		}
+		_ = q.Count(DimPage, "/pricing", 30*day, now)
+	}
+}
