@@ -11,6 +11,7 @@ package index
 //	'k' key                   → counter: float64 LE, summed by the merge
 //	                            operator "edgerec.add.v1" (no read-modify-write)
 //	'm' key                   → metadata (catalog patches, sticky assignments …)
+//	'p' user                  → profile: attributes and behaviour counts (profile.go)
 //
 // History keys sort newest first within a user (^ts, then ^seq: of events
 // in the same second the later arrival first), so the newest N events are
@@ -42,6 +43,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -85,6 +87,11 @@ type StateOptions struct {
 	// FS is the file system the store lives on; default the operating
 	// system's. Tests pass vfs.NewCrashableMem() to simulate power loss.
 	FS vfs.FS
+	// ProfileRetention is how long profiles keep behaviour counts; default
+	// DefaultProfileRetention (90 days).
+	ProfileRetention time.Duration
+	// Now returns the time profiles are compacted at; default time.Now.
+	Now func() time.Time
 }
 
 func (o *StateOptions) withDefaults() {
@@ -97,6 +104,12 @@ func (o *StateOptions) withDefaults() {
 	if o.FS == nil {
 		o.FS = vfs.Default
 	}
+	if o.ProfileRetention == 0 {
+		o.ProfileRetention = DefaultProfileRetention
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 }
 
 // Validate reports options that cannot work.
@@ -106,6 +119,9 @@ func (o *StateOptions) Validate() error {
 	}
 	if o.CacheBytes < 0 {
 		return fmt.Errorf("cannot use cache size %d: negative", o.CacheBytes)
+	}
+	if o.ProfileRetention < time.Hour {
+		return fmt.Errorf("cannot keep profiles for %v: want an hour or more", o.ProfileRetention)
 	}
 	return nil
 }
@@ -120,6 +136,8 @@ type State struct {
 	wo    *pebble.WriteOptions
 	// seq is the last event number handed out.
 	seq atomic.Uint64
+	// profMu serialises the read-modify-write of profiles, by user hash.
+	profMu [profileStripes]sync.Mutex
 }
 
 // StateEvent is one event to store. Its byte slices are borrowed for the
@@ -137,8 +155,12 @@ type StateEvent struct {
 	Value    float64
 	HasValue bool
 	// Basket, RecID, Placement and Page are optional attribution and
-	// context fields, kept in the event log only.
+	// context fields, kept in the event log; a pageview's Page (its path)
+	// is counted in the user's profile too.
 	Basket, RecID, Placement, Page []byte
+	// Category is the item's category, counted in the profile; not
+	// logged (the build reads categories from the catalog).
+	Category []byte
 }
 
 // Counter is a delta to add to the durable float64 counter named Key.
@@ -242,6 +264,19 @@ func (s *State) AppendEventsAndCount(evs []StateEvent, counters []Counter) error
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
+	if len(evs) > 0 {
+		ps := profileScratches.Get().(*profileScratch)
+		defer profileScratches.Put(ps)
+		ps.stripes = ps.stripes[:0]
+		for i := range evs {
+			ps.stripes = append(ps.stripes, stripe(evs[i].User))
+		}
+		s.lockStripes(ps)
+		defer s.unlockProfiles(ps)
+		if err := s.addProfiles(b, ps, evs); err != nil {
+			return err
+		}
+	}
 	// Batch.Set copies key and value: one scratch buffer serves all.
 	var scratch [256]byte
 	buf := scratch[:0]

@@ -205,8 +205,9 @@ func (p *Profile) Compact(now, retention int64) {
 	oldest := int64(now-retention) / 3600
 	dims := p.Dims[:0]
 	for _, d := range p.Dims {
+		// In place: folded never passes the bucket being read.
 		bs := d.Buckets
-		folded := bs[:0:0]
+		folded := bs[:0]
 		for _, b := range bs {
 			if int64(b.Start)+int64(b.Span) <= oldest {
 				continue

@@ -1,0 +1,276 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/edgerec/edgerec/model"
+)
+
+// Profiles: 'p' user → model.Profile encoding (attributes and behaviour
+// counters). A profile is read, changed and written back under one of
+// profileStripes locks chosen by the user's hash, in the same batch as the
+// events that changed it: a profile never misses an acknowledged event,
+// and two batches never lose each other's counts.
+
+const (
+	stateProfile   = 'p'
+	profileStripes = 256
+	// DefaultProfileRetention is how long behaviour counts are kept.
+	DefaultProfileRetention = 90 * 24 * time.Hour
+)
+
+// profileKey appends the key of user's profile.
+func profileKey(dst, user []byte) []byte { return append(append(dst, stateProfile), user...) }
+
+func stripe(user []byte) int { return int(xxhash.Sum64(user) % profileStripes) }
+
+// profileScratch is the pooled memory of one profile update.
+type profileScratch struct {
+	p        model.Profile
+	stripes  []int
+	key, val []byte
+	enc      []byte
+}
+
+var profileScratches = sync.Pool{New: func() any { return new(profileScratch) }}
+
+// lockProfiles locks the stripes of users' profiles, in stripe order so
+// that concurrent batches cannot deadlock; unlockProfiles releases them.
+func (s *State) lockProfiles(ps *profileScratch, users ...[]byte) {
+	ps.stripes = ps.stripes[:0]
+	for _, u := range users {
+		ps.stripes = append(ps.stripes, stripe(u))
+	}
+	s.lockStripes(ps)
+}
+
+func (s *State) lockStripes(ps *profileScratch) {
+	slices.Sort(ps.stripes)
+	ps.stripes = slices.Compact(ps.stripes)
+	for _, i := range ps.stripes {
+		s.profMu[i].Lock()
+	}
+}
+
+func (s *State) unlockProfiles(ps *profileScratch) {
+	for _, i := range ps.stripes {
+		s.profMu[i].Unlock()
+	}
+}
+
+// readProfile decodes user's stored profile into p (an empty one when it
+// has none). p aliases *val, a copy of the stored bytes.
+func (s *State) readProfile(p *model.Profile, key, val *[]byte, user []byte) error {
+	*key = profileKey((*key)[:0], user)
+	v, closer, err := s.db.Get(*key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		p.Reset()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read the profile of %q: %w", user, err)
+	}
+	*val = append((*val)[:0], v...)
+	_ = closer.Close()
+	if err := p.Decode(*val); err != nil {
+		return fmt.Errorf("cannot read the profile of %q: %w", user, ErrCorrupt)
+	}
+	return nil
+}
+
+// addProfiles adds evs to their users' profiles in b. The caller holds
+// the users' stripe locks.
+func (s *State) addProfiles(b *pebble.Batch, ps *profileScratch, evs []StateEvent) error {
+	now := s.o.Now().Unix()
+	retention := int64(s.o.ProfileRetention / time.Second)
+	var done map[string]bool // for long batches; short ones look back
+	if len(evs) > 16 {
+		done = make(map[string]bool)
+	}
+	p := &ps.p
+	for i := range evs {
+		user := evs[i].User
+		if done != nil {
+			if done[string(user)] {
+				continue
+			}
+			done[string(user)] = true
+		} else if seenBefore(evs, i) {
+			continue
+		}
+		if err := s.readProfile(p, &ps.key, &ps.val, user); err != nil {
+			return err
+		}
+		for j := i; j < len(evs); j++ {
+			ev := &evs[j]
+			if string(ev.User) != string(user) {
+				continue
+			}
+			page := ev.Page
+			if ev.Type != model.EventPageview {
+				page = nil
+			}
+			p.Add(ev.Type, ev.TS, ev.Value, page, ev.Category)
+		}
+		p.Compact(now, retention)
+		ps.enc = p.Append(ps.enc[:0])
+		if err := b.Set(ps.key, ps.enc, nil); err != nil {
+			return fmt.Errorf("cannot batch the profile of %q: %w", user, err)
+		}
+	}
+	return nil
+}
+
+// seenBefore reports whether an event before i has evs[i]'s user.
+func seenBefore(evs []StateEvent, i int) bool {
+	for j := range i {
+		if string(evs[j].User) == string(evs[i].User) {
+			return true
+		}
+	}
+	return false
+}
+
+// AppendProfile appends the stored profile of user to dst; ok is false
+// when there is none. It does not allocate once dst has room.
+func (s *State) AppendProfile(dst, user []byte) ([]byte, bool, error) {
+	kp := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(kp)
+	k := profileKey((*kp)[:0], user)
+	*kp = k
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dst, false, nil
+	}
+	if err != nil {
+		return dst, false, fmt.Errorf("cannot read the profile of %q: %w", user, err)
+	}
+	dst = append(dst, v...)
+	_ = closer.Close()
+	return dst, true, nil
+}
+
+// UpdateProfile applies fn to user's profile and stores the result
+// durably, unless fn fails. p is valid only during fn.
+func (s *State) UpdateProfile(user []byte, fn func(p *model.Profile) error) error {
+	if len(user) == 0 {
+		return fmt.Errorf("%w: a profile needs a user", ErrBadEvent)
+	}
+	ps := profileScratches.Get().(*profileScratch)
+	defer profileScratches.Put(ps)
+	s.lockProfiles(ps, user)
+	defer s.unlockProfiles(ps)
+	if err := s.readProfile(&ps.p, &ps.key, &ps.val, user); err != nil {
+		return err
+	}
+	if err := fn(&ps.p); err != nil {
+		return err
+	}
+	ps.enc = ps.p.Append(ps.enc[:0])
+	if err := s.db.Set(ps.key, ps.enc, s.wo); err != nil {
+		return fmt.Errorf("cannot store the profile of %q: %w", user, err)
+	}
+	return nil
+}
+
+// MergeProfile adds visitor's behaviour to user's profile, with the
+// visitor's attributes that user lacks (at login). The visitor's profile
+// stays; a merge is not idempotent, so callers merge once per login.
+func (s *State) MergeProfile(visitor, user []byte) error {
+	if len(visitor) == 0 || len(user) == 0 || string(visitor) == string(user) {
+		return nil
+	}
+	var ps profileScratch
+	s.lockProfiles(&ps, visitor, user)
+	defer s.unlockProfiles(&ps)
+	var v model.Profile
+	var vkey, vval []byte
+	if err := s.readProfile(&v, &vkey, &vval, visitor); err != nil {
+		return err
+	}
+	if !v.Seen() && len(v.Attrs) == 0 {
+		return nil
+	}
+	u := &ps.p
+	if err := s.readProfile(u, &ps.key, &ps.val, user); err != nil {
+		return err
+	}
+	u.Merge(&v)
+	u.Compact(s.o.Now().Unix(), int64(s.o.ProfileRetention/time.Second))
+	if err := s.db.Set(ps.key, u.Append(nil), s.wo); err != nil {
+		return fmt.Errorf("cannot store the profile of %q: %w", user, err)
+	}
+	return nil
+}
+
+// ScanProfiles calls fn for every stored profile in user order, starting
+// after the user after (from the first when empty). user and value are
+// valid only during fn. An error from fn stops the scan and is returned
+// as is.
+func (s *State) ScanProfiles(after []byte, fn func(user, value []byte) error) error {
+	lo := []byte{stateProfile}
+	if len(after) > 0 {
+		lo = append(profileKey(nil, after), 0)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{stateProfile + 1}})
+	if err != nil {
+		return fmt.Errorf("cannot scan profiles: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("cannot scan profiles: %w", err)
+		}
+		if err := fn(it.Key()[1:], v); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("cannot scan profiles: %w", err)
+	}
+	return nil
+}
+
+// MetaWriter stores many metadata values in batches that do not wait for
+// the WAL sync, and syncs once at Close: for bulk records a crash may
+// lose (segment membership noted by an export).
+type MetaWriter struct {
+	s *State
+	b *pebble.Batch
+}
+
+// NewMetaWriter starts a bulk metadata write.
+func (s *State) NewMetaWriter() *MetaWriter { return &MetaWriter{s: s, b: s.db.NewBatch()} }
+
+// Set stores key → value; neither is retained.
+func (w *MetaWriter) Set(key, value []byte) error {
+	var kb [128]byte
+	if err := w.b.Set(append(append(kb[:0], stateMeta), key...), value, nil); err != nil {
+		return fmt.Errorf("cannot batch %q: %w", key, err)
+	}
+	if w.b.Len() > 1<<20 {
+		if err := w.b.Commit(pebble.NoSync); err != nil {
+			return fmt.Errorf("cannot commit metadata: %w", err)
+		}
+		w.b.Reset()
+	}
+	return nil
+}
+
+// Close commits what is left and syncs.
+func (w *MetaWriter) Close() error {
+	defer w.b.Close()
+	if err := w.b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("cannot commit metadata: %w", err)
+	}
+	return nil
+}
