@@ -19,6 +19,12 @@ type Config struct {
 	// control and popular recommendations, to measure personalisation as a
 	// whole.
 	Holdout float64 `yaml:"holdout"`
+	// Profiles and Segments: see segment.go.
+	Profiles Profiles            `yaml:"profiles"`
+	Segments map[string]*Segment `yaml:"segments"`
+
+	segments     []*Segment // sorted by name; a segSet indexes them
+	segmentIndex map[string]int
 }
 
 // Placement names the strategy, filters and business rules of one place on
@@ -45,23 +51,33 @@ type Placement struct {
 	Bury  []Rule `yaml:"bury"`
 	Pin   []Pin  `yaml:"pin"`
 
-	name     string
-	strategy placementKind
-	seen     seenPolicy
-	histW    float64
+	name      string
+	strategy  placementKind
+	seen      seenPolicy
+	histW     float64
+	segmented bool       // a rule or pin depends on the visitor's segments
+	segList   []*Segment // the segments rules and pins index
 }
 
 // Rule matches items by category or id.
+// With Segment set, the rule applies only to the segment's members.
 type Rule struct {
 	Category string  `yaml:"category"`
 	Item     string  `yaml:"item"`
 	Factor   float64 `yaml:"factor"`
+	Segment  string  `yaml:"segment"`
+
+	seg int // 1 + the segment's index; 0: everyone
 }
 
 // Pin places Item at Position (1-based) when it is in stock.
+// With Segment set, only the segment's members see the pin.
 type Pin struct {
 	Item     string `yaml:"item"`
 	Position int    `yaml:"position"`
+	Segment  string `yaml:"segment"`
+
+	seg int
 }
 
 type seenPolicy uint8
@@ -98,6 +114,9 @@ func DefaultConfig() *Config {
 		"email":        {Strategy: "personal", HistoryWeight: &one},
 		"popular":      {Strategy: "popular"},
 	}}
+	if err := c.validateSegments(func(path, msg string) error { return fmt.Errorf("%s: %s", path, msg) }); err != nil {
+		panic("BUG: default config: " + err.Error())
+	}
 	if err := c.validate(nil); err != nil {
 		panic("BUG: default config: " + err.Error())
 	}
@@ -141,20 +160,19 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 		}
 		return n.GetToken().Position.Line
 	}
-	if err := c.validate(func(path string, msg string) error {
+	at := func(path string, msg string) error {
 		if l := line(path); l > 0 {
 			return fmt.Errorf("%s:%d: %s", name, l, msg)
 		}
 		return fmt.Errorf("%s: %s", name, msg)
-	}); err != nil {
+	}
+	if err := c.validateSegments(at); err != nil {
 		return nil, err
 	}
-	if err := c.validatePages(func(path string, msg string) error {
-		if l := line(path); l > 0 {
-			return fmt.Errorf("%s:%d: %s", name, l, msg)
-		}
-		return fmt.Errorf("%s: %s", name, msg)
-	}); err != nil {
+	if err := c.validate(at); err != nil {
+		return nil, err
+	}
+	if err := c.validatePages(at); err != nil {
 		return nil, err
 	}
 	d := DefaultConfig()
@@ -162,6 +180,7 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 		d.Placements[k] = p
 	}
 	d.Pages, d.Holdout = c.Pages, c.Holdout
+	d.Profiles, d.Segments, d.segments, d.segmentIndex = c.Profiles, c.Segments, c.segments, c.segmentIndex
 	return d, nil
 }
 
@@ -211,20 +230,55 @@ func (c *Config) validate(at func(path, msg string) error) error {
 		if p.K < 0 || p.MaxPerCategory < 0 {
 			return at(base, fmt.Sprintf("placement %q: k and max_per_category must be >= 0", n))
 		}
-		for i, r := range p.Boost {
+		segOf := func(path, seg string) (int, error) {
+			if seg == "" {
+				return 0, nil
+			}
+			i, ok := c.segmentIndex[seg]
+			if !ok {
+				return 0, at(path+".segment", fmt.Sprintf("placement %q: unknown segment %q", n, seg))
+			}
+			return i + 1, nil
+		}
+		var err error
+		for i := range p.Boost {
+			r := &p.Boost[i]
+			path := fmt.Sprintf("%s.boost[%d]", base, i)
 			if (r.Category == "") == (r.Item == "") || r.Factor <= 0 {
-				return at(fmt.Sprintf("%s.boost[%d]", base, i), fmt.Sprintf("placement %q: a boost needs one of category or item, and a factor > 0", n))
+				return at(path, fmt.Sprintf("placement %q: a boost needs one of category or item, and a factor > 0", n))
+			}
+			if r.seg, err = segOf(path, r.Segment); err != nil {
+				return err
 			}
 		}
-		for i, r := range p.Bury {
+		for i := range p.Bury {
+			r := &p.Bury[i]
+			path := fmt.Sprintf("%s.bury[%d]", base, i)
 			if (r.Category == "") == (r.Item == "") {
-				return at(fmt.Sprintf("%s.bury[%d]", base, i), fmt.Sprintf("placement %q: a bury rule needs one of category or item", n))
+				return at(path, fmt.Sprintf("placement %q: a bury rule needs one of category or item", n))
+			}
+			if r.seg, err = segOf(path, r.Segment); err != nil {
+				return err
 			}
 		}
-		for i, pin := range p.Pin {
+		for i := range p.Pin {
+			pin := &p.Pin[i]
+			path := fmt.Sprintf("%s.pin[%d]", base, i)
 			if pin.Item == "" || pin.Position < 1 {
-				return at(fmt.Sprintf("%s.pin[%d]", base, i), fmt.Sprintf("placement %q: a pin needs an item and a position >= 1", n))
+				return at(path, fmt.Sprintf("placement %q: a pin needs an item and a position >= 1", n))
 			}
+			if pin.seg, err = segOf(path, pin.Segment); err != nil {
+				return err
+			}
+		}
+		p.segmented, p.segList = false, c.segments
+		for _, rs := range [][]Rule{p.Boost, p.Bury} {
+			for _, r := range rs {
+				p.segmented = p.segmented || r.seg > 0
+			}
+		}
+		for _, pin := range p.Pin {
+			p.segmented = p.segmented || pin.seg > 0
 		}
 	}
 	return nil

@@ -37,6 +37,8 @@ type decideState struct {
 	armIdx                      []int
 	mac                         hash.Hash
 	sum, msg                    []byte
+	segs                        segSet
+	segNames                    []string
 }
 
 var decidePool = sync.Pool{New: func() any {
@@ -242,6 +244,21 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, v
 	}
 	if len(page.Rules) > 0 {
 		s.fillRuleEnv(ctx, ds, ua, found)
+		ds.segs = segSet{}
+		if page.segmented {
+			cfg := s.cfg.Load()
+			var err error
+			if ds.segs, err = s.segmentsOf(cfg, visitor); err != nil {
+				return 0, "", err
+			}
+			ds.segNames = ds.segNames[:0]
+			for i, seg := range cfg.segments {
+				if ds.segs.has(i) {
+					ds.segNames = append(ds.segNames, seg.name)
+				}
+			}
+			ds.env.Segments = ds.segNames
+		}
 		if i := s.matchRule(ds, page); i >= 0 {
 			return page.Rules[i].variant, reasonRule, nil
 		}
@@ -295,6 +312,11 @@ func (s *Server) matchRule(ds *decideState, page *Page) int {
 	}
 	if e.Returning {
 		_, _ = ds.h.Write([]byte{1})
+	}
+	for _, w := range ds.segs {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], w)
+		_, _ = ds.h.Write(b[:])
 	}
 	var gen [8]byte
 	binary.LittleEndian.PutUint64(gen[:], s.cfgGen.Load())

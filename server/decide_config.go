@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -27,10 +28,11 @@ type Page struct {
 	BurnIn   float64 `yaml:"burn_in"`
 	MinShare float64 `yaml:"min_share"`
 
-	name    string
-	traffic float64
-	control int
-	weights []float64
+	name      string
+	segmented bool // a rule reads the visitor's segments
+	traffic   float64
+	control   int
+	weights   []float64
 }
 
 // Variant is one version of a page; Payload is returned as JSON.
@@ -46,7 +48,7 @@ type Variant struct {
 // expr-lang expressions over the request: keyword (the normalised search
 // term), ref (referrer host), search_engine, utm_source, utm_medium,
 // utm_campaign, utm_term, utm_content, device (mobile, tablet, desktop),
-// returning (bool).
+// returning (bool), segments (the visitor's segments: "name" in segments).
 type PageRule struct {
 	If      string `yaml:"if"`
 	Variant string `yaml:"variant"`
@@ -58,16 +60,17 @@ type PageRule struct {
 // ruleEnv is what a rule condition sees. Its strings alias the request:
 // valid only while the rule runs.
 type ruleEnv struct {
-	Keyword      string `expr:"keyword"`
-	Ref          string `expr:"ref"`
-	SearchEngine string `expr:"search_engine"`
-	UTMSource    string `expr:"utm_source"`
-	UTMMedium    string `expr:"utm_medium"`
-	UTMCampaign  string `expr:"utm_campaign"`
-	UTMTerm      string `expr:"utm_term"`
-	UTMContent   string `expr:"utm_content"`
-	Device       string `expr:"device"`
-	Returning    bool   `expr:"returning"`
+	Keyword      string   `expr:"keyword"`
+	Ref          string   `expr:"ref"`
+	SearchEngine string   `expr:"search_engine"`
+	UTMSource    string   `expr:"utm_source"`
+	UTMMedium    string   `expr:"utm_medium"`
+	UTMCampaign  string   `expr:"utm_campaign"`
+	UTMTerm      string   `expr:"utm_term"`
+	UTMContent   string   `expr:"utm_content"`
+	Device       string   `expr:"device"`
+	Returning    bool     `expr:"returning"`
+	Segments     []string `expr:"segments"`
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -175,10 +178,21 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 				return at(rp+".if", fmt.Sprintf("page %q: rule %d: %v", name, i+1, err))
 			}
 			r.program = prog
+			if strings.Contains(r.If, "segments") {
+				p.segmented = true
+				for _, m := range segmentRef.FindAllStringSubmatch(r.If, -1) {
+					if _, ok := c.segmentIndex[m[1]]; !ok {
+						return at(rp+".if", fmt.Sprintf("page %q: rule %d: unknown segment %q", name, i+1, m[1]))
+					}
+				}
+			}
 		}
 	}
 	return nil
 }
+
+// segmentRef finds the segment names a rule tests: "name" in segments.
+var segmentRef = regexp.MustCompile(`["']([^"']+)["']\s+in\s+segments`)
 
 // jsonable turns YAML's map[string]any trees (which may hold
 // map[any]any) into what encoding/json accepts.

@@ -52,6 +52,10 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 	defer parsers.Put(p)
 	b := eventBatch{arena: make([]byte, 0, len(body)+64)}
 	now := s.o.Now().Unix()
+	snap := s.live.Acquire()
+	if snap != nil {
+		defer snap.Release()
+	}
 	add := func(n int, v *fastjson.Value) error {
 		if len(b.evs) >= s.o.MaxBatch {
 			return errorf(fasthttp.StatusRequestEntityTooLarge, "batch_too_large", "more than "+strconv.Itoa(s.o.MaxBatch)+" events in one request")
@@ -66,7 +70,8 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 		if beacon && ((ev.Type != model.EventConversion && ev.Type != model.EventExposure) || !s.verifyDecision(ev.RecID, ev.User)) {
 			return errUnauthorized
 		}
-		for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page} {
+		profileEvent(snap, &ev)
+		for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page, &ev.Category} {
 			*f = b.keep(*f)
 		}
 		if ev.Type == model.EventLogin {
@@ -96,6 +101,9 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 	}
 	for _, l := range b.logins {
 		if err := s.state.MergeHistory(l[0], l[1], now); err != nil {
+			return err
+		}
+		if err := s.state.MergeProfile(l[0], l[1]); err != nil {
 			return err
 		}
 	}

@@ -27,6 +27,9 @@ const (
 	routeCORS
 	routeDecide
 	routeResults
+	routeProfile
+	routePage
+	routeMembers
 	routeCount
 )
 
@@ -34,7 +37,7 @@ var routeNames = [routeCount]string{
 	routeNotFound: "not_found", routeRecommend: "recommend", routeSimilar: "similar", routeBought: "bought_together",
 	routeUser: "user", routePopular: "popular", routeEvents: "events", routeItems: "items", routeAdmin: "admin",
 	routeStats: "stats", routeHealth: "health", routeMetrics: "metrics", routeCORS: "cors",
-	routeDecide: "decide", routeResults: "results",
+	routeDecide: "decide", routeResults: "results", routeProfile: "profile", routePage: "page", routeMembers: "members",
 }
 
 // serverMetrics are exported on /metrics in Prometheus text format through
@@ -48,6 +51,7 @@ type serverMetrics struct {
 	cacheHits       *metrics.Counter
 	cacheMisses     *metrics.Counter
 	eventsIngested  *metrics.Counter
+	segmentErrors   *metrics.Counter
 	snapshotVersion atomic.Uint64
 	served          sync.Map // placement string → *atomic.Uint64
 }
@@ -62,6 +66,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.cacheHits = m.set.NewCounter(`edgerec_cache_requests_total{result="hit"}`)
 	m.cacheMisses = m.set.NewCounter(`edgerec_cache_requests_total{result="miss"}`)
 	m.eventsIngested = m.set.NewCounter("edgerec_events_ingested_total")
+	m.segmentErrors = m.set.NewCounter("edgerec_segment_errors_total")
 	m.set.NewGauge("edgerec_snapshot_version", func() float64 { return float64(m.snapshotVersion.Load()) })
 	m.set.NewGauge("edgerec_cache_hit_ratio", func() float64 {
 		h, miss := float64(m.cacheHits.Get()), float64(m.cacheMisses.Get())

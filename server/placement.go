@@ -100,6 +100,13 @@ func (s *Server) recommend(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs
 		}
 	}
 	rs.pl = pl
+	rs.segs = segSet{}
+	if pl.segmented {
+		var err error
+		if rs.segs, err = s.segmentsIn(pl.segList, rs.params.user); err != nil {
+			return err
+		}
+	}
 	s.applyBoostBury(snap, rs, pl)
 	s.take(snap, rs, rs.cands, r, because, hasBc)
 	if err := s.fillPopular(snap, rs, cat); err != nil {
@@ -179,6 +186,9 @@ func (s *Server) applyBoostBury(snap *index.SnapshotRef, rs *reqState, pl *Place
 	if len(pl.Boost) > 0 {
 		for bi := range pl.Boost {
 			r := &pl.Boost[bi]
+			if r.seg > 0 && !rs.segs.has(r.seg-1) {
+				continue
+			}
 			c := ruleCat(r)
 			for i := range rs.cands {
 				if ruleMatches(snap.Item(rs.cands[i].Item), r, c) {
@@ -192,6 +202,9 @@ func (s *Server) applyBoostBury(snap *index.SnapshotRef, rs *reqState, pl *Place
 		buried := func(n model.Neighbour) int {
 			for bi := range pl.Bury {
 				r := &pl.Bury[bi]
+				if r.seg > 0 && !rs.segs.has(r.seg-1) {
+					continue
+				}
 				if ruleMatches(snap.Item(n.Item), r, ruleCat(r)) {
 					return 1
 				}
@@ -224,6 +237,9 @@ func (rs *reqState) capped(snap *index.SnapshotRef, item uint32) bool {
 // (an item already picked has).
 func (s *Server) applyPins(snap *index.SnapshotRef, rs *reqState, pl *Placement) {
 	for _, pin := range pl.Pin {
+		if pin.seg > 0 && !rs.segs.has(pin.seg-1) {
+			continue
+		}
 		n, ok := snap.Lookup([]byte(pin.Item))
 		if !ok {
 			continue

@@ -54,6 +54,7 @@ type reqState struct {
 	params  recParams
 	hasUser bool
 	pl      *Placement // placement rules in force, nil on direct endpoints
+	segs    segSet     // the visitor's segments, when pl.segmented
 	ctxList []model.Neighbour
 	ctxItem uint32 // with ctxList: picks found in it are similar_to ctxItem
 }

@@ -322,8 +322,16 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 		}
 	case bytes.HasPrefix(p, []byte("users/")):
 		id, rest, _ := bytes.Cut(p[len("users/"):], []byte("/"))
-		if string(rest) == "recommendations" {
+		switch {
+		case string(rest) == "recommendations":
 			return routeUser, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleUser(ctx, id) })
+		case string(rest) == "segments":
+			return routeProfile, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleUserSegments(ctx, id) })
+		case len(rest) == 0 && !bytes.HasSuffix(p, []byte("/")):
+			if ctx.IsPut() || ctx.IsPost() {
+				return routeProfile, s.handlePutProfile(ctx, id)
+			}
+			return routeProfile, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleGetProfile(ctx, id) })
 		}
 	case string(p) == "admin/snapshots":
 		if !ctx.IsPost() {
