@@ -60,8 +60,8 @@ const maxSegments = 256
 
 type segSet [maxSegments / 64]uint64
 
-func (s *segSet) add(i int)      { s[i/64] |= 1 << (i % 64) }
-func (s *segSet) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
+func (s *segSet) add(i int)     { s[i/64] |= 1 << (i % 64) }
+func (s segSet) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
 func (s *segSet) hasAny(o segSet) bool {
 	for i := range s {
 		if s[i]&o[i] != 0 {

@@ -69,7 +69,7 @@ func TestMain(m *testing.M) {
 func testServer(t testing.TB, o Options) (*Server, *fasthttp.Client) {
 	t.Helper()
 	root := buildML100k(t)
-	state, err := index.OpenState(t.TempDir(), index.StateOptions{NoSync: true})
+	state, err := index.OpenState(t.TempDir(), index.StateOptions{NoSync: true, Now: o.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,274 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgerec/edgerec/model"
+)
+
+func TestSegmentConfigErrors(t *testing.T) {
+	f := func(yaml, want string) {
+		t.Helper()
+		_, err := ParseConfig([]byte(yaml), "edgerec.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("config %q: error %v; want it to contain %q", yaml, err, want)
+		}
+	}
+	seg := func(expr string) string { return "segments:\n  s1:\n    if: '" + expr + "'\n" }
+	f(seg(`visits("/x", "30d") > 1`), `edgerec.yaml:3: segment "s1": unknown name visits`)
+	f(seg(`views("/x", "30 days") > 1`), `edgerec.yaml:3: segment "s1": views: window "30 days"`)
+	f(seg(`views("/x", "30d") == "a"`), `edgerec.yaml:3: segment "s1": invalid operation`)
+	f(seg(`attr("a") matches "b"`), `operator "matches" is not supported`)
+	f(seg(`views(attr("p"), "1d") > 0`), `views: column`)
+	f(seg(`events("visit", "1d") > 0`), `unknown event type "visit"`)
+	f(seg(`hours_since("lunch") < 3`), `hours_since: "lunch"`)
+	f(seg(`views("/x", "1d")`), `expected bool`)
+	f("segments:\n  s1:\n    description: no rule\n", `edgerec.yaml:3: segment "s1": needs an`)
+	f("segments:\n  bad/name:\n    if: 'true'\n", `segment name "bad/name"`)
+	f(seg(`true`)+"placements:\n  p:\n    strategy: popular\n    boost:\n      - category: x\n        factor: 2\n        segment: s2\n",
+		`edgerec.yaml:10: placement "p": unknown segment "s2"`)
+	f(seg(`true`)+"pages:\n  lp:\n    experiment: e\n    variants:\n      - id: a\n        weight: 1\n    rules:\n      - if: '\"s9\" in segments'\n        variant: a\n",
+		`rule 1: unknown segment "s9"`)
+	f("profiles:\n  windows: [1d, 1y]\n", `edgerec.yaml:2: window "1y"`)
+}
+
+// profileAt builds a profile from (event, page, seconds ago) triples.
+func profileAt(now int64, evs ...any) *segCtx {
+	sc := &segCtx{now: now}
+	for i := 0; i+2 < len(evs); i += 3 {
+		t, _ := model.ParseEventType([]byte(evs[i].(string)))
+		sc.p.Add(t, now-int64(evs[i+2].(int)), 100, []byte(evs[i+1].(string)), nil)
+	}
+	sc.p.Compact(now, 90*86400)
+	return sc
+}
+
+// The sample config's templates on the visitors they are written for.
+func TestSegmentTemplates(t *testing.T) {
+	cfg := sampleConfig(t)
+	s := &Server{m: newServerMetrics(nil)}
+	now := int64(1_750_000_000)
+	const h, d = 3600, 86400
+	for _, c := range []struct {
+		name string
+		sc   *segCtx
+		want string
+	}{
+		{"gathering", profileAt(now, "pageview", "/pricing", 3*d, "pageview", "/pricing", 2*h, "pageview", "/", 2*h), "info_gathering"},
+		{"once", profileAt(now, "pageview", "/pricing", 3*d), ""},
+		{"contacted", profileAt(now, "pageview", "/pricing", 3*d, "pageview", "/pricing", 2*h, "pageview", "/contact", h), "high_intent"},
+		{"old interest", profileAt(now, "pageview", "/pricing", 40*d, "pageview", "/pricing", 35*d), ""},
+		{"case studies", profileAt(now, "pageview", "/case-studies/acme", d, "pageview", "/pricing", h, "pageview", "/demo", 10*d), "high_intent"},
+		{"abandoner", profileAt(now, "cart", "", 5*h), "cart_abandoner"},
+		{"bought after cart", profileAt(now, "cart", "", 5*h, "purchase", "", 4*h), ""},
+		{"cart too old", profileAt(now, "cart", "", 30*h), ""},
+		{"bought again later", profileAt(now, "purchase", "", 200*d, "cart", "", h), "cart_abandoner lapsed_customer"},
+		{"lapsed", profileAt(now, "purchase", "", 120*d), "lapsed_customer"},
+		{"repeat", profileAt(now, "purchase", "", 20*d, "purchase", "", 2*d), "repeat_buyer"},
+		{"lapsed repeat", profileAt(now, "purchase", "", 200*d, "purchase", "", 100*d), "lapsed_customer repeat_buyer"},
+		{"nobody", profileAt(now), ""},
+	} {
+		set := s.evalSegments(c.sc, cfg)
+		var got []string
+		for i, seg := range cfg.segments {
+			if set.has(i) {
+				got = append(got, seg.name)
+			}
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%s: segments %v, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// Operators, attributes and run-time type mismatches.
+func TestSegmentExpressions(t *testing.T) {
+	s := &Server{m: newServerMetrics(nil)}
+	now := int64(1_750_000_000)
+	sc := profileAt(now, "pageview", "/blog/a", 3600, "pageview", "/blog/b", 7200, "view", "", 60)
+	sc.p.SetAttr([]byte("industry"), model.AttrString, []byte("manufacturing"), 0)
+	sc.p.SetAttr([]byte("employees"), model.AttrNumber, nil, 250)
+	sc.p.SetAttr([]byte("consent_email"), model.AttrBool, nil, 1)
+	sc.p.SetAttr([]byte("consent_ads"), model.AttrString, []byte("no"), 0)
+	for src, want := range map[string]bool{
+		`views("/blog/*", "1d") == 2`:                                 true,
+		`views("/blog/a", "1d") == 1 and not has("role")`:             true,
+		`events("view", "1h") == 1 && events("cart", "7d") == 0`:      true,
+		`attr("industry") in ["manufacturing", "logistics"]`:          true,
+		`attr("industry") startsWith "manu" || false`:                 true,
+		`num("employees") / 5 >= 50 && -num("employees") < 0`:         true,
+		`num("revenue") > 0 || num("revenue") <= 0`:                   false, // NaN: absent
+		`consent("email") && !consent("ads")`:                         true,
+		`hours_since("view") < 0.02 && days_since("purchase") > 1000`: true,
+		`days_since("first_seen") * 24 >= 1.99`:                       true,
+		`purchases == 0 && purchase_value == 0`:                       true,
+		`attr("employees") == "250"`:                                  false, // type mismatch
+		`num("industry") > 0 || true`:                                 false, // mismatch poisons the rule
+		`attr("missing") == ""`:                                       true,
+		`attr("industry") not in ["retail"]`:                          true,
+		`num("employees") in [100, 250]`:                              true,
+	} {
+		eval, err := compileSegment(src)
+		if err != nil {
+			t.Errorf("%s: %v", src, err)
+			continue
+		}
+		list := []*Segment{{name: "t", eval: eval}}
+		set := s.evalList(sc, list)
+		got := set.has(0)
+		if got != want {
+			t.Errorf("%s = %v, want %v", src, got, want)
+		}
+	}
+	if s.m.segmentErrors.Get() != 2 {
+		t.Errorf("%d run-time errors counted, want 2", s.m.segmentErrors.Get())
+	}
+}
+
+// Profiles and segments over HTTP: attributes, behaviour from events,
+// segments on read, in a landing-page rule, in a placement pin, and the
+// one-call page endpoint.
+func TestSegmentsHTTP(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+placements:
+  home:
+    strategy: popular
+    pin:
+      - item: "1682"
+        position: 1
+        segment: info_gathering
+segments:
+  info_gathering:
+    if: 'views("/pricing", "30d") >= 2 && views("/contact", "30d") == 0'
+  big_company:
+    if: 'num("employees") >= 1000'
+pages:
+  lp:
+    experiment: lp-seg
+    variants:
+      - id: a
+        weight: 1
+      - id: guide
+        weight: 0
+    rules:
+      - if: '"info_gathering" in segments'
+        variant: guide
+`), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_750_000_000, 0)
+	s, c := testServer(t, Options{Config: cfg, Now: func() time.Time { return now }})
+	post := func(body string) {
+		t.Helper()
+		if code, b := do(t, c, "POST", "/v1/events", testKey, body); code != 200 {
+			t.Fatalf("events: %d %s", code, b)
+		}
+	}
+	segments := func(user string) string {
+		t.Helper()
+		code, b := do(t, c, "GET", "/v1/users/"+user+"/segments", "", "")
+		if code != 200 {
+			t.Fatalf("segments: %d %s", code, b)
+		}
+		var r struct{ Segments []string }
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(r.Segments, " ")
+	}
+	if got := segments("lead-1"); got != "" {
+		t.Fatalf("an unknown visitor is in %q", got)
+	}
+	post(fmt.Sprintf(`{"event":"pageview","visitor":"lead-1","page":"https://example.jp/pricing?utm_source=x","ts":%d}`, now.Unix()-5*86400))
+	if got := segments("lead-1"); got != "" {
+		t.Fatalf("after one pricing view: %q", got)
+	}
+	// The page needs no decision yet: the lead is not in the segment.
+	d := decide(t, s, "page=lp&visitor=lead-1", "Mozilla/5.0")
+	if d.Variant != "a" {
+		t.Fatalf("before the segment: variant %s (%s)", d.Variant, d.Reason)
+	}
+	post(fmt.Sprintf(`{"event":"pageview","visitor":"lead-1","page":"/pricing/","ts":%d}`, now.Unix()-60))
+	if got := segments("lead-1"); got != "info_gathering" {
+		t.Fatalf("after two pricing views: %q", got)
+	}
+	if d := decide(t, s, "page=lp&visitor=lead-1", "Mozilla/5.0"); d.Variant != "guide" || d.Reason != "rule" {
+		t.Fatalf("in the segment: variant %s (%s)", d.Variant, d.Reason)
+	}
+	code, b := do(t, c, "PUT", "/v1/users/lead-1", testKey, `{"company":"ACME","employees":5000,"consent_email":true,"role":null}`)
+	if code != 200 {
+		t.Fatalf("put: %d %s", code, b)
+	}
+	if got := segments("lead-1"); got != "big_company info_gathering" {
+		t.Fatalf("with attributes: %q", got)
+	}
+	// The profile, with the key only.
+	if code, _ := do(t, c, "GET", "/v1/users/lead-1", "", ""); code != 401 {
+		t.Fatalf("profile without a key: %d", code)
+	}
+	code, b = do(t, c, "GET", "/v1/users/lead-1", testKey, "")
+	var prof struct {
+		Attributes map[string]any
+		Counts     map[string]map[string]map[string]int
+		Segments   []string
+	}
+	if code != 200 || json.Unmarshal(b, &prof) != nil {
+		t.Fatalf("profile: %d %s", code, b)
+	}
+	if prof.Attributes["company"] != "ACME" || prof.Attributes["employees"] != 5000.0 || prof.Attributes["consent_email"] != true ||
+		prof.Counts["30d"]["pages"]["/pricing"] != 2 || prof.Counts["1d"]["pages"]["/pricing"] != 1 || len(prof.Segments) != 2 {
+		t.Fatalf("profile: %s", b)
+	}
+	// The pin for the segment, and everything in one call.
+	code, b = do(t, c, "GET", "/v1/page?page=lp&visitor=lead-1&placements=home,product_page&item=50&k=3", "", "")
+	var page struct {
+		Decision        decision
+		Recommendations map[string]apiList
+		Segments        []string
+		Visitor         string
+	}
+	if code != 200 || json.Unmarshal(b, &page) != nil {
+		t.Fatalf("page: %d %s", code, b)
+	}
+	if page.Decision.Variant != "guide" || page.Visitor != "lead-1" || len(page.Segments) != 2 ||
+		len(page.Recommendations["home"].Items) != 3 || page.Recommendations["home"].Items[0].ID != "1682" ||
+		len(page.Recommendations["product_page"].Items) != 3 {
+		t.Fatalf("page: %s", b)
+	}
+	code, b = do(t, c, "GET", "/v1/page?visitor=someone-else&placements=home&k=3", "", "")
+	if code != 200 || json.Unmarshal(b, &page) != nil || page.Recommendations["home"].Items[0].ID == "1682" || len(page.Segments) != 0 {
+		t.Fatalf("page for a visitor outside the segment: %d %s", code, b)
+	}
+	// A first visit without an id gets one, in the cookie and the answer.
+	code, b = do(t, c, "GET", "/v1/page?page=lp&placements=home", "", "")
+	if code != 200 || json.Unmarshal(b, &page) != nil || page.Visitor == "" || page.Visitor != page.Decision.Visitor {
+		t.Fatalf("first visit: %d %s", code, b)
+	}
+	// Bad input.
+	for _, bad := range []struct{ method, uri, body string }{
+		{"GET", "/v1/page", ""},
+		{"GET", "/v1/page?placements=nope", ""},
+		{"GET", "/v1/page?placements=a,b,c,d,e,f,g,h,i", ""},
+		{"PUT", "/v1/users/x", `[1,2]`},
+		{"PUT", "/v1/users/x", `{"a":{"nested":1}}`},
+		{"PUT", "/v1/users/x", `{"a":`},
+		{"PUT", "/v1/users/x", `{"` + strings.Repeat("k", 65) + `":1}`},
+	} {
+		if code, b := do(t, c, bad.method, bad.uri, testKey, bad.body); code != 400 || !strings.Contains(string(b), `"error"`) {
+			t.Errorf("%s %s %s: %d %s", bad.method, bad.uri, bad.body, code, b)
+		}
+	}
+	if code, _ := do(t, c, "GET", "/v1/users/nobody", testKey, ""); code != 404 {
+		t.Errorf("profile of nobody: %d", code)
+	}
+	// Thirty days later the pricing views have left the window.
+	now = now.Add(31 * 24 * time.Hour)
+	if got := segments("lead-1"); got != "big_company" {
+		t.Fatalf("a month later: %q", got)
+	}
+}
