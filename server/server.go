@@ -333,6 +333,11 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 			}
 			return routeProfile, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleGetProfile(ctx, id) })
 		}
+	case bytes.HasPrefix(p, []byte("segments/")):
+		id, rest, _ := bytes.Cut(p[len("segments/"):], []byte("/"))
+		if string(rest) == "members" {
+			return routeMembers, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleMembers(ctx, id) })
+		}
 	case string(p) == "admin/snapshots":
 		if !ctx.IsPost() {
 			return routeAdmin, errMethod

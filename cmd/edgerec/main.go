@@ -1,4 +1,4 @@
-// Command edgerec is the one binary of edgerec: serve, build, eval, gen.
+// Command edgerec is the one binary of edgerec: serve, build, eval, gen, export.
 package main
 
 import (
@@ -19,6 +19,7 @@ Usage:
   edgerec bench --url U [--rate R] [--scenario S]      open-loop load test (also closed, step)
   edgerec bench compare A.json B.json                  two reports side by side
   edgerec check --config edgerec.yaml                  validate a config file
+  edgerec export audience --segment S [--out F]        a segment's consenting members (CSV, NDJSON)
   edgerec version
 
 Run 'edgerec CMD -h' for the flags of CMD.
@@ -45,6 +46,8 @@ func main() {
 		err = runBench(args)
 	case "check":
 		err = runCheck(args)
+	case "export":
+		err = runExport(args)
 	case "version", "-version", "--version":
 		fmt.Println("edgerec", version)
 	case "help", "-h", "--help":

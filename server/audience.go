@@ -1,0 +1,672 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/edgerec/edgerec/index"
+	"github.com/edgerec/edgerec/model"
+)
+
+// Audience export limits.
+const (
+	// MaxAudienceRecs bounds AudienceOptions.WithRecs.
+	MaxAudienceRecs = 50
+	// Page sizes of GET /v1/segments/{id}/members.
+	defaultMembersPage = 1000
+	maxMembersPage     = 10000
+)
+
+// AudienceOptions select what ExportAudience writes.
+type AudienceOptions struct {
+	// Segment names a configured segment; required.
+	Segment string
+	// WithRecs adds each member's top WithRecs personal recommendations
+	// (0 to MaxAudienceRecs) with id, title, category and price.
+	WithRecs int
+	// Format is "csv" (default) or "ndjson".
+	Format string
+	// Since, when non-zero, writes only the users whose membership changed
+	// at or after this Unix time: "joined" or "left" rows.
+	Since int64
+	// Channel is the consent channel: a member needs the attribute
+	// consent_<Channel> true. Default "email".
+	Channel string
+	// After resumes the scan after this user id; Limit stops it after so
+	// many rows (0: no limit).
+	After string
+	Limit int
+	// Attrs are the CSV attribute columns; when empty, every attribute key
+	// of the rows written, sorted (found by a first pass over the profiles).
+	Attrs []string
+}
+
+// AudienceStats say what an export did.
+type AudienceStats struct {
+	// Scanned profiles, Members among them now (in the segment, with
+	// consent), rows Written, of which Joined and Left (with Since).
+	Scanned, Members, Written, Joined, Left int
+	// More is true when the export stopped at Limit: more rows may follow
+	// after Last, the user of the last row written.
+	Last string
+	More bool
+}
+
+// Membership statuses of the rows.
+const (
+	statusMember = "member"
+	statusJoined = "joined"
+	statusLeft   = "left"
+)
+
+func (o *AudienceOptions) validate(cfg *Config) (int, error) {
+	if o.Format == "" {
+		o.Format = "csv"
+	}
+	if o.Channel == "" {
+		o.Channel = "email"
+	}
+	if o.Segment == "" {
+		return 0, badParam("segment", "required")
+	}
+	seg, ok := cfg.segmentIndex[o.Segment]
+	if !ok {
+		names := make([]string, len(cfg.segments))
+		for i, sg := range cfg.segments {
+			names[i] = sg.name
+		}
+		return 0, badParam("segment", fmt.Sprintf("unknown segment %q; configured: %s", o.Segment, strings.Join(names, ", ")))
+	}
+	if o.Format != "csv" && o.Format != "ndjson" {
+		return 0, badParam("format", fmt.Sprintf("%q: want csv or ndjson", o.Format))
+	}
+	if o.WithRecs < 0 || o.WithRecs > MaxAudienceRecs {
+		return 0, badParam("with_recs", "must be an integer from 0 to "+strconv.Itoa(MaxAudienceRecs))
+	}
+	if o.Since < 0 {
+		return 0, badParam("since", "must be a Unix time in seconds")
+	}
+	if !idPattern.MatchString(o.Channel) {
+		return 0, badParam("channel", "want 1-64 of A-Z a-z 0-9 _ -")
+	}
+	if o.Limit < 0 {
+		return 0, badParam("limit", "must not be negative")
+	}
+	return seg, nil
+}
+
+// ExportAudience writes the consenting members of a segment to w, as CSV
+// or NDJSON, one row a user, optionally with their personal
+// recommendations. Compression is the caller's.
+//
+// A user is a member only when the segment matches their profile and
+// the attribute consent_<channel> is true; nobody else's data is written.
+//
+// # Membership records
+//
+// An export is also what notices membership changes: for every profile it
+// evaluates it compares membership with the record stored under the
+// metadata key sg/<segment>/<channel>/<user> (one byte, 'i' member or 'o'
+// not, then the uvarint Unix time of the change) and stores a new record,
+// stamped with the export's time, when they differ. So changed_at is when
+// an export first saw the change, not when the profile changed, and users
+// who joined and left between two exports are never seen. With Since, the
+// rows are the users whose record changed at or after Since: "joined"
+// (members now) or "left" (out of the segment, or consent withdrawn:
+// these rows carry only user_id, status and changed_at). Without it, the
+// rows are the current members, status "member", changed_at when they
+// joined.
+//
+// # Formats
+//
+// CSV: user_id,status,changed_at, one column per attribute (o.Attrs, or
+// every attribute key of the rows written, sorted), then rec_N_id,
+// rec_N_title, rec_N_category, rec_N_price for N up to WithRecs. NDJSON:
+// {"user_id","status","changed_at","attributes":{…},
+// "recommendations":[{"id","title","category","price"}]}.
+//
+// Errors in o are *httpError (400 bad_parameter).
+func (s *Server) ExportAudience(w io.Writer, o AudienceOptions) (AudienceStats, error) {
+	cfg := s.cfg.Load()
+	seg, err := o.validate(cfg)
+	if err != nil {
+		return AudienceStats{}, err
+	}
+	if s.state == nil {
+		return AudienceStats{}, errorf(fasthttp.StatusServiceUnavailable, "no_state", "this server has no state store")
+	}
+	x := &audienceExport{s: s, o: &o, segs: cfg.segments[seg : seg+1], now: s.o.Now().Unix()}
+	x.prefix = fmt.Appendf(nil, "sg/%s/%s/", o.Segment, o.Channel)
+	x.consent = "consent_" + o.Channel
+	if o.WithRecs > 0 {
+		x.snap = s.live.Acquire()
+		if x.snap == nil {
+			return AudienceStats{}, errNoSnapshot
+		}
+		defer x.snap.Release()
+		x.rs = s.getReq(x.snap)
+		defer s.putReq(x.rs)
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if o.Format == "csv" {
+		attrs := o.Attrs
+		if len(attrs) == 0 {
+			// First pass: the attribute keys of the rows to write.
+			keys := map[string]bool{}
+			if _, err := x.scan(true, func(r *audienceRow) error {
+				if r.p == nil {
+					return nil
+				}
+				for _, a := range r.p.Attrs {
+					if !keys[string(a.Key)] {
+						keys[string(a.Key)] = true
+					}
+				}
+				return nil
+			}); err != nil {
+				return AudienceStats{}, err
+			}
+			attrs = sortedKeys(keys)
+		}
+		c := newAudienceCSV(bw, attrs, o.WithRecs)
+		if err := c.header(); err != nil {
+			return AudienceStats{}, err
+		}
+		stats, err := x.scan(false, func(r *audienceRow) error { return c.rowOf(r, x) })
+		if err == nil {
+			err = c.flush()
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		return stats, err
+	}
+	var line []byte
+	stats, err := x.scan(false, func(r *audienceRow) error {
+		var err error
+		if line, err = x.appendNDJSON(line[:0], r); err != nil {
+			return err
+		}
+		_, err = bw.Write(line)
+		return err
+	})
+	if err == nil {
+		err = bw.Flush()
+	}
+	return stats, err
+}
+
+// audienceExport is the state of one export.
+type audienceExport struct {
+	s       *Server
+	o       *AudienceOptions
+	segs    []*Segment // the one segment
+	now     int64
+	prefix  []byte // sg/<segment>/<channel>/
+	consent string
+	snap    *index.SnapshotRef // with WithRecs
+	rs      *reqState          // with WithRecs
+}
+
+// audienceRow is one row while it is written: p is valid only then.
+type audienceRow struct {
+	user      []byte
+	status    string
+	changedAt int64
+	p         *model.Profile // nil for "left" rows
+}
+
+var errLimit = errors.New("limit reached")
+
+// scan evaluates the segment over every profile after o.After, keeps the
+// membership records up to date (unless dry), and calls fn for each row
+// to write.
+func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (AudienceStats, error) {
+	var st AudienceStats
+	var mw *index.MetaWriter
+	if !dry {
+		mw = x.s.state.NewMetaWriter()
+	}
+	sc := segPool.Get().(*segCtx)
+	defer segPool.Put(sc)
+	sc.now = x.now
+	key := slices.Clip(x.prefix)
+	var rec, val []byte
+	var row audienceRow
+	err := x.s.state.ScanProfiles([]byte(x.o.After), func(user, value []byte) error {
+		st.Scanned++
+		// A copy: the pooled sc must not keep the iterator's memory.
+		sc.raw = append(sc.raw[:0], value...)
+		if err := sc.p.Decode(sc.raw); err != nil {
+			return fmt.Errorf("cannot decode the profile of %q: %w", user, err)
+		}
+		set := x.s.evalList(sc, x.segs)
+		member := set.has(0) && hasConsent(&sc.p, x.consent)
+		if member {
+			st.Members++
+		}
+		key = append(key[:len(x.prefix)], user...)
+		var ok bool
+		var err error
+		if rec, ok, err = x.s.state.AppendMeta(rec[:0], key); err != nil {
+			return err
+		}
+		was, changedAt := false, int64(0)
+		if ok {
+			if len(rec) < 2 {
+				return fmt.Errorf("cannot read the membership record %q: %w", key, index.ErrCorrupt)
+			}
+			was = rec[0] == 'i'
+			t, n := binary.Uvarint(rec[1:])
+			if n <= 0 {
+				return fmt.Errorf("cannot read the membership record %q: %w", key, index.ErrCorrupt)
+			}
+			changedAt = int64(t)
+		}
+		if member != was || !ok && member {
+			changedAt = x.now
+			if mw != nil {
+				val = append(val[:0], 'o')
+				if member {
+					val[0] = 'i'
+				}
+				val = binary.AppendUvarint(val, uint64(x.now))
+				if err := mw.Set(key, val); err != nil {
+					return err
+				}
+			}
+			ok = true
+		}
+		row = audienceRow{user: user, changedAt: changedAt}
+		switch {
+		case x.o.Since == 0:
+			if !member {
+				return nil
+			}
+			row.status, row.p = statusMember, &sc.p
+		case !ok || changedAt < x.o.Since:
+			return nil
+		case member:
+			row.status, row.p = statusJoined, &sc.p
+			st.Joined++
+		default:
+			row.status = statusLeft
+			st.Left++
+		}
+		if err := fn(&row); err != nil {
+			return err
+		}
+		st.Written++
+		if x.o.Limit > 0 && st.Written >= x.o.Limit {
+			st.Last, st.More = string(user), true
+			return errLimit
+		}
+		return nil
+	})
+	if errors.Is(err, errLimit) {
+		err = nil
+	}
+	if mw != nil {
+		if cerr := mw.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return st, err
+}
+
+// recs fills x.rs.picks with user's top o.WithRecs recommendations, as
+// GET /v1/users/{id}/recommendations?k=WithRecs would answer.
+func (x *audienceExport) recs(user []byte) error {
+	s, snap, rs := x.s, x.snap, x.rs
+	rs.scorer.Reset(snap.NumItems())
+	rs.picks = rs.picks[:0]
+	rs.ctxList = rs.ctxList[:0]
+	rs.params = recParams{k: x.o.WithRecs, user: user}
+	if err := s.loadHistory(snap, rs, seenAll); err != nil {
+		return err
+	}
+	if s.inHoldout(user) {
+		rs.aff = rs.aff[:0]
+	}
+	if err := s.blendPersonal(snap, rs, noItem, 1); err != nil {
+		return err
+	}
+	s.take(snap, rs, rs.cands, reasonHistory, 0, false)
+	return s.fillPopular(snap, rs, 0)
+}
+
+// pickInfo returns what a row shows of a pick, with live price patches.
+func (x *audienceExport) pickInfo(p pick, ps map[string]itemPatch) (info *index.ItemInfo, category string, price float64, hasPrice bool) {
+	info = x.snap.Item(p.item)
+	if len(info.Categories) > 0 {
+		category = info.Categories[0]
+	}
+	price, hasPrice = info.Price, info.HasPrice
+	if pt, ok := ps[info.ID]; ok && pt.HasPrice {
+		price, hasPrice = pt.Price, true
+	}
+	return info, category, price, hasPrice
+}
+
+// appendNDJSON appends r as one NDJSON line.
+func (x *audienceExport) appendNDJSON(dst []byte, r *audienceRow) ([]byte, error) {
+	dst = append(dst, `{"user_id":`...)
+	dst = appendJSONString(dst, r.user)
+	dst = append(dst, `,"status":"`...)
+	dst = append(dst, r.status...)
+	dst = append(dst, `","changed_at":`...)
+	dst = strconv.AppendInt(dst, r.changedAt, 10)
+	if r.p != nil {
+		dst = append(dst, `,"attributes":`...)
+		dst = appendAttrs(dst, r.p)
+		if x.o.WithRecs > 0 {
+			if err := x.recs(r.user); err != nil {
+				return dst, err
+			}
+			ps := *x.s.patches.Load()
+			dst = append(dst, `,"recommendations":[`...)
+			for i, p := range x.rs.picks {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				info, cat, price, hasPrice := x.pickInfo(p, ps)
+				dst = append(dst, `{"id":`...)
+				dst = appendJSONString(dst, info.ID)
+				dst = append(dst, `,"title":`...)
+				dst = appendJSONString(dst, info.Title)
+				dst = append(dst, `,"category":`...)
+				dst = appendJSONString(dst, cat)
+				dst = append(dst, `,"price":`...)
+				if hasPrice {
+					dst = appendJSONFloat(dst, price, 64)
+				} else {
+					dst = append(dst, "null"...)
+				}
+				dst = append(dst, '}')
+			}
+			dst = append(dst, ']')
+		}
+	}
+	return append(dst, "}\n"...), nil
+}
+
+// audienceCSV writes the CSV form; ExportAudience and WriteAudienceCSV
+// share it, so both write the same bytes for the same rows.
+type audienceCSV struct {
+	w        *csv.Writer
+	attrs    []string
+	col      map[string]int // attribute key → column
+	withRecs int
+	rec      []string // reused record
+	num      []byte
+}
+
+func newAudienceCSV(w io.Writer, attrs []string, withRecs int) *audienceCSV {
+	c := &audienceCSV{w: csv.NewWriter(w), attrs: attrs, col: make(map[string]int, len(attrs)), withRecs: withRecs}
+	for i, a := range attrs {
+		c.col[a] = 3 + i
+	}
+	c.rec = make([]string, 3+len(attrs)+4*withRecs)
+	return c
+}
+
+func (c *audienceCSV) header() error {
+	h := append([]string{"user_id", "status", "changed_at"}, c.attrs...)
+	for i := 1; i <= c.withRecs; i++ {
+		n := "rec_" + strconv.Itoa(i)
+		h = append(h, n+"_id", n+"_title", n+"_category", n+"_price")
+	}
+	return c.w.Write(h)
+}
+
+// start clears the record and fills its first three columns.
+func (c *audienceCSV) start(user, status string, changedAt int64) {
+	clear(c.rec)
+	c.rec[0], c.rec[1], c.rec[2] = user, status, strconv.FormatInt(changedAt, 10)
+}
+
+// setAttr fills the column of attribute key, if it has one.
+func (c *audienceCSV) setAttr(key []byte, v string) {
+	if i, ok := c.col[string(key)]; ok {
+		c.rec[i] = v
+	}
+}
+
+// setRec fills the columns of the i-th recommendation (from 0).
+func (c *audienceCSV) setRec(i int, id, title, category, price string) {
+	if i >= c.withRecs {
+		return
+	}
+	j := 3 + len(c.attrs) + 4*i
+	c.rec[j], c.rec[j+1], c.rec[j+2], c.rec[j+3] = id, title, category, price
+}
+
+func (c *audienceCSV) write() error { return c.w.Write(c.rec) }
+
+func (c *audienceCSV) flush() error {
+	c.w.Flush()
+	return c.w.Error()
+}
+
+// rowOf writes a row of an export.
+func (c *audienceCSV) rowOf(r *audienceRow, x *audienceExport) error {
+	c.start(string(r.user), r.status, r.changedAt)
+	if r.p != nil {
+		for i := range r.p.Attrs {
+			a := &r.p.Attrs[i]
+			if _, ok := c.col[string(a.Key)]; ok {
+				c.setAttr(a.Key, csvAttrValue(a))
+			}
+		}
+		if c.withRecs > 0 {
+			if err := x.recs(r.user); err != nil {
+				return err
+			}
+			ps := *x.s.patches.Load()
+			for i, p := range x.rs.picks {
+				info, cat, price, hasPrice := x.pickInfo(p, ps)
+				pr := ""
+				if hasPrice {
+					c.num = appendJSONFloat(c.num[:0], price, 64)
+					pr = string(c.num)
+				}
+				c.setRec(i, info.ID, info.Title, cat, pr)
+			}
+		}
+	}
+	return c.write()
+}
+
+// csvAttrValue is an attribute as a CSV cell: the string, the number as
+// JSON writes it, or true/false.
+func csvAttrValue(a *model.ProfileAttr) string {
+	switch a.Type {
+	case model.AttrString:
+		return string(a.Str)
+	case model.AttrBool:
+		return strconv.FormatBool(a.Num == 1)
+	}
+	return strconv.FormatFloat(a.Num, 'f', -1, 64)
+}
+
+// AudienceRow is one NDJSON row of an audience export, as WriteAudienceCSV
+// reads it back.
+type AudienceRow struct {
+	UserID          string                     `json:"user_id"`
+	Status          string                     `json:"status"`
+	ChangedAt       int64                      `json:"changed_at"`
+	Attributes      map[string]json.RawMessage `json:"attributes"`
+	Recommendations []AudienceRec              `json:"recommendations"`
+}
+
+// AudienceRec is one recommendation of an AudienceRow.
+type AudienceRec struct {
+	ID       string       `json:"id"`
+	Title    string       `json:"title"`
+	Category string       `json:"category"`
+	Price    *json.Number `json:"price"`
+}
+
+// WriteAudienceCSV converts NDJSON rows of ExportAudience (for instance
+// the pages of GET /v1/segments/{id}/members?format=ndjson, concatenated)
+// to the CSV ExportAudience writes with the same options: it reads src
+// twice, once for the attribute columns (unless attrs are given), then
+// for the rows. It returns the rows written.
+func WriteAudienceCSV(w io.Writer, src io.ReadSeeker, withRecs int, attrs []string) (int, error) {
+	each := func(fn func(r *AudienceRow) error) error {
+		if _, err := src.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(src)
+		sc.Buffer(make([]byte, 64<<10), 64<<20)
+		line := 0
+		for sc.Scan() {
+			line++
+			b := bytes.TrimSpace(sc.Bytes())
+			if len(b) == 0 {
+				continue
+			}
+			var r AudienceRow
+			d := json.NewDecoder(bytes.NewReader(b))
+			d.UseNumber()
+			if err := d.Decode(&r); err != nil {
+				return fmt.Errorf("row %d: %w", line, err)
+			}
+			if err := fn(&r); err != nil {
+				return err
+			}
+		}
+		return sc.Err()
+	}
+	if len(attrs) == 0 {
+		keys := map[string]bool{}
+		if err := each(func(r *AudienceRow) error {
+			for k := range r.Attributes {
+				keys[k] = true
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+		attrs = sortedKeys(keys)
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	c := newAudienceCSV(bw, attrs, withRecs)
+	if err := c.header(); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := each(func(r *AudienceRow) error {
+		c.start(r.UserID, r.Status, r.ChangedAt)
+		for k, v := range r.Attributes {
+			c.setAttr([]byte(k), jsonCell(v))
+		}
+		for i, rec := range r.Recommendations {
+			pr := ""
+			if rec.Price != nil {
+				pr = rec.Price.String()
+			}
+			c.setRec(i, rec.ID, rec.Title, rec.Category, pr)
+		}
+		n++
+		return c.write()
+	})
+	if err == nil {
+		err = c.flush()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	return n, err
+}
+
+// jsonCell is a JSON scalar as a CSV cell: a string's text, a number or
+// boolean as written.
+func jsonCell(v json.RawMessage) string {
+	if len(v) > 0 && v[0] == '"' {
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			return s
+		}
+	}
+	return string(v)
+}
+
+// handleMembers answers GET /v1/segments/{id}/members (API key: personal
+// data): a page of ExportAudience. X-Next-After names the last user of a
+// full page; pass it as after= for the next one.
+func (s *Server) handleMembers(ctx *fasthttp.RequestCtx, id []byte) error {
+	if err := authorize(ctx, s.o.APIKey); err != nil {
+		return err
+	}
+	args := ctx.QueryArgs()
+	o := AudienceOptions{
+		Segment: string(id), Format: string(args.Peek("format")), Channel: string(args.Peek("channel")),
+		After: string(args.Peek("after")), Limit: defaultMembersPage,
+	}
+	if v := args.Peek("with_recs"); len(v) > 0 {
+		n, err := fasthttp.ParseUint(v)
+		if err != nil || n > MaxAudienceRecs {
+			return badParam("with_recs", "must be an integer from 0 to "+strconv.Itoa(MaxAudienceRecs))
+		}
+		o.WithRecs = n
+	}
+	if v := args.Peek("since"); len(v) > 0 {
+		n, err := fasthttp.ParseUint(v)
+		if err != nil {
+			return badParam("since", "must be a Unix time in seconds")
+		}
+		o.Since = int64(n)
+	}
+	if v := args.Peek("limit"); len(v) > 0 {
+		n, err := fasthttp.ParseUint(v)
+		if err != nil || n < 1 || n > maxMembersPage {
+			return badParam("limit", "must be an integer from 1 to "+strconv.Itoa(maxMembersPage))
+		}
+		o.Limit = n
+	}
+	if len(o.After) > 0 {
+		if err := s.checkID("after", []byte(o.After)); err != nil {
+			return err
+		}
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := bytes.NewBuffer((*bp)[:0])
+	st, err := s.ExportAudience(buf, o)
+	if err != nil {
+		return err
+	}
+	if o.Format == "ndjson" {
+		ctx.SetContentType("application/x-ndjson")
+	} else {
+		ctx.SetContentType("text/csv; charset=utf-8")
+	}
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	if st.More {
+		ctx.Response.Header.Set("X-Next-After", st.Last)
+	}
+	body := buf.Bytes()
+	if len(body) > 1024 && ctx.Request.Header.HasAcceptEncoding("gzip") {
+		ctx.Response.Header.Set("Content-Encoding", "gzip")
+		ctx.Response.Header.Add("Vary", "Accept-Encoding")
+		ctx.SetBody(fasthttp.AppendGzipBytes(nil, body))
+	} else {
+		ctx.SetBody(body)
+	}
+	if cap(body) <= maxPooledBody {
+		*bp = body[:0]
+	}
+	return nil
+}
