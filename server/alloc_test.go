@@ -39,4 +39,13 @@ func TestAllocsCacheHit(t *testing.T) {
 	// rules (outcome cached), payload.
 	f("/v1/decide?page=lp_consulting&visitor=alloc-1&q=seo", 0)
 	f("/v1/decide?page=lp_consulting&visitor=alloc-2&q=%E5%96%B6%E6%A5%AD+%E6%88%90%E7%B4%84%E7%8E%87", 0)
+	// A lead's segments: profile read from Pebble, decoded, five rules.
+	for range 3 {
+		if code, b := do(t, s.testClient, "POST", "/v1/events", testKey, `{"event":"pageview","visitor":"alloc-lead","page":"/pricing"}`); code != 200 {
+			t.Fatalf("events: %d %s", code, b)
+		}
+	}
+	f("/v1/users/alloc-lead/segments", 0)
+	// The landing page's segment rule reads the same profile.
+	f("/v1/decide?page=lp_consulting&visitor=alloc-lead", 0)
 }

@@ -31,7 +31,7 @@ func decide(t *testing.T, s *Server, query string, ua string) decision {
 	return d
 }
 
-func sampleConfig(t *testing.T) *Config {
+func sampleConfig(t testing.TB) *Config {
 	t.Helper()
 	c, err := LoadConfig("../edgerec.yaml")
 	if err != nil {
