@@ -50,6 +50,7 @@ func runServe(args []string) error {
 	maxBody := fs.Int("max-body", 1<<20, "largest request body in bytes (env EDGEREC_MAX_BODY)")
 	configPath := fs.String("config", "", "edgerec.yaml with placements; reloaded on SIGHUP and POST /v1/admin/config (env EDGEREC_CONFIG)")
 	history := fs.Int("history", 50, "newest events of a visitor that personalise their answers (env EDGEREC_HISTORY)")
+	retention := fs.Duration("profile-retention", index.DefaultProfileRetention, "how long profiles keep behaviour counts, at least 1h (env EDGEREC_PROFILE_RETENTION)")
 	_ = fs.Parse(args)
 	if err := envTwins(fs); err != nil {
 		return err
@@ -68,7 +69,7 @@ func runServe(args []string) error {
 		}
 		cfg = c
 	}
-	state, err := index.OpenState(filepath.Join(*data, "state"), index.StateOptions{HistoryLen: *history})
+	state, err := index.OpenState(filepath.Join(*data, "state"), index.StateOptions{HistoryLen: *history, ProfileRetention: *retention})
 	if err != nil {
 		return err
 	}
