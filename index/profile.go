@@ -182,7 +182,9 @@ func (s *State) UpdateProfile(user []byte, fn func(p *model.Profile) error) erro
 
 // MergeProfile adds visitor's behaviour to user's profile, with the
 // visitor's attributes that user lacks (at login). The visitor's profile
-// stays; a merge is not idempotent, so callers merge once per login.
+// stays. A pair is merged once: a merge sums counts, so a second login
+// from the same visitor would count its events twice; the marker
+// 'm' "pm/" visitor 0 user, written in the same batch, prevents that.
 func (s *State) MergeProfile(visitor, user []byte) error {
 	if len(visitor) == 0 || len(user) == 0 || string(visitor) == string(user) {
 		return nil
@@ -190,6 +192,14 @@ func (s *State) MergeProfile(visitor, user []byte) error {
 	var ps profileScratch
 	s.lockProfiles(&ps, visitor, user)
 	defer s.unlockProfiles(&ps)
+	marker := append(append(append([]byte{stateMeta}, "pm/"...), visitor...), 0)
+	marker = append(marker, user...)
+	if _, closer, err := s.db.Get(marker); err == nil {
+		_ = closer.Close()
+		return nil
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("cannot read the merge marker of %q: %w", visitor, err)
+	}
 	var v model.Profile
 	var vkey, vval []byte
 	if err := s.readProfile(&v, &vkey, &vval, visitor); err != nil {
@@ -204,7 +214,15 @@ func (s *State) MergeProfile(visitor, user []byte) error {
 	}
 	u.Merge(&v)
 	u.Compact(s.o.Now().Unix(), int64(s.o.ProfileRetention/time.Second))
-	if err := s.db.Set(ps.key, u.Append(nil), s.wo); err != nil {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(ps.key, u.Append(nil), nil); err != nil {
+		return fmt.Errorf("cannot batch the profile of %q: %w", user, err)
+	}
+	if err := b.Set(marker, nil, nil); err != nil {
+		return fmt.Errorf("cannot batch the merge marker of %q: %w", visitor, err)
+	}
+	if err := b.Commit(s.wo); err != nil {
 		return fmt.Errorf("cannot store the profile of %q: %w", user, err)
 	}
 	return nil

@@ -70,6 +70,13 @@ func TestStateProfiles(t *testing.T) {
 	if got := loadProfile(t, s, "u9").Count(model.DimPage, "/contact", 365*24*3600, now.Unix()); got != 1 {
 		t.Fatalf("merged contact views %d, want 1", got)
 	}
+	// A second login from the same visitor counts nothing twice.
+	if err := s.MergeProfile([]byte("v2"), []byte("u9")); err != nil {
+		t.Fatal(err)
+	}
+	if got := loadProfile(t, s, "u9").Count(model.DimPage, "/contact", 365*24*3600, now.Unix()); got != 1 {
+		t.Fatalf("after a second merge: %d contact views, want 1", got)
+	}
 
 	// Concurrent batches for the same user.
 	var wg sync.WaitGroup
