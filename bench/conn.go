@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -45,7 +44,7 @@ func (p *connPool) get(ctx context.Context) (*conn, error) {
 			<-p.slots
 			return nil, err
 		}
-		return &conn{c: nc, br: bufio.NewReaderSize(nc, 16<<10)}, nil
+		return &conn{c: nc}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -80,7 +79,7 @@ func (p *connPool) closeIdle() {
 // conn is one keep-alive connection.
 type conn struct {
 	c    net.Conn
-	br   *bufio.Reader
+	rb   respBuf
 	wbuf []byte
 }
 
@@ -89,7 +88,31 @@ var errBadResponse = errors.New("bench: malformed HTTP response")
 // do sends one request and reads the whole response. It returns the status
 // and whether the connection may be reused.
 func (c *conn) do(method, host, path string, body []byte, auth string, deadline time.Time) (int, bool, error) {
-	b := append(c.wbuf[:0], method...)
+	c.wbuf = appendRequest(c.wbuf[:0], method, host, path, body, auth)
+	if err := c.c.SetDeadline(deadline); err != nil {
+		return 0, false, err
+	}
+	if _, err := c.c.Write(c.wbuf); err != nil {
+		return 0, false, err
+	}
+	c.rb.start(method)
+	for {
+		done, err := c.rb.parse()
+		if err != nil || done {
+			return c.rb.p.status, c.rb.p.reuse && err == nil, err
+		}
+		n, err := c.c.Read(c.rb.free())
+		c.rb.filled(n)
+		if err != nil && n == 0 {
+			return c.rb.p.status, false, err
+		}
+	}
+}
+
+// appendRequest appends an HTTP/1.1 request to dst. auth is sent only with
+// a body (the events POSTs).
+func appendRequest(dst []byte, method, host, path string, body []byte, auth string) []byte {
+	b := append(dst, method...)
 	b = append(append(append(b, ' '), path...), " HTTP/1.1\r\nHost: "...)
 	b = append(append(b, host...), "\r\n"...)
 	if len(body) > 0 {
@@ -100,87 +123,181 @@ func (c *conn) do(method, host, path string, body []byte, auth string, deadline 
 			b = append(append(append(b, "Authorization: Bearer "...), auth...), "\r\n"...)
 		}
 	}
-	b = append(append(b, "\r\n"...), body...)
-	c.wbuf = b
-	if err := c.c.SetDeadline(deadline); err != nil {
-		return 0, false, err
+	return append(append(b, "\r\n"...), body...)
+}
+
+// respBufSize bounds a status or header line, as bufio's 16 KB buffer did.
+const respBufSize = 16 << 10
+
+// respBuf holds the bytes read from one connection that the parser has not
+// consumed yet, in b[r:w]. Both drivers read into free() and parse: the
+// goroutine per connection over net.Conn, and the epoll loop over raw
+// non-blocking sockets, which may stop anywhere in a response.
+type respBuf struct {
+	b    []byte
+	r, w int
+	p    respParser
+}
+
+// start prepares for the response to a request with this method. Bytes
+// left over from the previous response stay (they are the start of the
+// next one, or garbage the parser will reject).
+func (rb *respBuf) start(method string) {
+	rb.p = respParser{method: method}
+	if rb.b == nil {
+		rb.b = make([]byte, respBufSize)
 	}
-	if _, err := c.c.Write(b); err != nil {
-		return 0, false, err
+}
+
+// parse feeds the unparsed bytes to the parser. done means the response is
+// complete; false with a nil error means the caller must read more into
+// free(), then call filled.
+func (rb *respBuf) parse() (done bool, err error) {
+	n, done, err := rb.p.feed(rb.b[rb.r:rb.w])
+	rb.r += n
+	if rb.r == rb.w {
+		rb.r, rb.w = 0, 0
 	}
-	line, err := c.br.ReadSlice('\n')
-	if err != nil {
-		return 0, false, err
+	if done || err != nil {
+		return done, err
 	}
-	// HTTP/1.1 200 OK
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
-		return 0, false, fmt.Errorf("%w: status line %q", errBadResponse, line)
-	}
-	status, err := strconv.Atoi(string(line[9:12]))
-	if err != nil {
-		return 0, false, fmt.Errorf("%w: status %q", errBadResponse, line[9:12])
-	}
-	length, chunked, reuse := -1, false, line[7] == '1'
-	for {
-		line, err = c.br.ReadSlice('\n')
-		if err != nil {
-			return status, false, err
+	if rb.w == len(rb.b) { // a partial line at the end: make room
+		if rb.r == 0 {
+			return false, fmt.Errorf("%w: line longer than %d bytes", errBadResponse, len(rb.b))
 		}
+		rb.w = copy(rb.b, rb.b[rb.r:rb.w])
+		rb.r = 0
+	}
+	return false, nil
+}
+
+// free returns the space to read into; valid until the next parse.
+func (rb *respBuf) free() []byte { return rb.b[rb.w:] }
+
+// filled records that n bytes were read into free().
+func (rb *respBuf) filled(n int) { rb.w += max(n, 0) }
+
+// respParser reads one HTTP/1.1 response as its bytes arrive. It keeps no
+// copy: the body is only counted.
+type respParser struct {
+	method  string // of the request: a HEAD response has no body
+	state   uint8
+	status  int
+	left    int64 // body or chunk bytes still to skip
+	length  int64 // Content-Length; -1 if none
+	chunked bool
+	reuse   bool
+}
+
+const (
+	psStatus    = iota // status line
+	psHeader           // header lines up to the empty one
+	psBody             // left bytes of a Content-Length body
+	psChunkSize        // chunk size line
+	psChunkData        // left bytes of chunk data and its CRLF
+	psTrailer          // trailer lines up to the empty one
+	psDone
+)
+
+// feed consumes what it can of b and returns how many bytes it used. A line
+// is consumed only once it is whole: the caller keeps the rest of b and
+// feeds it again with more bytes after it. done reports that the response
+// is complete; then status and reuse hold its status and whether the
+// connection may carry another request.
+func (p *respParser) feed(b []byte) (n int, done bool, err error) {
+	for p.state != psDone {
+		if p.state == psBody || p.state == psChunkData {
+			k := min(int64(len(b)-n), p.left)
+			n += int(k)
+			if p.left -= k; p.left > 0 {
+				return n, false, nil
+			}
+			if p.state == psBody {
+				p.state = psDone
+			} else {
+				p.state = psChunkSize
+			}
+			continue
+		}
+		i := bytes.IndexByte(b[n:], '\n')
+		if i < 0 {
+			return n, false, nil
+		}
+		line := b[n : n+i+1]
+		n += i + 1
+		if err := p.line(line); err != nil {
+			return n, false, err
+		}
+	}
+	return n, true, nil
+}
+
+// line handles one whole line, '\n' included.
+func (p *respParser) line(line []byte) error {
+	switch p.state {
+	case psStatus: // HTTP/1.1 200 OK
+		if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
+			return fmt.Errorf("%w: status line %q", errBadResponse, line)
+		}
+		status, err := strconv.Atoi(string(line[9:12]))
+		if err != nil {
+			return fmt.Errorf("%w: status %q", errBadResponse, line[9:12])
+		}
+		p.status, p.length, p.reuse, p.state = status, -1, line[7] == '1', psHeader
+	case psHeader:
 		if len(line) <= 2 {
-			break
+			p.endHeader()
+			return nil
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
-			return status, false, fmt.Errorf("%w: header %q", errBadResponse, line)
+			return fmt.Errorf("%w: header %q", errBadResponse, line)
 		}
 		value = bytes.TrimSpace(value)
 		switch {
 		case asciiEqualFold(name, "content-length"):
-			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 {
-				return status, false, fmt.Errorf("%w: content-length %q", errBadResponse, value)
+			length, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || length < 0 {
+				return fmt.Errorf("%w: content-length %q", errBadResponse, value)
 			}
+			p.length = length
 		case asciiEqualFold(name, "transfer-encoding"):
-			chunked = asciiEqualFold(value, "chunked")
+			p.chunked = asciiEqualFold(value, "chunked")
 		case asciiEqualFold(name, "connection"):
 			if asciiEqualFold(value, "close") {
-				reuse = false
+				p.reuse = false
 			}
 		}
-	}
-	switch {
-	case chunked:
-		err = c.discardChunked()
-	case length >= 0:
-		_, err = c.br.Discard(length)
-	case method == "HEAD" || status == 204 || status == 304:
-	default:
-		return status, false, nil // body until close: not reusable
-	}
-	return status, reuse && err == nil, err
-}
-
-func (c *conn) discardChunked() error {
-	for {
-		line, err := c.br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
+	case psChunkSize:
 		size, _, _ := bytes.Cut(bytes.TrimSpace(line), []byte(";"))
 		n, err := strconv.ParseInt(string(size), 16, 64)
 		if err != nil || n < 0 {
 			return fmt.Errorf("%w: chunk size %q", errBadResponse, size)
 		}
 		if n == 0 {
-			for { // trailers, then the empty line
-				line, err = c.br.ReadSlice('\n')
-				if err != nil || len(line) <= 2 {
-					return err
-				}
-			}
+			p.state = psTrailer
+		} else {
+			p.left, p.state = n+2, psChunkData
 		}
-		if _, err := c.br.Discard(int(n) + 2); err != nil {
-			return err
+	case psTrailer:
+		if len(line) <= 2 {
+			p.state = psDone
 		}
+	}
+	return nil
+}
+
+// endHeader picks how the body ends.
+func (p *respParser) endHeader() {
+	switch {
+	case p.chunked:
+		p.state = psChunkSize
+	case p.length >= 0:
+		p.left, p.state = p.length, psBody
+	case p.method == "HEAD" || p.status == 204 || p.status == 304:
+		p.state = psDone
+	default: // body until close: not read, and the connection not reused
+		p.reuse, p.state = false, psDone
 	}
 }
 
