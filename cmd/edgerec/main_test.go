@@ -612,6 +612,7 @@ func TestServeEndToEnd(t *testing.T) {
 		var b strings.Builder
 		for j := 0; j < 10; j++ {
 			fmt.Fprintf(&b, `{"user_id":"d%d","item_id":"i%d","event":"click","placement":"email"}`+"\n", i, j+1)
+			fmt.Fprintf(&b, `{"user_id":"d%d","event":"pageview","page":"/pricing"}`+"\n", i)
 		}
 		if code, body := s.do(t, "POST", "/v1/events", s.key, b.String()); code != 200 {
 			t.Fatalf("events: %d %s", code, body)
@@ -629,6 +630,17 @@ func TestServeEndToEnd(t *testing.T) {
 	// And the visitors' histories personalise their next answer.
 	if _, body := s.get(t, "/v1/users/d3/recommendations?k=5"); !strings.Contains(string(body), `"reason":"history"`) {
 		t.Fatalf("history after kill -9: %s", body)
+	}
+	// Their profiles kept every acknowledged event: 10 clicks and 10
+	// pricing pageviews each.
+	for _, u := range []string{"d0", "d7", "d19"} {
+		_, body := s.do(t, "GET", "/v1/users/"+u, s.key, "")
+		var p struct {
+			Counts map[string]map[string]map[string]int
+		}
+		if err := json.Unmarshal(body, &p); err != nil || p.Counts["1d"]["events"]["click"] != 10 || p.Counts["1d"]["pages"]["/pricing"] != 10 {
+			t.Fatalf("profile of %s after kill -9: %s", u, body)
+		}
 	}
 }
 
