@@ -163,3 +163,61 @@ func BenchmarkHTTPDecide(b *testing.B) {
 	b.ResetTimer()
 	httpLoop(b, s.addr, "/v1/decide?page=lp_consulting&visitor=bench-1&q=seo")
 }
+
+// BenchmarkHTTPPage is one page view of a returning lead with a
+// 10-event history: the landing-page decision, two placements and the
+// segments in one GET /v1/page. BenchmarkHTTPPageSeparate makes the same
+// page view with the four calls a page would otherwise make (one after
+// another, as a page's script would wait for each).
+func BenchmarkHTTPPage(b *testing.B) {
+	s := pageBenchServer(b)
+	b.ResetTimer()
+	httpLoop(b, s.addr, "/v1/page?page=lp_consulting&visitor=lead-b&placements=home,product_page&item=50&k=6")
+}
+
+func BenchmarkHTTPPageSeparate(b *testing.B) {
+	s := pageBenchServer(b)
+	b.ResetTimer()
+	uris := []string{
+		"/v1/decide?page=lp_consulting&visitor=lead-b",
+		"/v1/recommend?placement=home&visitor=lead-b&k=6",
+		"/v1/recommend?placement=product_page&visitor=lead-b&item=50&k=6",
+		"/v1/users/lead-b/segments",
+	}
+	c := &fasthttp.Client{MaxConnsPerHost: 64}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		for pb.Next() {
+			for _, uri := range uris {
+				req.SetRequestURI("http://" + s.addr + uri)
+				if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+					b.Fatalf("%s: %v %d", uri, err, resp.StatusCode())
+				}
+			}
+		}
+	})
+}
+
+func pageBenchServer(b *testing.B) *Server {
+	s, c := testServer(b, Options{Config: sampleConfig(b)})
+	var body []byte
+	for i := 1; i <= 10; i++ {
+		body = append(body, `{"visitor":"lead-b","item_id":"`...)
+		body = append(body, []byte(itoa(i*7))...)
+		body = append(body, `","event":"view"}`+"\n"...)
+		body = append(body, `{"visitor":"lead-b","event":"pageview","page":"/pricing"}`+"\n"...)
+	}
+	if code, resp := do(b, c, "POST", "/v1/events", testKey, string(body)); code != 200 {
+		b.Fatalf("events: %d %s", code, resp)
+	}
+	warm(b, s, "/v1/page?page=lp_consulting&visitor=lead-b&placements=home,product_page&item=50&k=6")
+	return s
+}
+
+// BenchmarkPage is BenchmarkHTTPPage through the handler, without HTTP.
+func BenchmarkPage(b *testing.B) {
+	s := pageBenchServer(b)
+	b.ResetTimer()
+	handlerLoop(b, s.Handle, "/v1/page?page=lp_consulting&visitor=lead-b&placements=home,product_page&item=50&k=6")
+}
