@@ -199,3 +199,26 @@ func TestExportAudience(t *testing.T) {
 		t.Fatalf("export people: exit %d %q", code, errs)
 	}
 }
+
+func TestParseSince(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	f := func(in string, want int64, ok bool) {
+		t.Helper()
+		got, err := parseSince(in, now)
+		if (err == nil) != ok || ok && got != want {
+			t.Fatalf("parseSince(%q) = %d, %v; want %d (ok %v)", in, got, err, want, ok)
+		}
+	}
+	f("2023-11-14T22:13:20Z", 1_700_000_000, true)
+	f("2023-11-15T07:13:20+09:00", 1_700_000_000, true)
+	f("1699990000", 1_699_990_000, true)
+	f("0", 0, true)
+	f("24h", 1_700_000_000-86400, true)
+	f("90m", 1_700_000_000-5400, true)
+	f("7d", 1_700_000_000-7*86400, true)
+	f("-1h", 0, false)
+	f("0h", 0, false)
+	f("xd", 0, false)
+	f("yesterday", 0, false)
+	f("", 0, false)
+}
