@@ -51,8 +51,10 @@ vet: ## go vet, and fail on unformatted files
 check-all: vet test ## every check CI runs
 
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
-	@for t in $$($(GO) test -list 'Fuzz.*' ./index | grep ^Fuzz); do \
-		echo "== $$t"; $(GO) test -run=NONE -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./index || exit 1; \
+	@for p in ./index ./model ./server; do \
+		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+			echo "== $$p $$t"; $(GO) test -run=NONE -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$p || exit 1; \
+		done; \
 	done
 
 bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: ~2 min)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -608,7 +609,7 @@ func jsonCell(v json.RawMessage) string {
 }
 
 // handleMembers answers GET /v1/segments/{id}/members (API key: personal
-// data): a page of ExportAudience. X-Next-After names the last user of a
+// data): a page of ExportAudience. X-Next-After names (query-escaped) the last user of a
 // full page; pass it as after= for the next one.
 func (s *Server) handleMembers(ctx *fasthttp.RequestCtx, id []byte) error {
 	if err := authorize(ctx, s.o.APIKey); err != nil {
@@ -659,7 +660,8 @@ func (s *Server) handleMembers(ctx *fasthttp.RequestCtx, id []byte) error {
 	}
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	if st.More {
-		ctx.Response.Header.Set("X-Next-After", st.Last)
+		// Query-escaped: ids may hold bytes a header cannot.
+		ctx.Response.Header.Set("X-Next-After", url.QueryEscape(st.Last))
 	}
 	body := buf.Bytes()
 	if len(body) > 1024 && ctx.Request.Header.HasAcceptEncoding("gzip") {

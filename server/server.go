@@ -298,6 +298,8 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 	switch {
 	case string(p) == "decide":
 		return routeDecide, s.onlyGet(ctx, get, s.handleDecide)
+	case string(p) == "page":
+		return routePage, s.onlyGet(ctx, get, s.handlePage)
 	case string(p) == "recommend":
 		return routeRecommend, s.onlyGet(ctx, get, s.handleRecommend)
 	case string(p) == "popular":

@@ -284,7 +284,9 @@ func exportFromServer(w io.Writer, base, key string, o server.AudienceOptions) (
 			return st, fmt.Errorf("cannot read a page from the server: %w", err)
 		}
 		st.Written += n
-		after = resp.Header.Get("X-Next-After")
+		if after, err = url.QueryUnescape(resp.Header.Get("X-Next-After")); err != nil {
+			return st, fmt.Errorf("GET %s: bad X-Next-After: %w", u.Host, err)
+		}
 		if after == "" {
 			break
 		}
