@@ -284,6 +284,12 @@ func (c *Config) validate(at func(path, msg string) error) error {
 	return nil
 }
 
+// SegmentNames lists the segments, sorted.
+func (c *Config) SegmentNames() []string { return sortedKeys(c.Segments) }
+
+// PageNames lists the landing pages, sorted.
+func (c *Config) PageNames() []string { return sortedKeys(c.Pages) }
+
 // Names lists the placements, sorted.
 func (c *Config) Names() []string {
 	ns := make([]string, 0, len(c.Placements))

@@ -136,6 +136,7 @@ func runCheck(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: ok: placements %s\n", *configPath, strings.Join(c.Names(), ", "))
+	fmt.Printf("%s: ok: placements %s; pages %s; segments %s\n", *configPath, strings.Join(c.Names(), ", "),
+		strings.Join(c.PageNames(), ", "), strings.Join(c.SegmentNames(), ", "))
 	return nil
 }
