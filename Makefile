@@ -31,6 +31,7 @@ run: sample ## generate the sample shop, build its snapshot, and serve it on ADD
 	@echo "  curl 'http://$(ADDR)/v1/items/i1/similar?k=5'"
 	@echo "  curl -H 'Authorization: Bearer $(API_KEY)' -d '{\"user_id\":\"v1\",\"item_id\":\"i2\",\"event\":\"view\"}' http://$(ADDR)/v1/events"
 	@echo "  curl 'http://$(ADDR)/v1/users/v1/recommendations?k=5'"
+	@echo "  curl 'http://$(ADDR)/v1/page?page=lp_consulting&visitor=v1&placements=home,product_page&item=i2&k=4'"
 	@echo
 	$(BIN) serve --data $(RUNDIR) --addr $(ADDR) --api-key $(API_KEY) --config edgerec.yaml
 
