@@ -290,12 +290,12 @@ func (p *respParser) line(line []byte) error {
 // endHeader picks how the body ends.
 func (p *respParser) endHeader() {
 	switch {
+	case p.method == "HEAD" || p.status == 204 || p.status == 304: // no body, whatever the headers say
+		p.state = psDone
 	case p.chunked:
 		p.state = psChunkSize
 	case p.length >= 0:
 		p.left, p.state = p.length, psBody
-	case p.method == "HEAD" || p.status == 204 || p.status == 304:
-		p.state = psDone
 	default: // body until close: not read, and the connection not reused
 		p.reuse, p.state = false, psDone
 	}

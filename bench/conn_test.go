@@ -43,6 +43,7 @@ func TestRespParser(t *testing.T) {
 	f("GET", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", 200, false, 0, false)
 	f("GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n", 200, true, 0, false)
 	f("HEAD", "HTTP/1.1 200 OK\r\nX: y\r\n\r\n", 200, true, 0, false)
+	f("HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", 200, true, 0, false)
 	f("GET", "HTTP/1.1 204 No Content\r\n\r\n", 204, true, 0, false)
 	f("GET", "HTTP/1.1 200 OK\r\n\r\nbody until close", 200, false, 16, false)
 	f("GET", "SSH-2.0-OpenSSH\r\n", 0, false, 0, true)
