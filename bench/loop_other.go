@@ -1,0 +1,17 @@
+//go:build !linux
+
+package bench
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// haveLoops: no event loops here; the closed loop runs a goroutine per
+// connection.
+const haveLoops = false
+
+func closedLoops(context.Context, *AttackOptions, string, time.Time) ([]*Report, error) {
+	return nil, errors.New("BUG: closedLoops without event loops")
+}
