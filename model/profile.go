@@ -14,11 +14,14 @@ import (
 // event type, purchase count and value, and event counts by type, page
 // path and item category in time buckets.
 //
-// Buckets are an hour wide for the newest HotHours hours and a UTC day
-// wide before that; Compact folds hours into days and drops buckets older
-// than the retention. A window count sums the buckets that start at or
-// after the window's start rounded down to the bucket, so a window is
-// exact to the hour for its newest two days and to the day before.
+// Buckets are an hour wide for at least the newest HotHours hours and a
+// UTC day wide before that: Compact folds the hours of a day once the
+// whole day is older than HotHours, and drops buckets older than the
+// retention. A window count sums the buckets that end after the window's
+// start, so windows of up to 48 hours are exact to the hour and longer
+// ones to the day at their far end. Dimensions are capped at MaxDims:
+// past it the page and category dimensions touched longest ago go;
+// event-type counts always stay.
 //
 // Decode aliases its input: names, keys and string values stay valid only
 // while the decoded bytes do.
@@ -212,8 +215,10 @@ func (p *Profile) Compact(now, retention int64) {
 			if int64(b.Start)+int64(b.Span) <= oldest {
 				continue
 			}
-			if b.Span == 1 && b.Start+HotHours < nowHour {
-				b.Start, b.Span = b.Start/24*24, 24
+			// An hour folds once its whole day is older than the hot hours:
+			// windows of up to HotHours stay exact to the hour.
+			if day := b.Start / 24 * 24; b.Span == 1 && day+24+HotHours <= nowHour {
+				b.Start, b.Span = day, 24
 			}
 			if n := len(folded); n > 0 && folded[n-1].Start == b.Start && folded[n-1].Span == b.Span {
 				folded[n-1].N += b.N
@@ -229,7 +234,15 @@ func (p *Profile) Compact(now, retention int64) {
 	}
 	p.Dims = dims
 	if len(p.Dims) > MaxDims {
-		sort.SliceStable(p.Dims, func(i, j int) bool { return p.Dims[i].Buckets[0].Start > p.Dims[j].Buckets[0].Start })
+		// Event-type counts always stay (there are few); pages and
+		// categories touched longest ago go.
+		sort.SliceStable(p.Dims, func(i, j int) bool {
+			a, b := &p.Dims[i], &p.Dims[j]
+			if (a.Kind == DimType) != (b.Kind == DimType) {
+				return a.Kind == DimType
+			}
+			return a.Buckets[0].Start > b.Buckets[0].Start
+		})
 		p.Dims = p.Dims[:MaxDims]
 	}
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 )
 
@@ -47,8 +48,8 @@ func TestProfileWindows(t *testing.T) {
 	// Old hours fold into days: the 3-day-old view keeps its count.
 	for _, d := range p.Dims {
 		for _, b := range d.Buckets {
-			if b.Span == 1 && int64(b.Start) < now/3600-HotHours {
-				t.Errorf("%s: hour bucket %d older than %d hours", d.Name, b.Start, HotHours)
+			if b.Span == 1 && int64(b.Start/24*24+24+HotHours) <= now/3600 {
+				t.Errorf("%s: hour bucket %d of a day older than %d hours", d.Name, b.Start, HotHours)
 			}
 		}
 	}
@@ -132,5 +133,43 @@ func BenchmarkProfileDecodeCount(b *testing.B) {
 			b.Fatal(err)
 		}
 		_ = q.Count(DimPage, "/pricing", 30*day, now)
+	}
+}
+
+// A 48-hour window stays exact to the hour after compaction, whatever
+// the time of day.
+func TestProfileHotWindow(t *testing.T) {
+	for _, minute := range []int64{0, 30, 23*60 + 30, 12 * 60} {
+		now := int64(1_700_006_400) - 1_700_006_400%day + minute*60 // some UTC day, at minute
+		var p Profile
+		p.Add(EventPageview, now-60*3600, 0, []byte("/x"), nil)
+		p.Add(EventPageview, now-47*3600, 0, []byte("/x"), nil)
+		p.Compact(now, 90*day)
+		if got := p.Count(DimPage, "/x", 48*3600, now); got != 1 {
+			t.Errorf("at minute %d of the day: %d views in 48h, want 1", minute, got)
+		}
+		if got := p.Count(DimPage, "/x", 7*day, now); got != 2 {
+			t.Errorf("at minute %d: %d views in 7d, want 2", minute, got)
+		}
+	}
+}
+
+// Many distinct pages never push out the event-type counts.
+func TestProfileDimCap(t *testing.T) {
+	now := int64(1_700_000_000)
+	var p Profile
+	p.Add(EventPurchase, now-10*day, 5, nil, nil)
+	for i := range MaxDims + 20 {
+		p.Add(EventPageview, now-int64(MaxDims+20-i)*60, 0, []byte(fmt.Sprintf("/doc/%d", i)), nil)
+	}
+	p.Compact(now, 90*day)
+	if len(p.Dims) != MaxDims {
+		t.Fatalf("%d dims, want %d", len(p.Dims), MaxDims)
+	}
+	if got := p.Count(DimType, "purchase", 30*day, now); got != 1 {
+		t.Fatalf("purchase count %d after many pages, want 1", got)
+	}
+	if got := p.Count(DimPage, fmt.Sprintf("/doc/%d", MaxDims+19), 30*day, now); got != 1 {
+		t.Fatalf("the newest page was dropped")
 	}
 }
