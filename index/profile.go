@@ -1,8 +1,11 @@
 package index
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -20,6 +23,9 @@ import (
 // and two batches never lose each other's counts.
 
 const (
+	// maxClockSkew is how far in the future an event may be and still
+	// count in its profile.
+	maxClockSkew   = 3600
 	stateProfile   = 'p'
 	profileStripes = 256
 	// DefaultProfileRetention is how long behaviour counts are kept.
@@ -80,10 +86,16 @@ func (s *State) readProfile(p *model.Profile, key, val *[]byte, user []byte) err
 	*val = append((*val)[:0], v...)
 	_ = closer.Close()
 	if err := p.Decode(*val); err != nil {
-		return fmt.Errorf("cannot read the profile of %q: %w", user, ErrCorrupt)
+		// An unreadable profile (damage, or a newer format after a
+		// rollback) must not block its user's events: it starts anew.
+		s.corruptProfiles.Add(1)
+		p.Reset()
 	}
 	return nil
 }
+
+// CorruptProfiles is how many unreadable profiles were started anew.
+func (s *State) CorruptProfiles() uint64 { return s.corruptProfiles.Load() }
 
 // addProfiles adds evs to their users' profiles in b. The caller holds
 // the users' stripe locks.
@@ -113,9 +125,15 @@ func (s *State) addProfiles(b *pebble.Batch, ps *profileScratch, evs []StateEven
 			if string(ev.User) != string(user) {
 				continue
 			}
-			page := ev.Page
-			if ev.Type != model.EventPageview {
-				page = nil
+			if ev.TS > now+maxClockSkew {
+				continue // the log keeps it; a future bucket would never age
+			}
+			var page []byte
+			if ev.Type == model.EventPageview {
+				page = ev.Path
+				if page == nil {
+					page = ev.Page
+				}
 			}
 			p.Add(ev.Type, ev.TS, ev.Value, page, ev.Category)
 		}
@@ -182,9 +200,10 @@ func (s *State) UpdateProfile(user []byte, fn func(p *model.Profile) error) erro
 
 // MergeProfile adds visitor's behaviour to user's profile, with the
 // visitor's attributes that user lacks (at login). The visitor's profile
-// stays. A pair is merged once: a merge sums counts, so a second login
-// from the same visitor would count its events twice; the marker
-// 'm' "pm/" visitor 0 user, written in the same batch, prevents that.
+// stays. A merge sums counts, so it must not take the same events twice:
+// the mark 'm' "pm/" uvarint(len(visitor)) visitor user, written in the
+// same batch, records how far the last merge of the pair went, and a
+// later login merges only what the visitor did since (to the hour).
 func (s *State) MergeProfile(visitor, user []byte) error {
 	if len(visitor) == 0 || len(user) == 0 || string(visitor) == string(user) {
 		return nil
@@ -192,35 +211,46 @@ func (s *State) MergeProfile(visitor, user []byte) error {
 	var ps profileScratch
 	s.lockProfiles(&ps, visitor, user)
 	defer s.unlockProfiles(&ps)
-	marker := append(append(append([]byte{stateMeta}, "pm/"...), visitor...), 0)
-	marker = append(marker, user...)
-	if _, closer, err := s.db.Get(marker); err == nil {
+	markKey := append([]byte{stateMeta}, "pm/"...)
+	markKey = binary.AppendUvarint(markKey, uint64(len(visitor)))
+	markKey = append(append(markKey, visitor...), user...)
+	var mark model.MergeMark
+	if v, closer, err := s.db.Get(markKey); err == nil {
+		r := bytes.NewReader(v)
+		mark.LastSeen, _ = binary.ReadVarint(r)
+		mark.Purchases, _ = binary.ReadVarint(r)
+		var bits uint64
+		_ = binary.Read(r, binary.LittleEndian, &bits)
+		mark.PurchaseValue = math.Float64frombits(bits)
 		_ = closer.Close()
-		return nil
 	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return fmt.Errorf("cannot read the merge marker of %q: %w", visitor, err)
+		return fmt.Errorf("cannot read the merge mark of %q: %w", visitor, err)
 	}
 	var v model.Profile
 	var vkey, vval []byte
 	if err := s.readProfile(&v, &vkey, &vval, visitor); err != nil {
 		return err
 	}
-	if !v.Seen() && len(v.Attrs) == 0 {
+	if v.LastSeen <= mark.LastSeen && len(v.Attrs) == 0 {
 		return nil
 	}
 	u := &ps.p
 	if err := s.readProfile(u, &ps.key, &ps.val, user); err != nil {
 		return err
 	}
-	u.Merge(&v)
+	u.MergeSince(&v, mark)
 	u.Compact(s.o.Now().Unix(), int64(s.o.ProfileRetention/time.Second))
 	b := s.db.NewBatch()
 	defer b.Close()
 	if err := b.Set(ps.key, u.Append(nil), nil); err != nil {
 		return fmt.Errorf("cannot batch the profile of %q: %w", user, err)
 	}
-	if err := b.Set(marker, nil, nil); err != nil {
-		return fmt.Errorf("cannot batch the merge marker of %q: %w", visitor, err)
+	m := v.Mark()
+	mv := binary.AppendVarint(nil, m.LastSeen)
+	mv = binary.AppendVarint(mv, m.Purchases)
+	mv = binary.LittleEndian.AppendUint64(mv, math.Float64bits(m.PurchaseValue))
+	if err := b.Set(markKey, mv, nil); err != nil {
+		return fmt.Errorf("cannot batch the merge mark of %q: %w", visitor, err)
 	}
 	if err := b.Commit(s.wo); err != nil {
 		return fmt.Errorf("cannot store the profile of %q: %w", user, err)

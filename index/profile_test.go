@@ -70,12 +70,42 @@ func TestStateProfiles(t *testing.T) {
 	if got := loadProfile(t, s, "u9").Count(model.DimPage, "/contact", 365*24*3600, now.Unix()); got != 1 {
 		t.Fatalf("merged contact views %d, want 1", got)
 	}
-	// A second login from the same visitor counts nothing twice.
+	// A second login from the same visitor counts nothing twice, and a
+	// third takes only what the visitor did in between.
 	if err := s.MergeProfile([]byte("v2"), []byte("u9")); err != nil {
 		t.Fatal(err)
 	}
 	if got := loadProfile(t, s, "u9").Count(model.DimPage, "/contact", 365*24*3600, now.Unix()); got != 1 {
 		t.Fatalf("after a second merge: %d contact views, want 1", got)
+	}
+	now = now.Add(3 * time.Hour)
+	later := now.Unix()
+	if err := s.AppendEvents([]StateEvent{pageview("v2", "/contact", later), pageview("v2", "/pricing", later)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MergeProfile([]byte("v2"), []byte("u9")); err != nil {
+		t.Fatal(err)
+	}
+	if p := loadProfile(t, s, "u9"); p.Count(model.DimPage, "/contact", 365*24*3600, later) != 2 || p.Count(model.DimPage, "/pricing", 365*24*3600, later) != 1 {
+		t.Fatalf("after a third merge: contact %d pricing %d, want 2 and 1",
+			p.Count(model.DimPage, "/contact", 365*24*3600, later), p.Count(model.DimPage, "/pricing", 365*24*3600, later))
+	}
+	// Future events are logged but not counted; a damaged profile starts
+	// anew instead of blocking its user's events.
+	if err := s.AppendEvents([]StateEvent{pageview("u9", "/future", now.Unix()+86400)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := loadProfile(t, s, "u9").Count(model.DimPage, "/future", 365*24*3600, now.Unix()+2*86400); got != 0 {
+		t.Fatalf("a future event was counted: %d", got)
+	}
+	if err := s.db.Set(profileKey(nil, []byte("broken")), []byte{9, 9, 9}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendEvents([]StateEvent{pageview("broken", "/x", now.Unix())}); err != nil {
+		t.Fatalf("events of a user with a damaged profile: %v", err)
+	}
+	if s.CorruptProfiles() != 1 || loadProfile(t, s, "broken").Count(model.DimPage, "/x", 3600, now.Unix()) != 1 {
+		t.Fatalf("damaged profile: %d corrupt, not restarted", s.CorruptProfiles())
 	}
 
 	// Concurrent batches for the same user.
@@ -122,7 +152,7 @@ func TestStateProfiles(t *testing.T) {
 	if err := s.ScanProfiles(nil, func(user, _ []byte) error { users = append(users, string(user)); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(users) != "[u9 v1 v2]" {
+	if fmt.Sprint(users) != "[broken u9 v1 v2]" {
 		t.Fatalf("scan: %v", users)
 	}
 	users = users[:0]

@@ -137,7 +137,8 @@ type State struct {
 	// seq is the last event number handed out.
 	seq atomic.Uint64
 	// profMu serialises the read-modify-write of profiles, by user hash.
-	profMu [profileStripes]sync.Mutex
+	profMu          [profileStripes]sync.Mutex
+	corruptProfiles atomic.Uint64
 }
 
 // StateEvent is one event to store. Its byte slices are borrowed for the
@@ -158,9 +159,9 @@ type StateEvent struct {
 	// context fields, kept in the event log; a pageview's Page (its path)
 	// is counted in the user's profile too.
 	Basket, RecID, Placement, Page []byte
-	// Category is the item's category, counted in the profile; not
-	// logged (the build reads categories from the catalog).
-	Category []byte
+	// Category is the item's category and Path a pageview's path (Page
+	// reduced), counted in the profile; neither is logged.
+	Category, Path []byte
 }
 
 // Counter is a delta to add to the durable float64 counter named Key.

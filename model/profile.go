@@ -282,7 +282,29 @@ func (p *Profile) Count(kind byte, name string, window, now int64) int64 {
 
 // Merge adds o's behaviour into p (a visitor's into the user they logged
 // in as) and the attributes p lacks.
-func (p *Profile) Merge(o *Profile) {
+func (p *Profile) Merge(o *Profile) { p.MergeSince(o, MergeMark{}) }
+
+// MergeMark is how much of a visitor's profile an earlier merge took: its
+// LastSeen then, and its purchase count and value.
+type MergeMark struct {
+	LastSeen      int64
+	Purchases     int64
+	PurchaseValue float64
+}
+
+// Mark returns the MergeMark of merging p as it is.
+func (p *Profile) Mark() MergeMark {
+	return MergeMark{LastSeen: p.LastSeen, Purchases: p.Purchases, PurchaseValue: p.PurchaseValue}
+}
+
+// MergeSince merges what o gained after the merge that left mark: the
+// buckets starting after the hour of mark.LastSeen (events later in that
+// same hour are not carried over) and the purchases since.
+func (p *Profile) MergeSince(o *Profile, mark MergeMark) {
+	var from uint32
+	if mark.LastSeen > 0 {
+		from = uint32(mark.LastSeen/3600) + 1
+	}
 	if o.FirstSeen != 0 && (p.FirstSeen == 0 || o.FirstSeen < p.FirstSeen) {
 		p.FirstSeen = o.FirstSeen
 	}
@@ -290,15 +312,20 @@ func (p *Profile) Merge(o *Profile) {
 	for i := range p.Last {
 		p.Last[i] = max(p.Last[i], o.Last[i])
 	}
-	p.Purchases += o.Purchases
-	p.PurchaseValue += o.PurchaseValue
+	p.Purchases += max(o.Purchases-mark.Purchases, 0)
+	p.PurchaseValue += o.PurchaseValue - mark.PurchaseValue
 	for _, od := range o.Dims {
-		d := p.dim(od.Kind, od.Name)
-		if d == nil {
-			p.Dims = append(p.Dims, Dim{Kind: od.Kind, Name: bytes.Clone(od.Name)})
-			d = &p.Dims[len(p.Dims)-1]
-		}
+		var d *Dim
 		for _, b := range od.Buckets {
+			if b.Start < from {
+				continue
+			}
+			if d == nil {
+				if d = p.dim(od.Kind, od.Name); d == nil {
+					p.Dims = append(p.Dims, Dim{Kind: od.Kind, Name: bytes.Clone(od.Name)})
+					d = &p.Dims[len(p.Dims)-1]
+				}
+			}
 			p.addBucket(d, b)
 		}
 	}

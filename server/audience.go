@@ -239,8 +239,8 @@ func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (Audience
 	if !dry {
 		mw = x.s.state.NewMetaWriter()
 	}
-	sc := segPool.Get().(*segCtx)
-	defer segPool.Put(sc)
+	sc := getSeg()
+	defer putSeg(sc)
 	sc.now = x.now
 	key := slices.Clip(x.prefix)
 	var rec, val []byte

@@ -411,7 +411,7 @@ func normalizeKeyword(dst, src []byte) []byte {
 // splitURL returns the host and the query of a URL without parsing it
 // fully.
 func splitURL(u []byte) (host, query []byte) {
-	if i := bytes.Index(u, []byte("://")); i >= 0 {
+	if i := bytes.Index(u, []byte("://")); i >= 0 && bytes.IndexAny(u[:i], "/?#") < 0 {
 		u = u[i+3:]
 	}
 	rest := u

@@ -71,7 +71,7 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 			return errUnauthorized
 		}
 		profileEvent(snap, &ev)
-		for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page, &ev.Category} {
+		for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page, &ev.Category, &ev.Path} {
 			*f = b.keep(*f)
 		}
 		if ev.Type == model.EventLogin {

@@ -19,9 +19,12 @@ const maxPagePlacements = 8
 //
 //	{"visitor":"v1","segments":[…],"decision":{…}|null,"recommendations":{"a":{…},"b":{…}}}
 //
-// The visitor is the visitor parameter or the edgerec_vid cookie (one is
-// set when neither is there, as /v1/decide does); user= overrides whose
-// history the recommendations read (a logged-in shopper).
+// The visitor is the visitor parameter or the edgerec_vid cookie; with
+// page= and neither, the decision makes one and sets its cookie, as
+// /v1/decide does. user= overrides whose history and segments the
+// recommendations and the answer's segments use (a logged-in shopper).
+// Parameters are checked before the decision is made, so a refused
+// request counts no exposure.
 func (s *Server) handlePage(ctx *fasthttp.RequestCtx) error {
 	args := ctx.QueryArgs()
 	cfg := s.cfg.Load()
@@ -50,6 +53,19 @@ func (s *Server) handlePage(ctx *fasthttp.RequestCtx) error {
 	})
 	if bad != nil {
 		return bad
+	}
+	// Check the recommendation parameters before the decision, whose
+	// exposure counts would otherwise stand for a request refused later.
+	if n > 0 {
+		err := s.serveRead(ctx, func(*index.SnapshotRef, *reqState) error {
+			if v := args.Peek("item"); len(v) > 0 {
+				return s.checkID("item", v)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -99,7 +115,13 @@ func (s *Server) handlePage(ctx *fasthttp.RequestCtx) error {
 		out = append(out, ':')
 		out = append(out, bytes.TrimSpace(ctx.Response.Body())...)
 	}
-	set, err := s.segmentsOf(cfg, visitor)
+	// The segments of whoever the recommendations were for: user= when
+	// given, as placement rules see them.
+	who := visitor
+	if u := args.Peek("user"); len(u) > 0 {
+		who = u
+	}
+	set, err := s.segmentsOf(cfg, who)
 	if err != nil {
 		return err
 	}

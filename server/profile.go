@@ -26,9 +26,23 @@ func (s *Server) loadProfile(sc *segCtx, user []byte) error {
 		}
 	}
 	if err := sc.p.Decode(sc.raw); err != nil {
-		return err
+		// Read as empty; the next event of the user starts it anew.
+		s.logThrottled("profile of %q: %v", user, err)
+		sc.p.Reset()
+		sc.raw = sc.raw[:0]
 	}
 	return nil
+}
+
+// getSeg and putSeg pair the pooled segment contexts; a context grown
+// by a huge profile is dropped rather than kept.
+func getSeg() *segCtx { return segPool.Get().(*segCtx) }
+
+func putSeg(sc *segCtx) {
+	if cap(sc.raw) > 64<<10 || cap(sc.p.Dims) > 4*model.MaxDims {
+		return
+	}
+	segPool.Put(sc)
 }
 
 // evalSegments evaluates every segment of cfg over the profile in sc. A
@@ -60,8 +74,8 @@ func (s *Server) segmentsIn(list []*Segment, user []byte) (segSet, error) {
 	if len(list) == 0 || len(user) == 0 {
 		return segSet{}, nil
 	}
-	sc := segPool.Get().(*segCtx)
-	defer segPool.Put(sc)
+	sc := getSeg()
+	defer putSeg(sc)
 	if err := s.loadProfile(sc, user); err != nil {
 		return segSet{}, err
 	}
@@ -121,8 +135,8 @@ func (s *Server) handleGetProfile(ctx *fasthttp.RequestCtx, id []byte) error {
 		return err
 	}
 	cfg := s.cfg.Load()
-	sc := segPool.Get().(*segCtx)
-	defer segPool.Put(sc)
+	sc := getSeg()
+	defer putSeg(sc)
 	if err := s.loadProfile(sc, id); err != nil {
 		return err
 	}
@@ -329,23 +343,25 @@ func profileEvent(snap *index.SnapshotRef, ev *index.StateEvent) {
 		}
 	}
 	if ev.Type == model.EventPageview {
-		ev.Page = pagePath(ev.Page)
+		ev.Path = pagePath(ev.Page)
 	}
 }
 
 // pagePath reduces a page URL to its path: no scheme, host, query or
 // fragment, no trailing slash but for the root.
 func pagePath(u []byte) []byte {
-	if i := bytes.Index(u, []byte("://")); i >= 0 {
+	if i := bytes.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	// A scheme only counts before the path starts: "/go?to=https://x/y"
+	// is the path /go.
+	if i := bytes.Index(u, []byte("://")); i >= 0 && bytes.IndexByte(u[:i], '/') < 0 {
 		u = u[i+3:]
 		if j := bytes.IndexByte(u, '/'); j >= 0 {
 			u = u[j:]
 		} else {
 			u = []byte("/")
 		}
-	}
-	if i := bytes.IndexAny(u, "?#"); i >= 0 {
-		u = u[:i]
 	}
 	for len(u) > 1 && u[len(u)-1] == '/' {
 		u = u[:len(u)-1]

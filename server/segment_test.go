@@ -272,3 +272,42 @@ pages:
 		t.Fatalf("a month later: %q", got)
 	}
 }
+
+func TestPagePath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/pricing":                             "/pricing",
+		"/pricing/":                            "/pricing",
+		"https://example.jp/pricing?utm=x#top": "/pricing",
+		"https://example.jp":                   "/",
+		"/":                                    "/",
+		"/go?to=https://evil.example/x":        "/go",
+		"/search#q=http://a/b":                 "/search",
+		"//cdn.example/x":                      "//cdn.example/x",
+		"http://a.example/b/c//":               "/b/c",
+	} {
+		if got := string(pagePath([]byte(in))); got != want {
+			t.Errorf("pagePath(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if host, _ := splitURL([]byte("/x?r=https://www.google.com/")); len(host) != 0 && string(host) != "" && string(host) == "www.google.com" {
+		t.Errorf("a relative referrer passed for %q", host)
+	}
+}
+
+// A /v1/page refused for its parameters counts no exposure.
+func TestPageBadParamsNoExposure(t *testing.T) {
+	s, c := testServer(t, Options{Config: sampleConfig(t)})
+	for _, q := range []string{"k=0", "k=abc", "price_min=x", "item=" + strings.Repeat("x", 300)} {
+		if code, b := do(t, c, "GET", "/v1/page?page=lp_consulting&visitor=v-bad&placements=home&"+q, "", ""); code != 400 {
+			t.Fatalf("%s: %d %s", q, code, b)
+		}
+	}
+	var total float64
+	for _, v := range []string{"default", "cta_consult", "sales_close_rate"} {
+		n, _ := s.state.Counter(expKey([]byte("lp-consulting-cta"), []byte(v), "exposures"))
+		total += n
+	}
+	if total != 0 {
+		t.Fatalf("%v exposures counted for refused requests", total)
+	}
+}
