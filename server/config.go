@@ -25,6 +25,7 @@ type Config struct {
 
 	segments     []*Segment // sorted by name; a segSet indexes them
 	segmentIndex map[string]int
+	gen          uint64 // set by Server.setConfig
 }
 
 // Placement names the strategy, filters and business rules of one place on

@@ -187,7 +187,7 @@ func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
 		reason, holdout = reasonHoldout, true
 	default:
 		var err error
-		if variant, reason, err = s.assign(ctx, ds, page, visitor, ua); err != nil {
+		if variant, reason, err = s.assign(ctx, ds, cfg, page, visitor, ua); err != nil {
 			return err
 		}
 	}
@@ -230,7 +230,7 @@ func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
 }
 
 // assign runs rules, the stored assignment and the split.
-func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, visitor, ua []byte) (int, string, error) {
+func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, cfg *Config, page *Page, visitor, ua []byte) (int, string, error) {
 	// Stored assignment first: it also tells whether the visitor returns.
 	ds.key = append(append(append(append(ds.key[:0], "as/"...), page.Experiment...), '/'), visitor...)
 	var stored []byte
@@ -246,7 +246,6 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, v
 		s.fillRuleEnv(ctx, ds, ua, found)
 		ds.segs = segSet{}
 		if page.segmented {
-			cfg := s.cfg.Load()
 			var err error
 			if ds.segs, err = s.segmentsOf(cfg, visitor); err != nil {
 				return 0, "", err
@@ -259,7 +258,7 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, v
 			}
 			ds.env.Segments = ds.segNames
 		}
-		if i := s.matchRule(ds, page); i >= 0 {
+		if i := s.matchRule(ds, cfg, page); i >= 0 {
 			return page.Rules[i].variant, reasonRule, nil
 		}
 	}
@@ -303,7 +302,7 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, page *Page, v
 // ds.env, or -1. Outcomes are cached by a hash of the environment: most
 // visitors share a few input tuples (no keyword, the same campaigns), and
 // expr boxes every field it reads, which allocates.
-func (s *Server) matchRule(ds *decideState, page *Page) int {
+func (s *Server) matchRule(ds *decideState, cfg *Config, page *Page) int {
 	e := &ds.env
 	ds.h.Reset()
 	for _, f := range [...]string{page.Experiment, e.Keyword, e.Ref, e.SearchEngine, e.UTMSource, e.UTMMedium, e.UTMCampaign, e.UTMTerm, e.UTMContent, e.Device} {
@@ -319,10 +318,10 @@ func (s *Server) matchRule(ds *decideState, page *Page) int {
 		_, _ = ds.h.Write(b[:])
 	}
 	var gen [8]byte
-	binary.LittleEndian.PutUint64(gen[:], s.cfgGen.Load())
+	binary.LittleEndian.PutUint64(gen[:], cfg.gen)
 	_, _ = ds.h.Write(gen[:])
 	key := ds.h.Sum64()
-	if v, ok := s.cache.Get(key); ok && len(v) == 1 {
+	if v, ok := s.cache.Get(key); ok && len(v) == 1 && int(v[0])-1 < len(page.Rules) {
 		return int(v[0]) - 1
 	}
 	match := -1

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -178,21 +178,57 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 				return at(rp+".if", fmt.Sprintf("page %q: rule %d: %v", name, i+1, err))
 			}
 			r.program = prog
-			if strings.Contains(r.If, "segments") {
-				p.segmented = true
-				for _, m := range segmentRef.FindAllStringSubmatch(r.If, -1) {
-					if _, ok := c.segmentIndex[m[1]]; !ok {
-						return at(rp+".if", fmt.Sprintf("page %q: rule %d: unknown segment %q", name, i+1, m[1]))
-					}
-				}
+			uses, err := segmentUses(prog, c.segmentIndex)
+			if err != nil {
+				return at(rp+".if", fmt.Sprintf("page %q: rule %d: %v", name, i+1, err))
 			}
+			p.segmented = p.segmented || uses
 		}
 	}
 	return nil
 }
 
-// segmentRef finds the segment names a rule tests: "name" in segments.
-var segmentRef = regexp.MustCompile(`["']([^"']+)["']\s+in\s+segments`)
+// segmentUses reports whether a rule reads the visitor's segments, and
+// checks that it does so only as "name" in segments (or not ...), with a
+// configured name: a typo would otherwise make `not in` always true.
+func segmentUses(prog *vm.Program, known map[string]int) (bool, error) {
+	v := &segmentVisitor{known: known, ok: map[ast.Node]bool{}}
+	root := prog.Node()
+	ast.Walk(&root, v)
+	if v.err == nil && v.refs != len(v.ok) {
+		v.err = fmt.Errorf(`use segments only as "name" in segments`)
+	}
+	return v.refs > 0, v.err
+}
+
+type segmentVisitor struct {
+	known map[string]int
+	ok    map[ast.Node]bool // segments identifiers in a well-formed test
+	refs  int
+	err   error
+}
+
+func (v *segmentVisitor) Visit(n *ast.Node) {
+	switch x := (*n).(type) {
+	case *ast.IdentifierNode:
+		if x.Value == "segments" {
+			v.refs++
+		}
+	case *ast.BinaryNode:
+		id, ok := x.Right.(*ast.IdentifierNode)
+		if x.Operator != "in" || !ok || id.Value != "segments" {
+			return
+		}
+		str, ok := x.Left.(*ast.StringNode)
+		if !ok {
+			return
+		}
+		if _, known := v.known[str.Value]; !known && v.err == nil {
+			v.err = fmt.Errorf("unknown segment %q", str.Value)
+		}
+		v.ok[id] = true
+	}
+}
 
 // jsonable turns YAML's map[string]any trees (which may hold
 // map[any]any) into what encoding/json accepts.

@@ -208,7 +208,7 @@ func describe(n ast.Node) string {
 }
 
 func lowerBinary(n *ast.BinaryNode) (lowered, error) {
-	if n.Operator == "in" || n.Operator == "not in" {
+	if n.Operator == "in" { // expr parses `a not in b` as not (a in b)
 		return lowerIn(n)
 	}
 	l, err := lower(n.Left)
@@ -296,7 +296,6 @@ func lowerIn(n *ast.BinaryNode) (lowered, error) {
 			return lowered{}, fmt.Errorf("column %d: `in` needs a list of constants in segments", e.Location().From)
 		}
 	}
-	neg := n.Operator == "not in"
 	switch {
 	case l.s != nil && nums == nil:
 		ls := l.s
@@ -304,10 +303,10 @@ func lowerIn(n *ast.BinaryNode) (lowered, error) {
 			v := ls(c)
 			for _, s := range strs {
 				if s == v {
-					return !neg
+					return true
 				}
 			}
-			return neg
+			return false
 		}}, nil
 	case l.n != nil && strs == nil:
 		ln := l.n
@@ -315,10 +314,10 @@ func lowerIn(n *ast.BinaryNode) (lowered, error) {
 			v := ln(c)
 			for _, x := range nums {
 				if x == v {
-					return !neg
+					return true
 				}
 			}
-			return neg
+			return false
 		}}, nil
 	}
 	return lowered{}, fmt.Errorf("column %d: `in` mixes types", n.Location().From)

@@ -33,6 +33,16 @@ func TestSegmentConfigErrors(t *testing.T) {
 		`edgerec.yaml:10: placement "p": unknown segment "s2"`)
 	f(seg(`true`)+"pages:\n  lp:\n    experiment: e\n    variants:\n      - id: a\n        weight: 1\n    rules:\n      - if: '\"s9\" in segments'\n        variant: a\n",
 		`rule 1: unknown segment "s9"`)
+	page := func(rule string) string {
+		return seg(`true`) + "pages:\n  lp:\n    experiment: e\n    variants:\n      - id: a\n        weight: 1\n    rules:\n      - if: '" + rule + "'\n        variant: a\n"
+	}
+	f(page(`"s9" not in segments`), `rule 1: unknown segment "s9"`)
+	f(page(`not ("s9" in segments)`), `rule 1: unknown segment "s9"`)
+	f(page(`segments[0] == "s1"`), `use segments only as "name" in segments`)
+	f(page(`any(segments, # == "s1")`), `use segments only as "name" in segments`)
+	if _, err := ParseConfig([]byte(page(`"s1" not in segments && keyword == "segments"`)), "x.yaml"); err != nil {
+		t.Fatalf("a valid segment rule: %v", err)
+	}
 	f("profiles:\n  windows: [1d, 1y]\n", `edgerec.yaml:2: window "1y"`)
 }
 

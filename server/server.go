@@ -158,7 +158,7 @@ func New(o Options, state *index.State) (*Server, error) {
 		return nil, fmt.Errorf("cannot create cache: %w", err)
 	}
 	s := &Server{o: o, state: state, cache: cache, started: time.Now()}
-	s.cfg.Store(o.Config)
+	s.setConfig(o.Config)
 	var nonce [8]byte
 	_, _ = rand.Read(nonce[:])
 	s.recNonce = binary.LittleEndian.Uint64(nonce[:])
@@ -225,8 +225,10 @@ func (s *Server) ReloadConfig() error {
 
 // setConfig swaps in a validated configuration.
 func (s *Server) setConfig(c *Config) {
+	// The generation goes with the config: a request keys cached rule
+	// outcomes by the generation of the config it read its page from.
+	c.gen = s.cfgGen.Add(1)
 	s.cfg.Store(c)
-	s.cfgGen.Add(1)
 }
 
 func (s *Server) handleReloadConfig(ctx *fasthttp.RequestCtx) error {
