@@ -27,6 +27,8 @@ const (
 	// Page sizes of GET /v1/segments/{id}/members.
 	defaultMembersPage = 1000
 	maxMembersPage     = 10000
+	// maxMembersBytes bounds one page's body (in memory before it is sent).
+	maxMembersBytes = 16 << 20
 )
 
 // AudienceOptions select what ExportAudience writes.
@@ -48,6 +50,10 @@ type AudienceOptions struct {
 	// many rows (0: no limit).
 	After string
 	Limit int
+	// MaxBytes, when positive, also ends the export (with More) once about
+	// this many bytes are written: a page's memory stays bounded however
+	// large the members' attributes.
+	MaxBytes int
 	// Attrs are the CSV attribute columns; when empty, every attribute key
 	// of the rows written, sorted (found by a first pass over the profiles).
 	Attrs []string
@@ -159,7 +165,8 @@ func (s *Server) ExportAudience(w io.Writer, o AudienceOptions) (AudienceStats, 
 		x.rs = s.getReq(x.snap)
 		defer s.putReq(x.rs)
 	}
-	bw := bufio.NewWriterSize(w, 64<<10)
+	x.out = &countingWriter{w: w}
+	bw := bufio.NewWriterSize(x.out, 64<<10)
 	if o.Format == "csv" {
 		attrs := o.Attrs
 		if len(attrs) == 0 {
@@ -210,6 +217,7 @@ func (s *Server) ExportAudience(w io.Writer, o AudienceOptions) (AudienceStats, 
 
 // audienceExport is the state of one export.
 type audienceExport struct {
+	out     *countingWriter // what the export wrote (flushed) so far
 	s       *Server
 	o       *AudienceOptions
 	segs    []*Segment // the one segment
@@ -313,7 +321,7 @@ func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (Audience
 			return err
 		}
 		st.Written++
-		if x.o.Limit > 0 && st.Written >= x.o.Limit {
+		if (x.o.Limit > 0 && st.Written >= x.o.Limit) || (x.o.MaxBytes > 0 && x.out != nil && x.out.n >= int64(x.o.MaxBytes)) {
 			st.Last, st.More = string(user), true
 			return errLimit
 		}
@@ -618,7 +626,7 @@ func (s *Server) handleMembers(ctx *fasthttp.RequestCtx, id []byte) error {
 	args := ctx.QueryArgs()
 	o := AudienceOptions{
 		Segment: string(id), Format: string(args.Peek("format")), Channel: string(args.Peek("channel")),
-		After: string(args.Peek("after")), Limit: defaultMembersPage,
+		After: string(args.Peek("after")), Limit: defaultMembersPage, MaxBytes: maxMembersBytes,
 	}
 	if v := args.Peek("with_recs"); len(v) > 0 {
 		n, err := fasthttp.ParseUint(v)
@@ -675,4 +683,16 @@ func (s *Server) handleMembers(ctx *fasthttp.RequestCtx, id []byte) error {
 		*bp = body[:0]
 	}
 	return nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
