@@ -265,19 +265,6 @@ func (s *State) AppendEventsAndCount(evs []StateEvent, counters []Counter) error
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	if len(evs) > 0 {
-		ps := profileScratches.Get().(*profileScratch)
-		defer profileScratches.Put(ps)
-		ps.stripes = ps.stripes[:0]
-		for i := range evs {
-			ps.stripes = append(ps.stripes, stripe(evs[i].User))
-		}
-		s.lockStripes(ps)
-		defer s.unlockProfiles(ps)
-		if err := s.addProfiles(b, ps, evs); err != nil {
-			return err
-		}
-	}
 	// Batch.Set copies key and value: one scratch buffer serves all.
 	var scratch [256]byte
 	buf := scratch[:0]
@@ -308,7 +295,44 @@ func (s *State) AppendEventsAndCount(evs []StateEvent, counters []Counter) error
 			return fmt.Errorf("cannot batch counter %q: %w", c.Key, err)
 		}
 	}
-	if err := b.Commit(s.wo); err != nil {
+	if len(evs) == 0 {
+		if err := b.Commit(s.wo); err != nil {
+			return fmt.Errorf("cannot commit %d counters: %w", len(counters), err)
+		}
+		return nil
+	}
+	// The users' profiles are read and the batch applied under their
+	// stripe locks; the WAL sync is awaited after the locks are released
+	// (Pebble's ApplyNoSyncWait: the batch is applied, so visible and
+	// ordered, before the sync). Concurrent batches of other users, and
+	// of the same users, so keep sharing one fsync. A batch that syncs
+	// after one it read from cannot outlive it: the WAL is written in
+	// order.
+	ps := profileScratches.Get().(*profileScratch)
+	defer profileScratches.Put(ps)
+	ps.stripes = ps.stripes[:0]
+	for i := range evs {
+		ps.stripes = append(ps.stripes, stripe(evs[i].User))
+	}
+	s.lockStripes(ps)
+	if err := s.addProfiles(b, ps, evs); err != nil {
+		s.unlockProfiles(ps)
+		return err
+	}
+	if !s.wo.Sync {
+		err := b.Commit(s.wo)
+		s.unlockProfiles(ps)
+		if err != nil {
+			return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), err)
+		}
+		return nil
+	}
+	err := s.db.ApplyNoSyncWait(b, s.wo)
+	s.unlockProfiles(ps)
+	if err == nil {
+		err = b.SyncWait()
+	}
+	if err != nil {
 		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -97,4 +98,29 @@ func BenchmarkLoadHistory(b *testing.B) {
 		}
 		stateSink.Add(int64(n))
 	})
+}
+
+// BenchmarkAppendBatches: 8 writers, each committing synced batches of 50
+// events of 50 random users out of 100k (a back end forwarding events).
+func BenchmarkAppendBatches(b *testing.B) {
+	s := openState(b, b.TempDir(), StateOptions{})
+	defer closeState(b, s)
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+		evs := make([]StateEvent, 50)
+		users := make([][]byte, 50)
+		for pb.Next() {
+			for i := range evs {
+				users[i] = strconv.AppendInt(users[i][:0], int64(r.IntN(100000)), 10)
+				evs[i] = StateEvent{User: users[i], Item: []byte("i1"), Type: model.EventView, TS: 1_700_000_000 + int64(i)}
+			}
+			if err := s.AppendEvents(evs); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*50)/b.Elapsed().Seconds(), "events/s")
 }
