@@ -31,7 +31,11 @@ package index
 //
 // Every write is one Pebble batch. AppendEvents commits it with Sync: it
 // returns after the WAL is on disk, and Pebble's commit pipeline lets
-// concurrent callers share one fsync (group commit). SetMetaAndCount does
+// concurrent callers share one fsync (group commit). The same batch
+// carries the profiles of its users, read and applied under per-user
+// stripe locks that are released before the sync is awaited (see
+// AppendEventsAndCount), so an acknowledged event is in its profile too
+// and survives a crash with it. SetMetaAndCount does
 // not wait for the sync (see there). Pebble's fatal corruption handler is
 // replaced: a corrupt block fails the read that met it, not the server.
 
