@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -130,5 +131,25 @@ func TestClosedLoopErrors(t *testing.T) {
 	}
 	if rep.Errors["other"] == 0 || rep.OK != 0 || time.Since(start) > 10*time.Second {
 		t.Fatalf("not HTTP: status %v errors %v after %v", rep.Status, rep.Errors, time.Since(start))
+	}
+}
+
+func TestClosedLoopRestoresGOMAXPROCS(t *testing.T) {
+	u := serve(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") })
+	before := runtime.GOMAXPROCS(0)
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := Attack(context.Background(), AttackOptions{URL: u, Connections: 2, Duration: 100 * time.Millisecond, NewTargeter: fixed("/")})
+			done <- err
+		}()
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := runtime.GOMAXPROCS(0); after != before {
+		t.Fatalf("GOMAXPROCS %d after two overlapping attacks, %d before", after, before)
 	}
 }
