@@ -143,6 +143,7 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 		for _, p := range parts {
 			rep.merge(p)
 		}
+		rep.Connections = o.Connections
 		rep.finish(time.Since(start))
 		return rep, nil
 	}
@@ -255,6 +256,9 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	wg.Wait()
 	for i := range shards {
 		rep.merge(shards[i].r)
+	}
+	if o.Pacer == nil {
+		rep.Connections = o.Connections
 	}
 	rep.finish(time.Since(start))
 	return rep, nil

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/valyala/fasthttp"
 )
 
@@ -94,11 +95,19 @@ func TestAttackShowsStall(t *testing.T) {
 	t.Logf("open loop: p50 %s p90 %s p99 %s; closed loop: p50 %s p90 %s p99 %s (%d requests)",
 		us(open.Latency.P50), us(open.Latency.P90), us(open.Latency.P99),
 		us(closed.Latency.P50), us(closed.Latency.P90), us(closed.Latency.P99), closed.Requests)
+	if w := closed.WrkLatency; w != nil {
+		t.Logf("closed loop corrected as wrk does: p50 %s p90 %s p99 %s", us(w.P50), us(w.P90), us(w.P99))
+	}
 	if open.Latency.P90 < 100_000 {
 		t.Fatalf("open loop p90 %s: the 300 ms stall is hidden", us(open.Latency.P90))
 	}
 	if closed.Latency.P99 > 50_000 {
 		t.Fatalf("closed loop p99 %s: expected it to hide the stall (the contrast this test shows)", us(closed.Latency.P99))
+	}
+	// wrk's correction puts back the requests the stalled connection did
+	// not send, about as the open loop saw them.
+	if w := closed.WrkLatency; w == nil || w.P99 < 100_000 {
+		t.Fatalf("closed loop corrected as wrk does: %+v, want the stall in p99", w)
 	}
 }
 
@@ -279,5 +288,50 @@ func TestEmit(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(v.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], `"url":"http://h:1/v1/items/i1/similar?k=10"`) || !strings.Contains(lines[1], `"body":"eyJ1c2VyX2lkIj`) {
 		t.Fatalf("vegeta targets:\n%s", v.String())
+	}
+}
+
+// TestWrkCorrected checks the correction against wrk's own algorithm
+// (stats_correct over an array of counts by microsecond), written out here
+// for latencies below 2048 µs, where the histogram is exact.
+func TestWrkCorrected(t *testing.T) {
+	f := func(interval int64, lat ...int64) {
+		t.Helper()
+		h := hdrhistogram.New(histMin, histMax, histSig)
+		var data [2048]int64
+		for _, v := range lat {
+			_ = h.RecordValue(v)
+			data[v]++
+		}
+		for n := 2 * interval; interval > 0 && n < int64(len(data)); n++ {
+			count := data[n]
+			for m := n - interval; count > 0 && m > interval; m -= interval {
+				data[m] += count
+			}
+		}
+		want := hdrhistogram.New(histMin, histMax, histSig)
+		for v, c := range data {
+			_ = want.RecordValues(int64(v), c)
+		}
+		got := wrkCorrected(h, interval)
+		if got.TotalCount() != want.TotalCount() {
+			t.Fatalf("interval %d, %v: %d values, want %d", interval, lat, got.TotalCount(), want.TotalCount())
+		}
+		for _, q := range []float64{10, 50, 90, 99, 100} {
+			if g, w := got.ValueAtQuantile(q), want.ValueAtQuantile(q); g != w {
+				t.Fatalf("interval %d, %v: p%v %d, want %d", interval, lat, q, g, w)
+			}
+		}
+	}
+	f(100, 50, 60, 70)               // nothing past twice the interval
+	f(100, 50, 199, 200, 201)        // 200 adds nothing (100 is not > 100), 201 adds 101
+	f(100, 90, 90, 90, 1000)         // a stall of ten intervals
+	f(7, 1, 2, 3, 30, 31, 700, 1500) // many synthetic values
+	f(0, 5, 500)                     // no interval: unchanged
+	h := hdrhistogram.New(histMin, histMax, histSig)
+	_ = h.RecordValue(100)
+	_ = h.RecordValue(20_000)
+	if c := wrkCorrected(h, 1000); c.TotalCount() != 2+18 || h.TotalCount() != 2 {
+		t.Fatalf("20 ms over 1 ms: %d values (raw %d), want 20 (raw 2)", c.TotalCount(), h.TotalCount())
 	}
 }

@@ -32,8 +32,13 @@ type Report struct {
 	Status     map[string]int64 `json:"status"`
 	Errors     map[string]int64 `json:"errors"`
 	Latency    Percentiles      `json:"latency_us"`
-	Kinds      map[string]int64 `json:"kinds"`
-	Workers    int              `json:"workers,omitempty"`
+	// WrkLatency (closed loop only) is Latency with the correction for
+	// coordinated omission that wrk applies before it prints; compare
+	// wrk's percentiles with these (see wrkCorrected).
+	WrkLatency  *Percentiles     `json:"latency_wrk_corrected_us,omitempty"`
+	Connections int              `json:"connections,omitempty"` // closed loop
+	Kinds       map[string]int64 `json:"kinds"`
+	Workers     int              `json:"workers,omitempty"`
 	// Series holds one point per second of the attack.
 	Series []Point `json:"series"`
 	// Curve is the latency percentile distribution, for plotting.
@@ -149,6 +154,12 @@ func (r *Report) finish(elapsed time.Duration) {
 		r.Rate = float64(r.Requests) / r.Duration
 	}
 	r.Latency = percentiles(r.hist)
+	r.WrkLatency = nil
+	if r.TargetRate == 0 && r.Connections > 0 && r.Requests >= int64(r.Connections) {
+		interval := elapsed.Microseconds() / (r.Requests / int64(r.Connections))
+		p := percentiles(wrkCorrected(r.hist, interval))
+		r.WrkLatency = &p
+	}
 	r.Series = r.Series[:0]
 	for i, s := range r.secs {
 		r.Series = append(r.Series, Point{Second: i, Requests: s.requests, Errors: s.errors,
@@ -158,6 +169,31 @@ func (r *Report) finish(elapsed time.Duration) {
 	for _, q := range []float64{0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100} {
 		r.Curve = append(r.Curve, CurvePoint{Percentile: q, Latency: float64(r.hist.ValueAtQuantile(q))})
 	}
+}
+
+// wrkCorrected returns a copy of h with the correction wrk (4.x,
+// stats_correct) applies to its closed loop's latencies before it prints
+// them: with interval the mean time between two requests of a connection
+// (elapsed / (requests / connections)), a latency n of at least twice the
+// interval also counts n−interval, n−2·interval, … down to just above the
+// interval, the requests the connection would have sent while it waited.
+// The copy answers what wrk would print for the same answers; the raw
+// histogram is what bench measured.
+func wrkCorrected(h *hdrhistogram.Histogram, interval int64) *hdrhistogram.Histogram {
+	c := h.Clone()
+	if interval <= 0 {
+		return c
+	}
+	for _, b := range h.Distribution() {
+		n := b.From // the value recorded below 2048 µs; within 0.1% above
+		if b.Count == 0 || n < 2*interval {
+			continue
+		}
+		for m := n - interval; m > interval; m -= interval {
+			_ = c.RecordValues(m, b.Count)
+		}
+	}
+	return c
 }
 
 func percentiles(h *hdrhistogram.Histogram) Percentiles {
@@ -197,6 +233,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	l := r.Latency
 	fmt.Fprintf(&b, "latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s\n",
 		us(l.P50), us(l.P90), us(l.P99), us(l.P999), us(l.Max), us(l.Mean))
+	if w := r.WrkLatency; w != nil {
+		fmt.Fprintf(&b, "as wrk     p50 %s  p90 %s  p99 %s  p99.9 %s  (wrk's coordinated-omission correction, to compare with wrk)\n",
+			us(w.P50), us(w.P90), us(w.P99), us(w.P999))
+	}
 	if len(r.Kinds) > 1 {
 		fmt.Fprintf(&b, "mix         %s\n", counts(r.Kinds))
 	}
