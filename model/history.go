@@ -1,8 +1,9 @@
 package model
 
 import (
+	"cmp"
 	"math"
-	"sort"
+	"slices"
 )
 
 // HistoryEvent is one event of a user's history with the item as a dense
@@ -24,7 +25,9 @@ type ItemWeight struct {
 // (Unix seconds) and appends one entry per item with a positive sum to dst,
 // sorted by item. events is reordered.
 func (w *Weights) AppendAffinity(dst []ItemWeight, events []HistoryEvent, now int64) []ItemWeight {
-	sort.Slice(events, func(i, j int) bool { return events[i].Item < events[j].Item })
+	// slices.SortFunc allocates nothing, where sort.Slice allocated three
+	// times per personal answer.
+	slices.SortFunc(events, func(a, b HistoryEvent) int { return cmp.Compare(a.Item, b.Item) })
 	start := len(dst)
 	for _, e := range events {
 		hasValue := !math.IsNaN(float64(e.Value))

@@ -48,4 +48,14 @@ func TestAllocsCacheHit(t *testing.T) {
 	f("/v1/users/alloc-lead/segments", 0)
 	// The landing page's segment rule reads the same profile.
 	f("/v1/decide?page=lp_consulting&visitor=alloc-lead", 0)
+	// Personal answers: a visitor's live history blended over cached
+	// lists; and /v1/page, decision, two placements and segments in one.
+	for _, item := range []string{"1", "50", "100", "181", "258"} {
+		if code, b := do(t, s.testClient, "POST", "/v1/events", testKey, `{"event":"view","visitor":"alloc-viewer","item_id":"`+item+`"}`); code != 200 {
+			t.Fatalf("events: %d %s", code, b)
+		}
+	}
+	f("/v1/users/alloc-viewer/recommendations?k=10", 0)
+	f("/v1/recommend?placement=product_page&item=50&visitor=alloc-viewer", 0)
+	f("/v1/page?page=lp_consulting&visitor=alloc-viewer&placements=home,product_page&item=50&k=6", 0)
 }
