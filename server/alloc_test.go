@@ -58,4 +58,21 @@ func TestAllocsCacheHit(t *testing.T) {
 	f("/v1/users/alloc-viewer/recommendations?k=10", 0)
 	f("/v1/recommend?placement=product_page&item=50&visitor=alloc-viewer", 0)
 	f("/v1/page?page=lp_consulting&visitor=alloc-viewer&placements=home,product_page&item=50&k=6", 0)
+
+	// A client that takes gzip, on a cached answer.
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/v1/items/1/similar?k=20")
+	ctx.Request.Header.Set("Accept-Encoding", "gzip")
+	for range 3 {
+		ctx.Response.Reset()
+		s.Handle(&ctx)
+		s.cache.Wait()
+	}
+	n := testing.AllocsPerRun(200, func() {
+		ctx.Response.Reset()
+		s.Handle(&ctx)
+	})
+	if string(ctx.Response.Header.Peek("Content-Encoding")) != "gzip" || n > 0 {
+		t.Fatalf("gzip cache hit: %q, %v allocs per request; budget 0", ctx.Response.Header.Peek("Content-Encoding"), n)
+	}
 }

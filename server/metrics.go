@@ -49,6 +49,7 @@ type serverMetrics struct {
 	latency         [routeCount]*metrics.Histogram
 	errors          *metrics.Counter
 	cacheHits       *metrics.Counter
+	gzipped         *metrics.Counter
 	cacheMisses     *metrics.Counter
 	eventsIngested  *metrics.Counter
 	segmentErrors   *metrics.Counter
@@ -64,6 +65,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 	}
 	m.errors = m.set.NewCounter("edgerec_errors_total")
 	m.cacheHits = m.set.NewCounter(`edgerec_cache_requests_total{result="hit"}`)
+	m.gzipped = m.set.NewCounter(`edgerec_responses_gzip_total`)
 	m.cacheMisses = m.set.NewCounter(`edgerec_cache_requests_total{result="miss"}`)
 	m.eventsIngested = m.set.NewCounter("edgerec_events_ingested_total")
 	m.segmentErrors = m.set.NewCounter("edgerec_segment_errors_total")

@@ -103,6 +103,7 @@ func (s *Server) handlePage(ctx *fasthttp.RequestCtx) error {
 	for i := range n {
 		ctx.Response.ResetBody()
 		err := s.serveRead(ctx, func(snap *index.SnapshotRef, rs *reqState) error {
+			rs.inner = true
 			return s.recommend(ctx, snap, rs, pls[i], plNames[i])
 		})
 		if err != nil {

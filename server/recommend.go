@@ -57,6 +57,8 @@ type reqState struct {
 	segs    segSet     // the visitor's segments, when pl.segmented
 	ctxList []model.Neighbour
 	ctxItem uint32 // with ctxList: picks found in it are similar_to ctxItem
+	inner   bool   // the answer becomes part of another (/v1/page): never compressed
+	head    []byte // the {"rec_id":…, head of the answer
 }
 
 func newReqState() any {
@@ -75,6 +77,7 @@ func (s *Server) getReq(snap *index.SnapshotRef) *reqState {
 	rs.hasUser = false
 	rs.pl = nil
 	rs.ctxList = rs.ctxList[:0]
+	rs.inner = false
 	return rs
 }
 
@@ -318,13 +321,23 @@ func (s *Server) loadHistory(snap *index.SnapshotRef, rs *reqState, seen seenPol
 	return nil
 }
 
-// render writes the response: {"rec_id":…, then the cacheable tail.
-func (s *Server) render(ctx *fasthttp.RequestCtx, rs *reqState, tail []byte) {
+// render writes the response: {"rec_id":…, then the cacheable tail;
+// gzip-compressed when def, the tail's deflate stream, is not empty.
+func (s *Server) render(ctx *fasthttp.RequestCtx, rs *reqState, tail, def []byte) {
 	ctx.SetContentType("application/json")
-	var head [32]byte
-	h := append(head[:0], `{"rec_id":"`...)
+	// In rs, not on the stack: crc32 (writeGzip) lets its input escape.
+	h := append(rs.head[:0], `{"rec_id":"`...)
 	h = s.appendRecID(h)
 	h = append(h, `",`...)
+	rs.head = h
+	if !rs.inner && s.o.GzipMinBytes > 0 && len(tail) >= s.o.GzipMinBytes {
+		ctx.Response.Header.Set(fasthttp.HeaderVary, fasthttp.HeaderAcceptEncoding)
+	}
+	if len(def) > 0 {
+		s.m.gzipped.Inc()
+		writeGzip(ctx, h, tail, def)
+		return
+	}
 	_, _ = ctx.Write(h)
 	_, _ = ctx.Write(tail)
 }
@@ -398,25 +411,43 @@ func (s *Server) bodyKey(ctx *fasthttp.RequestCtx, rs *reqState, version uint64)
 	return rs.h.Sum64()
 }
 
-// serveCached answers from the body cache when the request is not personal.
+// serveCached answers from the body cache when the request is not
+// personal. A client that accepts gzip gets the cached deflate stream of
+// the answer; the first one makes it.
 func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rs *reqState, key uint64) bool {
-	if v, ok := s.cache.Get(key); ok {
-		s.m.cacheHits.Inc()
-		s.render(ctx, rs, v)
-		return true
+	v, ok := s.cache.Get(key)
+	if !ok {
+		s.m.cacheMisses.Inc()
+		return false
 	}
-	s.m.cacheMisses.Inc()
-	return false
+	s.m.cacheHits.Inc()
+	tail, def, tried := splitEntry(v)
+	switch {
+	case !s.wantGzip(ctx, rs, tail):
+		def = nil
+	case !tried:
+		def = deflate(tail)
+		e := makeEntry(tail, def, true)
+		s.cache.Set(key, e, int64(len(e)+64))
+	}
+	s.render(ctx, rs, tail, def)
+	return true
 }
 
-// finish renders the picks, caching the tail under key when key != 0.
+// finish renders the picks, caching the tail under key when key != 0
+// (with its deflate stream when this client takes gzip).
 func (s *Server) finish(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs *reqState, placement []byte, key uint64) {
 	rs.body = s.appendTail(rs.body[:0], snap, rs, placement)
+	var def []byte
 	if key != 0 {
-		cp := append([]byte(nil), rs.body...)
-		s.cache.Set(key, cp, int64(len(cp)+64))
+		gz := s.wantGzip(ctx, rs, rs.body)
+		if gz {
+			def = deflate(rs.body)
+		}
+		e := makeEntry(rs.body, def, gz)
+		s.cache.Set(key, e, int64(len(e)+64))
 	}
-	s.render(ctx, rs, rs.body)
+	s.render(ctx, rs, rs.body, def)
 }
 
 // serveRead runs h with a reference to the served snapshot, a pooled

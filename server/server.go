@@ -35,6 +35,10 @@ type Options struct {
 	// CacheBytes is the Ristretto budget for lists and rendered bodies;
 	// default 64 MiB.
 	CacheBytes int64
+	// GzipMinBytes is the smallest cached answer sent gzip-compressed to
+	// clients that accept it (compressed once, then served from the
+	// cache); default 1024, negative: never.
+	GzipMinBytes int
 	// MaxBodySize bounds request bodies; default 1 MiB. MaxBatch bounds the
 	// events of one POST; default 1000. MaxIDLen bounds ids; default 256.
 	MaxBodySize, MaxBatch, MaxIDLen int
@@ -65,6 +69,9 @@ func (o *Options) withDefaults() {
 	}
 	if o.CacheBytes == 0 {
 		o.CacheBytes = 64 << 20
+	}
+	if o.GzipMinBytes == 0 {
+		o.GzipMinBytes = 1024
 	}
 	if o.MaxBodySize == 0 {
 		o.MaxBodySize = 1 << 20

@@ -33,6 +33,34 @@ func BenchmarkSimilarCacheHit(b *testing.B) {
 	handlerLoop(b, s.Handle, "/v1/items/1/similar?k=10")
 }
 
+// BenchmarkSimilarCacheHitGzip is the hot path for a client that accepts
+// gzip: the cached deflate stream behind a stored block with the rec_id,
+// and a CRC-32 of the answer.
+func BenchmarkSimilarCacheHitGzip(b *testing.B) {
+	s, _ := testServer(b, Options{})
+	const uri = "/v1/items/1/similar?k=10"
+	warm(b, s, uri)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(uri)
+		ctx.Request.Header.Set("Accept-Encoding", "gzip, deflate, br")
+		for pb.Next() {
+			ctx.Response.Reset()
+			s.Handle(&ctx)
+			if string(ctx.Response.Header.Peek("Content-Encoding")) != "gzip" {
+				b.Fatalf("%s: %d, not gzip", uri, ctx.Response.StatusCode())
+			}
+		}
+	})
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI(uri)
+	ctx.Request.Header.Set("Accept-Encoding", "gzip")
+	s.Handle(&ctx)
+	b.ReportMetric(float64(len(ctx.Response.Body())), "bytes")
+}
+
 // BenchmarkSimilarPebble answers every request from Pebble: the cache is
 // too small to keep anything.
 func BenchmarkSimilarPebble(b *testing.B) {

@@ -45,6 +45,7 @@ func runServe(args []string) error {
 	apiKey := fs.String("api-key", "", "bearer key for writes; a random one is generated and printed when empty (env EDGEREC_API_KEY)")
 	adminKey := fs.String("admin-key", "", "bearer key for admin calls and pprof; default the API key (env EDGEREC_ADMIN_KEY)")
 	cacheMB := fs.Int64("cache-mb", 64, "Ristretto cache budget for lists and rendered answers, MiB (env EDGEREC_CACHE_MB)")
+	gzipMin := fs.Int("gzip-min", 1024, "smallest cached answer sent gzip-compressed to clients that accept it, bytes; compressed once per cached answer; 0 never (env EDGEREC_GZIP_MIN)")
 	maxK := fs.Int("max-k", 100, "largest k a request may ask for (env EDGEREC_MAX_K)")
 	cors := fs.String("cors", "", "origins allowed to call the read API from browsers, comma-separated, or * (env EDGEREC_CORS)")
 	maxBody := fs.Int("max-body", 1<<20, "largest request body in bytes (env EDGEREC_MAX_BODY)")
@@ -77,7 +78,7 @@ func runServe(args []string) error {
 	root := filepath.Join(*data, "snapshots")
 	srv, err := server.New(server.Options{
 		SnapshotRoot: root, APIKey: *apiKey, AdminKey: *adminKey, CacheBytes: *cacheMB << 20,
-		MaxK: *maxK, MaxBodySize: *maxBody, CORSOrigins: splitList(*cors),
+		GzipMinBytes: gzipOption(*gzipMin), MaxK: *maxK, MaxBodySize: *maxBody, CORSOrigins: splitList(*cors),
 		Config: cfg, ConfigPath: *configPath,
 	}, state)
 	if err != nil {
@@ -139,4 +140,13 @@ func runCheck(args []string) error {
 	fmt.Printf("%s: ok: placements %s; pages %s; segments %s\n", *configPath, strings.Join(c.Names(), ", "),
 		strings.Join(c.PageNames(), ", "), strings.Join(c.SegmentNames(), ", "))
 	return nil
+}
+
+// gzipOption maps the --gzip-min flag (0: never) onto
+// server.Options.GzipMinBytes (0: the default, negative: never).
+func gzipOption(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
