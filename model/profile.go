@@ -147,9 +147,7 @@ func (p *Profile) Add(t EventType, ts int64, value float64, page, category []byt
 	}
 	if t == EventPurchase {
 		p.Purchases++
-		if !math.IsNaN(value) && !math.IsInf(value, 0) {
-			p.PurchaseValue += value
-		}
+		p.PurchaseValue = addValue(p.PurchaseValue, value)
 	}
 	hour := uint32(ts / 3600)
 	p.count(DimType, []byte(t.String()), hour, 1)
@@ -313,7 +311,7 @@ func (p *Profile) MergeSince(o *Profile, mark MergeMark) {
 		p.Last[i] = max(p.Last[i], o.Last[i])
 	}
 	p.Purchases += max(o.Purchases-mark.Purchases, 0)
-	p.PurchaseValue += o.PurchaseValue - mark.PurchaseValue
+	p.PurchaseValue = addValue(p.PurchaseValue, addValue(o.PurchaseValue, -mark.PurchaseValue))
 	for _, od := range o.Dims {
 		var d *Dim
 		for _, b := range od.Buckets {
@@ -419,7 +417,8 @@ func (p *Profile) Decode(src []byte) error {
 		p.Last[t] = ts
 	}
 	p.Purchases = r.varint()
-	p.PurchaseValue = r.float()
+	// Older versions could store an overflowed sum: keep it finite.
+	p.PurchaseValue = addValue(0, max(min(r.float(), math.MaxFloat64), -math.MaxFloat64))
 	nd := r.uvarint()
 	if nd > uint64(len(src)) {
 		return ErrBadProfile
@@ -505,4 +504,14 @@ func (r *profileReader) bytes() []byte {
 	b := r.b[:n:n]
 	r.b = r.b[n:]
 	return b
+}
+
+// addValue adds v to sum, ignoring a NaN or infinite v and saturating at
+// ±math.MaxFloat64, so that a purchase value stays a finite number (and
+// valid JSON) whatever the events say.
+func addValue(sum, v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return sum
+	}
+	return max(min(sum+v, math.MaxFloat64), -math.MaxFloat64)
 }

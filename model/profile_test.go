@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"testing"
 )
 
@@ -171,5 +172,48 @@ func TestProfileDimCap(t *testing.T) {
 	}
 	if got := p.Count(DimPage, fmt.Sprintf("/doc/%d", MaxDims+19), 30*day, now); got != 1 {
 		t.Fatalf("the newest page was dropped")
+	}
+}
+
+// TestProfilePurchaseValue: the sum of purchase values stays finite
+// whatever the values, through merges and encodings.
+func TestProfilePurchaseValue(t *testing.T) {
+	f := func(want float64, values ...float64) {
+		t.Helper()
+		var p Profile
+		for i, v := range values {
+			p.Add(EventPurchase, 1_700_000_000+int64(i), v, nil, nil)
+		}
+		var q Profile
+		if err := q.Decode(p.Append(nil)); err != nil {
+			t.Fatal(err)
+		}
+		if p.PurchaseValue != want || q.PurchaseValue != want {
+			t.Fatalf("values %v: sum %v, decoded %v, want %v", values, p.PurchaseValue, q.PurchaseValue, want)
+		}
+	}
+	f(0)
+	f(12.5, 10, 2.5)
+	f(math.MaxFloat64, 1e308, 1e308)
+	f(-math.MaxFloat64, -1e308, -1e308)
+	f(0, math.MaxFloat64, -math.MaxFloat64)
+	f(3, 1, math.NaN(), math.Inf(1), 2, math.Inf(-1))
+	// Merging two saturated sums.
+	var a, b Profile
+	a.Add(EventPurchase, 1_700_000_000, 1e308, nil, nil)
+	a.Add(EventPurchase, 1_700_000_001, 1e308, nil, nil)
+	b.Add(EventPurchase, 1_700_000_000, -1e308, nil, nil)
+	b.Add(EventPurchase, 1_700_000_001, -1e308, nil, nil)
+	a.MergeSince(&b, MergeMark{})
+	if a.PurchaseValue != 0 || a.Purchases != 4 {
+		t.Fatalf("merged: %v over %d purchases", a.PurchaseValue, a.Purchases)
+	}
+	// A stored infinite sum (an older version's) decodes finite.
+	enc := a.Append(nil)
+	var c Profile
+	_ = c.Decode(enc)
+	c.PurchaseValue = math.Inf(1)
+	if err := a.Decode(c.Append(nil)); err != nil || a.PurchaseValue != math.MaxFloat64 {
+		t.Fatalf("stored +Inf: %v, %v", a.PurchaseValue, err)
 	}
 }

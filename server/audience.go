@@ -29,6 +29,8 @@ const (
 	maxMembersPage     = 10000
 	// maxMembersBytes bounds one page's body (in memory before it is sent).
 	maxMembersBytes = 16 << 20
+	// maxAttrColumns bounds the attrs= columns of a members page.
+	maxAttrColumns = 256
 )
 
 // AudienceOptions select what ExportAudience writes.
@@ -62,8 +64,9 @@ type AudienceOptions struct {
 // AudienceStats say what an export did.
 type AudienceStats struct {
 	// Scanned profiles, Members among them now (in the segment, with
-	// consent), rows Written, of which Joined and Left (with Since).
-	Scanned, Members, Written, Joined, Left int
+	// consent), rows Written, of which Joined and Left (with Since), and
+	// profiles Skipped because they could not be decoded.
+	Scanned, Members, Written, Joined, Left, Skipped int
 	// More is true when the export stopped at Limit: more rows may follow
 	// after Last, the user of the last row written.
 	Last string
@@ -258,7 +261,13 @@ func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (Audience
 		// A copy: the pooled sc must not keep the iterator's memory.
 		sc.raw = append(sc.raw[:0], value...)
 		if err := sc.p.Decode(sc.raw); err != nil {
-			return fmt.Errorf("cannot decode the profile of %q: %w", user, err)
+			// Written by a newer version, or damaged: one profile must
+			// not stop every export. The user's next event rewrites it.
+			st.Skipped++
+			if !dry {
+				x.s.m.audienceSkipped.Inc()
+			}
+			return nil
 		}
 		set := x.s.evalList(sc, x.segs)
 		member := set.has(0) && hasConsent(&sc.p, x.consent)
@@ -277,15 +286,16 @@ func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (Audience
 		}
 		was, changedAt := false, int64(0)
 		if ok {
-			if len(rec) < 2 {
-				return fmt.Errorf("cannot read the membership record %q: %w", key, index.ErrCorrupt)
+			t, n := uint64(0), 0
+			if len(rec) >= 2 && (rec[0] == 'i' || rec[0] == 'o') {
+				t, n = binary.Uvarint(rec[1:])
 			}
-			was = rec[0] == 'i'
-			t, n := binary.Uvarint(rec[1:])
 			if n <= 0 {
-				return fmt.Errorf("cannot read the membership record %q: %w", key, index.ErrCorrupt)
+				// A damaged record counts as none: this export writes a
+				// new one.
+				ok = false
 			}
-			changedAt = int64(t)
+			was, changedAt = ok && rec[0] == 'i', int64(t)
 		}
 		if member != was || !ok && member {
 			changedAt = x.now
@@ -434,22 +444,46 @@ func newAudienceCSV(w io.Writer, attrs []string, withRecs int) *audienceCSV {
 	return c
 }
 
+// header writes the column names. An attribute whose name is one of the
+// fixed columns' (user_id, status, changed_at, rec_N_…) is named attr_NAME,
+// so that no reader mistakes it for that column.
 func (c *audienceCSV) header() error {
-	h := append([]string{"user_id", "status", "changed_at"}, c.attrs...)
+	fixed := []string{"user_id", "status", "changed_at"}
+	var recs []string
 	for i := 1; i <= c.withRecs; i++ {
 		n := "rec_" + strconv.Itoa(i)
-		h = append(h, n+"_id", n+"_title", n+"_category", n+"_price")
+		recs = append(recs, n+"_id", n+"_title", n+"_category", n+"_price")
 	}
-	return c.w.Write(h)
+	h := slices.Clone(fixed)
+	for _, a := range c.attrs {
+		if slices.Contains(fixed, a) || strings.HasPrefix(a, "rec_") || strings.HasPrefix(a, "attr_") {
+			a = "attr_" + a
+		}
+		h = append(h, csvCell(a))
+	}
+	return c.w.Write(append(h, recs...))
+}
+
+// csvCell keeps a spreadsheet from running a cell as a formula: text
+// starting with = + - @, a tab or a carriage return gets a leading ' (the
+// OWASP advice for CSV injection). Ids, titles and attributes come from
+// events, catalogs and CRMs, so a user id "=HYPERLINK(…)" is possible.
+// Numbers are written as they are; NDJSON carries every value unchanged.
+func csvCell(s string) string {
+	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
+		return "'" + s
+	}
+	return s
 }
 
 // start clears the record and fills its first three columns.
 func (c *audienceCSV) start(user, status string, changedAt int64) {
 	clear(c.rec)
-	c.rec[0], c.rec[1], c.rec[2] = user, status, strconv.FormatInt(changedAt, 10)
+	c.rec[0], c.rec[1], c.rec[2] = csvCell(user), status, strconv.FormatInt(changedAt, 10)
 }
 
-// setAttr fills the column of attribute key, if it has one.
+// setAttr fills the column of attribute key, if it has one; v is already
+// a safe cell.
 func (c *audienceCSV) setAttr(key []byte, v string) {
 	if i, ok := c.col[string(key)]; ok {
 		c.rec[i] = v
@@ -462,7 +496,7 @@ func (c *audienceCSV) setRec(i int, id, title, category, price string) {
 		return
 	}
 	j := 3 + len(c.attrs) + 4*i
-	c.rec[j], c.rec[j+1], c.rec[j+2], c.rec[j+3] = id, title, category, price
+	c.rec[j], c.rec[j+1], c.rec[j+2], c.rec[j+3] = csvCell(id), csvCell(title), csvCell(category), price
 }
 
 func (c *audienceCSV) write() error { return c.w.Write(c.rec) }
@@ -506,7 +540,7 @@ func (c *audienceCSV) rowOf(r *audienceRow, x *audienceExport) error {
 func csvAttrValue(a *model.ProfileAttr) string {
 	switch a.Type {
 	case model.AttrString:
-		return string(a.Str)
+		return csvCell(string(a.Str))
 	case model.AttrBool:
 		return strconv.FormatBool(a.Num == 1)
 	}
@@ -610,7 +644,7 @@ func jsonCell(v json.RawMessage) string {
 	if len(v) > 0 && v[0] == '"' {
 		var s string
 		if json.Unmarshal(v, &s) == nil {
-			return s
+			return csvCell(s)
 		}
 	}
 	return string(v)
@@ -637,10 +671,18 @@ func (s *Server) handleMembers(ctx *fasthttp.RequestCtx, id []byte) error {
 	}
 	if v := args.Peek("since"); len(v) > 0 {
 		n, err := fasthttp.ParseUint(v)
-		if err != nil {
-			return badParam("since", "must be a Unix time in seconds")
+		if err != nil || n == 0 {
+			return badParam("since", "must be a Unix time in seconds, after 1970-01-01")
 		}
 		o.Since = int64(n)
+	}
+	// CSV pages share their columns only when attrs= names them: without
+	// it each page has the attribute columns of its own rows.
+	if v := args.Peek("attrs"); len(v) > 0 {
+		splitComma(v, func(a []byte) { o.Attrs = append(o.Attrs, string(a)) })
+		if len(o.Attrs) > maxAttrColumns {
+			return badParam("attrs", "at most "+strconv.Itoa(maxAttrColumns)+" columns")
+		}
 	}
 	if v := args.Peek("limit"); len(v) > 0 {
 		n, err := fasthttp.ParseUint(v)

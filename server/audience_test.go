@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/index"
@@ -258,6 +260,7 @@ func TestMembersBadInput(t *testing.T) {
 	f("GET", "/v1/segments/pricing/members?limit=x", testKey, 400, "limit")
 	f("GET", "/v1/segments/pricing/members?with_recs=51", testKey, 400, "with_recs")
 	f("GET", "/v1/segments/pricing/members?since=yesterday", testKey, 400, "since")
+	f("GET", "/v1/segments/pricing/members?since=0", testKey, 400, "since")
 	f("GET", "/v1/segments/pricing/members?channel=e%20mail", testKey, 400, "channel")
 	f("GET", "/v1/segments/pricing/members?after=%ff", testKey, 400, "after")
 	f("GET", "/v1/segments/pricing/members", "", 401, "API key")
@@ -268,6 +271,129 @@ func TestMembersBadInput(t *testing.T) {
 		if _, err := s.ExportAudience(io.Discard, o); err == nil {
 			t.Fatalf("export %+v: no error", o)
 		}
+	}
+}
+
+// TestExportAudienceHostileCells: CSV cells that a spreadsheet would run
+// as formulas are defused, attributes named like the fixed columns get
+// their own names, and NDJSON carries the values unchanged.
+func TestExportAudienceHostileCells(t *testing.T) {
+	s, _ := audienceServer(t)
+	postEvents(t, s, pageview("=1+2", "/pricing")+pageview("u9", "/pricing"))
+	putAttrs(t, s, "%3D1%2B2", `{"company":"=HYPERLINK(\"http://evil.example\",\"click\")","status":"customer","consent_email":true}`)
+	putAttrs(t, s, "u9", `{"company":"@SUM(A1)","note":"-2+3","rec_1_id":"x","employees":-5,"consent_email":true}`)
+	b, st := export(t, s, AudienceOptions{Segment: "pricing", WithRecs: 1})
+	rows, header := parseCSV(t, b)
+	if st.Written != 2 || len(rows) != 2 {
+		t.Fatalf("%+v\n%s", st, b)
+	}
+	want := "user_id,status,changed_at,company,consent_email,employees,note,attr_rec_1_id,attr_status,rec_1_id,rec_1_title,rec_1_category,rec_1_price"
+	if got := strings.Join(header, ","); got != want {
+		t.Fatalf("header\n%s\nwant\n%s", got, want)
+	}
+	r0, r1 := rows[0], rows[1]
+	if r0["user_id"] != "'=1+2" || r0["company"] != `'=HYPERLINK("http://evil.example","click")` || r0["status"] != "member" || r0["attr_status"] != "customer" {
+		t.Fatalf("row 1: %v", r0)
+	}
+	if r1["company"] != "'@SUM(A1)" || r1["note"] != "'-2+3" || r1["employees"] != "-5" || r1["attr_rec_1_id"] != "x" || r1["rec_1_id"] == "x" {
+		t.Fatalf("row 2: %v", r1)
+	}
+	// The same rows through NDJSON, and back to CSV (export --url): the
+	// same cells.
+	nd, _ := export(t, s, AudienceOptions{Segment: "pricing", Format: "ndjson", WithRecs: 1})
+	if r := parseNDJSON(t, nd); r[0].UserID != "=1+2" || r[0].Attributes["company"] != `=HYPERLINK("http://evil.example","click")` {
+		t.Fatalf("NDJSON: %+v", r[0])
+	}
+	var back bytes.Buffer
+	if _, err := WriteAudienceCSV(&back, bytes.NewReader(nd), 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	brows, bheader := parseCSV(t, back.Bytes())
+	if strings.Join(bheader, ",") != want || brows[0]["user_id"] != "'=1+2" || brows[1]["company"] != "'@SUM(A1)" || brows[1]["employees"] != "-5" {
+		t.Fatalf("from NDJSON:\n%s", back.Bytes())
+	}
+}
+
+// TestExportAudienceDamaged: a profile that cannot be decoded (a newer
+// version's, or damaged) and a damaged membership record do not stop an
+// export: the profile is skipped and counted, the record rewritten.
+func TestExportAudienceDamaged(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := ParseConfig([]byte(audienceYAML), "audience.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	st, err := index.OpenState(dir, index.StateOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AppendEvents([]index.StateEvent{{User: []byte("u1"), Type: model.EventPageview, TS: now, Page: []byte("/pricing")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpdateProfile([]byte("u1"), func(p *model.Profile) error {
+		p.SetAttr([]byte("consent_email"), model.AttrBool, nil, 1)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mw := st.NewMetaWriter()
+	if err := mw.Set([]byte("sg/pricing/email/u1"), []byte{'x'}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A profile value no version of this one decodes, under the state
+	// store's profile key ("p" + user, index/doc.go).
+	// Pebble refuses to open a store under another merge operator's name.
+	merger := &pebble.Merger{Name: "edgerec.add.v1", Merge: func(_, _ []byte) (pebble.ValueMerger, error) { return nil, errors.New("unused") }}
+	db, err := pebble.Open(dir, &pebble.Options{Merger: merger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set([]byte("pbroken"), []byte{99, 0}, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = index.OpenState(dir, index.StateOptions{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := New(Options{Config: cfg}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	for _, format := range []string{"csv", "ndjson"} {
+		var out bytes.Buffer
+		stats, err := s.ExportAudience(&out, AudienceOptions{Segment: "pricing", Format: format})
+		if err != nil || stats.Skipped != 1 || stats.Written != 1 || !strings.Contains(out.String(), "u1") {
+			t.Fatalf("%s export over a damaged profile: %+v, %v\n%s", format, stats, err, out.String())
+		}
+	}
+}
+
+// TestMembersAttrsPages: with attrs=, every CSV page has the same columns.
+func TestMembersAttrsPages(t *testing.T) {
+	s, _ := audienceServer(t)
+	seedAudience(t, s)
+	var headers []string
+	for _, after := range []string{"", "u1"} {
+		code, b := do(t, s.testClient, "GET", "/v1/segments/pricing/members?limit=1&attrs=email,score&after="+after, testKey, "")
+		if code != 200 {
+			t.Fatalf("%d %s", code, b)
+		}
+		h, _, _ := bytes.Cut(b, []byte("\n"))
+		headers = append(headers, string(h))
+	}
+	if headers[0] != headers[1] || headers[0] != "user_id,status,changed_at,email,score" {
+		t.Fatalf("page headers: %q", headers)
 	}
 }
 

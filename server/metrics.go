@@ -50,6 +50,7 @@ type serverMetrics struct {
 	errors          *metrics.Counter
 	cacheHits       *metrics.Counter
 	gzipped         *metrics.Counter
+	audienceSkipped *metrics.Counter
 	cacheMisses     *metrics.Counter
 	eventsIngested  *metrics.Counter
 	segmentErrors   *metrics.Counter
@@ -66,6 +67,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.errors = m.set.NewCounter("edgerec_errors_total")
 	m.cacheHits = m.set.NewCounter(`edgerec_cache_requests_total{result="hit"}`)
 	m.gzipped = m.set.NewCounter(`edgerec_responses_gzip_total`)
+	m.audienceSkipped = m.set.NewCounter(`edgerec_audience_skipped_profiles_total`)
 	m.cacheMisses = m.set.NewCounter(`edgerec_cache_requests_total{result="miss"}`)
 	m.eventsIngested = m.set.NewCounter("edgerec_events_ingested_total")
 	m.segmentErrors = m.set.NewCounter("edgerec_segment_errors_total")

@@ -169,7 +169,7 @@ func (s *Server) handleGetProfile(ctx *fasthttp.RequestCtx, id []byte) error {
 	out = append(out, `},"purchases":`...)
 	out = strconv.AppendInt(out, p.Purchases, 10)
 	out = append(out, `,"purchase_value":`...)
-	out = strconv.AppendFloat(out, p.PurchaseValue, 'f', -1, 64)
+	out = appendJSONFloat(out, p.PurchaseValue, 64)
 	out = append(out, `,"counts":{`...)
 	for wi, w := range cfg.Profiles.windows {
 		if wi > 0 {

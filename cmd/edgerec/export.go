@@ -142,6 +142,9 @@ func runExportAudience(args []string) error {
 	} else {
 		fmt.Fprintf(os.Stderr, "exported %d rows of segment %q to %s: %d members among %d profiles, %d joined, %d left\n",
 			st.Written, *segment, where, st.Members, st.Scanned, st.Joined, st.Left)
+		if st.Skipped > 0 {
+			fmt.Fprintf(os.Stderr, "skipped %d profiles that could not be decoded (damaged, or written by a newer version); their users' next events rewrite them\n", st.Skipped)
+		}
 	}
 	return nil
 }
@@ -210,7 +213,12 @@ func parseSince(v string, now time.Time) (int64, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t.Unix(), nil
 	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		// A small bare number is a duration without its unit, not a
+		// time in the first days of 1970.
+		if n < 100_000_000 {
+			return 0, fmt.Errorf("--since %q: a bare number is Unix seconds; for a duration add its unit (%sh, %sd)", v, v, v)
+		}
 		return n, nil
 	}
 	d, err := time.ParseDuration(v)

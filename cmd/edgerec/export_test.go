@@ -212,7 +212,9 @@ func TestParseSince(t *testing.T) {
 	f("2023-11-14T22:13:20Z", 1_700_000_000, true)
 	f("2023-11-15T07:13:20+09:00", 1_700_000_000, true)
 	f("1699990000", 1_699_990_000, true)
-	f("0", 0, true)
+	f("0", 0, false)  // would mean no --since at all
+	f("24", 0, false) // 24 hours, not 24 seconds after 1970
+	f("-5", 0, false)
 	f("24h", 1_700_000_000-86400, true)
 	f("90m", 1_700_000_000-5400, true)
 	f("7d", 1_700_000_000-7*86400, true)
