@@ -51,6 +51,11 @@ type Placement struct {
 	Boost []Rule `yaml:"boost"`
 	Bury  []Rule `yaml:"bury"`
 	Pin   []Pin  `yaml:"pin"`
+	// Exclude and Only are filters: an item matching an exclude rule is
+	// never shown; when only rules apply, an item must match one of them.
+	// Both hold for the popular items that fill a short list too.
+	Exclude []Rule `yaml:"exclude"`
+	Only    []Rule `yaml:"only"`
 
 	name      string
 	strategy  placementKind
@@ -262,6 +267,18 @@ func (c *Config) validate(at func(path, msg string) error) error {
 				return err
 			}
 		}
+		for kind, rules := range map[string][]Rule{"exclude": p.Exclude, "only": p.Only} {
+			for i := range rules {
+				r := &rules[i]
+				path := fmt.Sprintf("%s.%s[%d]", base, kind, i)
+				if (r.Category == "") == (r.Item == "") || r.Factor != 0 {
+					return at(path, fmt.Sprintf("placement %q: an %s rule needs one of category or item, and no factor", n, kind))
+				}
+				if r.seg, err = segOf(path, r.Segment); err != nil {
+					return err
+				}
+			}
+		}
 		for i := range p.Pin {
 			pin := &p.Pin[i]
 			path := fmt.Sprintf("%s.pin[%d]", base, i)
@@ -273,7 +290,7 @@ func (c *Config) validate(at func(path, msg string) error) error {
 			}
 		}
 		p.segmented, p.segList = false, c.segments
-		for _, rs := range [][]Rule{p.Boost, p.Bury} {
+		for _, rs := range [][]Rule{p.Boost, p.Bury, p.Exclude, p.Only} {
 			for _, r := range rs {
 				p.segmented = p.segmented || r.seg > 0
 			}

@@ -115,7 +115,7 @@ func (s *Server) recommend(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs
 	if len(rs.picks) < rs.params.k && pl.MaxPerCategory > 0 {
 		// The diversity cap left the list short: fill without it rather
 		// than answer with fewer items.
-		rs.pl = nil
+		rs.nocap = true
 		if err := s.fillPopular(snap, rs, 0); err != nil {
 			return err
 		}
@@ -176,13 +176,7 @@ func (s *Server) applyBoostBury(snap *index.SnapshotRef, rs *reqState, pl *Place
 	if len(pl.Boost) == 0 && len(pl.Bury) == 0 {
 		return
 	}
-	ruleCat := func(r *Rule) uint32 {
-		if r.Category == "" {
-			return 0
-		}
-		c, _ := snap.Category([]byte(r.Category))
-		return c
-	}
+	ruleCat := func(r *Rule) uint32 { return ruleCategory(snap, r) }
 	if len(pl.Boost) > 0 {
 		for bi := range pl.Boost {
 			r := &pl.Boost[bi]
@@ -215,9 +209,42 @@ func (s *Server) applyBoostBury(snap *index.SnapshotRef, rs *reqState, pl *Place
 	}
 }
 
+// filtered reports whether the placement's exclude and only rules that
+// apply to this visitor keep info out.
+func (rs *reqState) filtered(snap *index.SnapshotRef, info *index.ItemInfo) bool {
+	pl := rs.pl
+	if pl == nil || len(pl.Exclude) == 0 && len(pl.Only) == 0 {
+		return false
+	}
+	applies := func(r *Rule) bool { return r.seg == 0 || rs.segs.has(r.seg-1) }
+	for i := range pl.Exclude {
+		if r := &pl.Exclude[i]; applies(r) && ruleMatches(info, r, ruleCategory(snap, r)) {
+			return true
+		}
+	}
+	only, matched := false, false
+	for i := range pl.Only {
+		if r := &pl.Only[i]; applies(r) {
+			only = true
+			matched = matched || ruleMatches(info, r, ruleCategory(snap, r))
+		}
+	}
+	return only && !matched
+}
+
+// ruleCategory is r's category number in snap; 0 when r names an item or a
+// category the snapshot does not have.
+func ruleCategory(snap *index.SnapshotRef, r *Rule) uint32 {
+	if r.Category == "" {
+		return 0
+	}
+	c, _ := snap.Category([]byte(r.Category))
+	return c
+}
+
 // capped reports whether item would exceed the placement's per-category cap.
 func (rs *reqState) capped(snap *index.SnapshotRef, item uint32) bool {
-	if rs.pl == nil || rs.pl.MaxPerCategory <= 0 {
+	if rs.pl == nil || rs.nocap || rs.pl.MaxPerCategory <= 0 {
 		return false
 	}
 	cats := snap.Item(item).Cats

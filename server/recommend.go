@@ -54,6 +54,7 @@ type reqState struct {
 	params  recParams
 	hasUser bool
 	pl      *Placement // placement rules in force, nil on direct endpoints
+	nocap   bool       // the last fill ignores pl's per-category cap
 	segs    segSet     // the visitor's segments, when pl.segmented
 	ctxList []model.Neighbour
 	ctxItem uint32 // with ctxList: picks found in it are similar_to ctxItem
@@ -75,7 +76,7 @@ func (s *Server) getReq(snap *index.SnapshotRef) *reqState {
 	rs.src = cachedLists{s: s, snap: snap, kind: index.ListSimilar}
 	rs.params = recParams{}
 	rs.hasUser = false
-	rs.pl = nil
+	rs.pl, rs.nocap = nil, false
 	rs.ctxList = rs.ctxList[:0]
 	rs.inner = false
 	return rs
@@ -232,7 +233,7 @@ func (s *Server) keep(snap *index.SnapshotRef, rs *reqState, item uint32) bool {
 			}
 		}
 	}
-	if !inStock {
+	if !inStock || rs.filtered(snap, info) {
 		return false
 	}
 	p := &rs.params

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -320,4 +321,74 @@ func TestPageBadParamsNoExposure(t *testing.T) {
 	if total != 0 {
 		t.Fatalf("%v exposures counted for refused requests", total)
 	}
+}
+
+// TestPlacementFilters: exclude and only rules keep items out of a
+// placement's answers, popular fill included, for everyone or for a
+// segment's members; bad rules are config errors naming the line.
+func TestPlacementFilters(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+placements:
+  home:
+    strategy: popular
+    exclude:
+      - category: Drama
+    only:
+      - category: Comedy
+        segment: pricing
+segments:
+  pricing:
+    if: 'views("/pricing", "30d") >= 1'
+`), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, c := testServer(t, Options{Config: cfg})
+	snap := s.live.Acquire()
+	defer snap.Release()
+	drama, _ := snap.Category([]byte("Drama"))
+	comedy, _ := snap.Category([]byte("Comedy"))
+	// cats returns whether any answer item is a Drama, and whether all
+	// are Comedies.
+	cats := func(visitor string) (anyDrama, allComedy bool) {
+		t.Helper()
+		l := getList(t, c, "/v1/recommend?placement=home&k=40&visitor="+visitor)
+		if len(l.Items) != 40 {
+			t.Fatalf("%s: %d items", visitor, len(l.Items))
+		}
+		allComedy = true
+		for _, it := range l.Items {
+			n, _ := snap.Lookup([]byte(it.ID))
+			info := snap.Item(n)
+			anyDrama = anyDrama || slices.Contains(info.Cats, drama)
+			allComedy = allComedy && slices.Contains(info.Cats, comedy)
+		}
+		return anyDrama, allComedy
+	}
+	if d, _ := cats("anyone"); d {
+		t.Fatal("a Drama in an answer that excludes them")
+	}
+	if code, b := do(t, c, "POST", "/v1/events", testKey, `{"event":"pageview","visitor":"lead","page":"/pricing"}`); code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	if d, all := cats("lead"); d || !all {
+		t.Fatalf("segment member: drama %v, all comedies %v", d, all)
+	}
+	// Without the filters, the same placement has Dramas (the test is not
+	// vacuous).
+	cfg.Placements["home"].Exclude = nil
+	if d, _ := cats("anyone"); !d {
+		t.Fatal("no Drama among the 40 most popular films: the test shows nothing")
+	}
+
+	f := func(yml, want string) {
+		t.Helper()
+		_, err := ParseConfig([]byte(yml), "test.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%q: error %v, want %q", yml, err, want)
+		}
+	}
+	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - factor: 2\n", "test.yaml:5")
+	f("placements:\n  home:\n    strategy: popular\n    only:\n      - category: x\n        factor: 2\n", "an only rule needs one of category or item, and no factor")
+	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - item: x\n        segment: nope\n", `unknown segment "nope"`)
 }
