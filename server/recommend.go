@@ -332,7 +332,8 @@ func (s *Server) render(ctx *fasthttp.RequestCtx, rs *reqState, tail, def []byte
 	h = append(h, `",`...)
 	rs.head = h
 	if !rs.inner && s.o.GzipMinBytes > 0 && len(tail) >= s.o.GzipMinBytes {
-		ctx.Response.Header.Set(fasthttp.HeaderVary, fasthttp.HeaderAcceptEncoding)
+		// Add: CORS may have said Vary: Origin already.
+		ctx.Response.Header.Add(fasthttp.HeaderVary, fasthttp.HeaderAcceptEncoding)
 	}
 	if len(def) > 0 {
 		s.m.gzipped.Inc()

@@ -3,10 +3,13 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/model"
 )
@@ -391,4 +394,32 @@ segments:
 	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - factor: 2\n", "test.yaml:5")
 	f("placements:\n  home:\n    strategy: popular\n    only:\n      - category: x\n        factor: 2\n", "an only rule needs one of category or item, and no factor")
 	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - item: x\n        segment: nope\n", `unknown segment "nope"`)
+}
+
+// TestSlashInIDs: a user id holding '/' (accepted in events) is addressed
+// as %2F in the path, for attributes, profiles and segments.
+func TestSlashInIDs(t *testing.T) {
+	cfg, err := ParseConfig([]byte("segments:\n  pricing:\n    if: 'views(\"/pricing\", \"30d\") >= 1'\n"), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := testServer(t, Options{Config: cfg})
+	// fasthttp's client decodes %2F before it sends a path unless told
+	// not to; browsers and curl send it as is.
+	c := &fasthttp.Client{DisablePathNormalizing: true, Dial: func(string) (net.Conn, error) { return net.Dial("tcp", s.addr) }}
+	f := func(method, uri, key, body string, want int, contains string) {
+		t.Helper()
+		code, b := do(t, c, method, uri, key, body)
+		if code != want || !strings.Contains(string(b), contains) {
+			t.Fatalf("%s %s: %d %s; want %d with %q", method, uri, code, b, want, contains)
+		}
+	}
+	f("POST", "/v1/events", testKey, `{"event":"pageview","user_id":"acme/42","page":"/pricing"}`, 200, "")
+	f("PUT", "/v1/users/acme%2F42", testKey, `{"company":"ACME"}`, 200, "")
+	f("GET", "/v1/users/acme%2F42/segments", "", "", 200, `{"user":"acme/42","segments":["pricing"]}`)
+	f("GET", "/v1/users/acme%2f42", testKey, "", 200, `"company":"ACME"`)
+	f("GET", "/v1/users/acme%2F42/recommendations?k=2", "", "", 200, `"items"`)
+	f("GET", "/v1/items/a%2Fb/similar", "", "", 404, "unknown_item")
+	// Without the escape the path has a segment too many.
+	f("GET", "/v1/users/acme/42/segments", "", "", 404, "endpoint")
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -324,7 +325,7 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 		}
 		return routeItems, s.handlePutItems(ctx)
 	case bytes.HasPrefix(p, []byte("items/")):
-		id, rest, _ := bytes.Cut(p[len("items/"):], []byte("/"))
+		id, rest := pathID(ctx, p, "items/")
 		switch string(rest) {
 		case "similar":
 			return routeSimilar, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListSimilar) })
@@ -332,7 +333,7 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 			return routeBought, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListBought) })
 		}
 	case bytes.HasPrefix(p, []byte("users/")):
-		id, rest, _ := bytes.Cut(p[len("users/"):], []byte("/"))
+		id, rest := pathID(ctx, p, "users/")
 		switch {
 		case string(rest) == "recommendations":
 			return routeUser, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleUser(ctx, id) })
@@ -345,7 +346,7 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 			return routeProfile, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleGetProfile(ctx, id) })
 		}
 	case bytes.HasPrefix(p, []byte("segments/")):
-		id, rest, _ := bytes.Cut(p[len("segments/"):], []byte("/"))
+		id, rest := pathID(ctx, p, "segments/")
 		if string(rest) == "members" {
 			return routeMembers, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleMembers(ctx, id) })
 		}
@@ -373,6 +374,31 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 		}
 	}
 	return routeNotFound, errNotFoundRoute
+}
+
+// pathID cuts the id after prefix from p, the decoded path after /v1/,
+// and returns it and the rest of the path. An id may hold '/' (user ids
+// such as "acme/42" arrive in events), which a client sends as %2F: the
+// decoded path then has a segment too many, so such an id is cut from
+// the original path and unescaped (allocating; every other request
+// allocates nothing here).
+func pathID(ctx *fasthttp.RequestCtx, p []byte, prefix string) (id, rest []byte) {
+	id, rest, _ = bytes.Cut(p[len(prefix):], []byte("/"))
+	orig := ctx.Request.URI().PathOriginal()
+	if !bytes.Contains(orig, []byte("%2F")) && !bytes.Contains(orig, []byte("%2f")) {
+		return id, rest
+	}
+	raw, ok := bytes.CutPrefix(orig, []byte("/v1/"+prefix))
+	if !ok {
+		return id, rest
+	}
+	rawID, rawRest, _ := bytes.Cut(raw, []byte("/"))
+	uid, err1 := url.PathUnescape(string(rawID))
+	urest, err2 := url.PathUnescape(string(rawRest))
+	if err1 != nil || err2 != nil {
+		return id, rest
+	}
+	return []byte(uid), []byte(urest)
 }
 
 func (s *Server) onlyGet(ctx *fasthttp.RequestCtx, get bool, h func(*fasthttp.RequestCtx) error) error {
