@@ -80,6 +80,9 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 				visitor = v.GetStringBytes("visitor_id")
 			}
 			if len(visitor) > 0 {
+				if err := s.checkID("visitor", visitor); err != nil {
+					return errorf(fasthttp.StatusBadRequest, "bad_event", "event "+strconv.Itoa(n)+": "+err.Error())
+				}
 				b.logins = append(b.logins, [2][]byte{b.keep(visitor), ev.User})
 			}
 		}

@@ -120,6 +120,9 @@ func (s *Server) handlePage(ctx *fasthttp.RequestCtx) error {
 	// given, as placement rules see them.
 	who := visitor
 	if u := args.Peek("user"); len(u) > 0 {
+		if err := s.checkID("user", u); err != nil {
+			return err
+		}
 		who = u
 	}
 	set, err := s.segmentsOf(cfg, who)

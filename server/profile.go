@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -283,14 +285,18 @@ func (s *Server) handlePutProfile(ctx *fasthttp.RequestCtx, id []byte) error {
 		if bad != nil {
 			return
 		}
-		if len(k) == 0 || len(k) > maxAttrKeyLen {
-			bad = errorf(fasthttp.StatusBadRequest, "bad_attributes", "attribute names are 1 to "+strconv.Itoa(maxAttrKeyLen)+" bytes")
+		if len(k) == 0 || len(k) > maxAttrKeyLen || !printable(k) {
+			bad = errorf(fasthttp.StatusBadRequest, "bad_attributes", "attribute names are 1 to "+strconv.Itoa(maxAttrKeyLen)+" bytes of UTF-8 text without control characters")
 			return
 		}
 		switch v.Type() {
 		case fastjson.TypeString:
-			if len(v.GetStringBytes()) > maxAttrValLen {
+			if sv := v.GetStringBytes(); len(sv) > maxAttrValLen {
 				bad = errorf(fasthttp.StatusBadRequest, "bad_attributes", "attribute "+strconv.Quote(string(k))+": longer than "+strconv.Itoa(maxAttrValLen)+" bytes")
+			} else if !utf8.Valid(sv) {
+				// Exports would write it one way to CSV and another to
+				// NDJSON.
+				bad = errorf(fasthttp.StatusBadRequest, "bad_attributes", "attribute "+strconv.Quote(string(k))+": not valid UTF-8")
 			}
 		case fastjson.TypeNumber:
 			if f := v.GetFloat64(); math.IsNaN(f) || math.IsInf(f, 0) {
@@ -367,4 +373,17 @@ func pagePath(u []byte) []byte {
 		u = u[:len(u)-1]
 	}
 	return u
+}
+
+// printable reports whether b is valid UTF-8 without control characters.
+func printable(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"math"
+	"net/url"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -351,6 +352,8 @@ func lowerCall(n *ast.CallNode) (lowered, error) {
 			kind, name = model.DimType, t.String()
 		case "category":
 			kind = model.DimCategory
+		default:
+			name = rulePath(name)
 		}
 		return lowered{n: func(c *segCtx) float64 { return float64(c.p.Count(kind, name, w, c.now)) }}, nil
 	case "hours_since", "days_since":
@@ -472,4 +475,23 @@ func (c *Config) validateSegments(at func(path, msg string) error) error {
 		c.segments = append(c.segments, seg)
 	}
 	return nil
+}
+
+// rulePath writes a views() path the way profiles store page paths: as
+// pagePath cuts them from the URLs browsers send, percent-encoded. So
+// "/pricing/" counts the views of /pricing, and "/料金" those of
+// /%E6%96%99%E9%87%91. A path ending in * is a prefix and keeps its
+// trailing slash; a path that holds a % is taken as already encoded.
+func rulePath(p string) string {
+	prefix, star := strings.CutSuffix(p, "*")
+	if !star {
+		prefix = string(pagePath([]byte(prefix)))
+	}
+	if !strings.Contains(prefix, "%") {
+		prefix = (&url.URL{Path: prefix}).EscapedPath()
+	}
+	if star {
+		return prefix + "*"
+	}
+	return prefix
 }

@@ -272,6 +272,12 @@ pages:
 		{"PUT", "/v1/users/x", `{"a":{"nested":1}}`},
 		{"PUT", "/v1/users/x", `{"a":`},
 		{"PUT", "/v1/users/x", `{"` + strings.Repeat("k", 65) + `":1}`},
+		{"PUT", "/v1/users/x", `{"a\u0007b":1}`},
+		{"PUT", "/v1/users/x", "{\"k\xff\":1}"},
+		{"PUT", "/v1/users/x", "{\"k\":\"v\xfe\"}"},
+		{"GET", "/v1/page?page=lp&user=" + strings.Repeat("u", 300), ""},
+		{"GET", "/v1/page?page=lp&user=%ff", ""},
+		{"POST", "/v1/events", `{"event":"login","user_id":"alice","visitor":"` + strings.Repeat("v", 300) + `"}`},
 	} {
 		if code, b := do(t, c, bad.method, bad.uri, testKey, bad.body); code != 400 || !strings.Contains(string(b), `"error"`) {
 			t.Errorf("%s %s %s: %d %s", bad.method, bad.uri, bad.body, code, b)
@@ -284,6 +290,28 @@ pages:
 	now = now.Add(31 * 24 * time.Hour)
 	if got := segments("lead-1"); got != "big_company" {
 		t.Fatalf("a month later: %q", got)
+	}
+}
+
+func TestRulePath(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := rulePath(in); got != want {
+			t.Errorf("rulePath(%q) = %q, want %q", in, got, want)
+		}
+	}
+	f("/pricing", "/pricing")
+	f("/pricing/", "/pricing")
+	f("/pricing?x=1", "/pricing")
+	f("/case-studies/*", "/case-studies/*")
+	f("/料金", "/%E6%96%99%E9%87%91")
+	f("/%E6%96%99%E9%87%91/", "/%E6%96%99%E9%87%91")
+	f("/ブログ/*", "/%E3%83%96%E3%83%AD%E3%82%B0/*")
+	f("/a b", "/a%20b")
+	// The rule counts what a browser's URL stores.
+	ev := string(pagePath([]byte("https://example.jp/%E6%96%99%E9%87%91/?utm_source=x")))
+	if rulePath("/料金/") != ev {
+		t.Errorf("rule %q, event path %q", rulePath("/料金/"), ev)
 	}
 }
 
