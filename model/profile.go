@@ -267,11 +267,21 @@ func (p *Profile) Count(kind byte, name string, window, now int64) int64 {
 		} else if string(d.Name) != name {
 			continue
 		}
-		for _, b := range d.Buckets {
-			// A bucket counts when it ends after the window's start.
-			if int64(b.Start)+int64(b.Span) <= from {
-				continue
-			}
+		n += d.countFrom(from)
+	}
+	return n
+}
+
+// CountIn returns d's events in the window of that many seconds before now:
+// Count for one dimension, whatever its name (a stored page path may end
+// in '*' itself).
+func (d *Dim) CountIn(window, now int64) int64 { return d.countFrom((now - window) / 3600) }
+
+// countFrom sums the buckets that end after hour from.
+func (d *Dim) countFrom(from int64) int64 {
+	var n int64
+	for _, b := range d.Buckets {
+		if int64(b.Start)+int64(b.Span) > from {
 			n += int64(b.N)
 		}
 	}

@@ -217,3 +217,22 @@ func TestProfilePurchaseValue(t *testing.T) {
 		t.Fatalf("stored +Inf: %v, %v", a.PurchaseValue, err)
 	}
 }
+
+// TestProfileDimCountIn: a stored name ending in '*' counts only itself
+// through CountIn, where Count reads the '*' as a prefix.
+func TestProfileDimCountIn(t *testing.T) {
+	var p Profile
+	now := int64(1_700_000_000)
+	p.Add(EventPageview, now, 0, []byte("/x*"), nil)
+	p.Add(EventPageview, now, 0, []byte("/x2"), nil)
+	p.Add(EventPageview, now-40*day, 0, []byte("/x2"), nil)
+	if got := p.Count(DimPage, "/x*", 30*day, now); got != 2 {
+		t.Fatalf("prefix count %d, want 2", got)
+	}
+	for _, d := range p.Dims {
+		want := map[string]int64{"/x*": 1, "/x2": 1, "pageview": 2}[string(d.Name)]
+		if got := d.CountIn(30*day, now); got != want {
+			t.Fatalf("%s: %d in 30 days, want %d", d.Name, got, want)
+		}
+	}
+}

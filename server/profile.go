@@ -193,7 +193,7 @@ func (s *Server) handleGetProfile(ctx *fasthttp.RequestCtx, id []byte) error {
 				if d.Kind != kind.k {
 					continue
 				}
-				c := p.Count(d.Kind, string(d.Name), w, sc.now)
+				c := d.CountIn(w, sc.now)
 				if c == 0 {
 					continue
 				}
