@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,13 @@ type AttackOptions struct {
 	Timeout time.Duration
 	// APIKey is sent as a bearer token with POSTs.
 	APIKey string
+	// Headers are sent with every request, "Name: value" each; a Host
+	// header replaces the URL's host.
+	Headers []string
+	// TLS configures https:// URLs; nil means the system's roots and the
+	// URL's host name. (Closed loops over TLS run a goroutine per
+	// connection: the event loops speak plain TCP only.)
+	TLS *tls.Config
 	// NewTargeter returns a worker's targeter; seed differs per worker.
 	NewTargeter func(seed uint64) Targeter
 
@@ -118,13 +126,31 @@ func classify(err error) errKind {
 func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	o.withDefaults()
 	u, err := url.Parse(o.URL)
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("cannot parse -url %q: want http://host:port", o.URL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("cannot parse -url %q: want http://host:port or https://host:port", o.URL)
 	}
 	if o.NewTargeter == nil {
 		return nil, fmt.Errorf("BUG: no targeter")
 	}
-	pool := newConnPool(u.Host, o.Connections, o.Timeout)
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	head, err := newRequestHead(u.Host, o.APIKey, o.Headers)
+	if err != nil {
+		return nil, err
+	}
+	var tlsConf *tls.Config
+	if u.Scheme == "https" {
+		tlsConf = &tls.Config{ServerName: u.Hostname()}
+		if o.TLS != nil {
+			tlsConf = o.TLS.Clone()
+			if tlsConf.ServerName == "" {
+				tlsConf.ServerName = u.Hostname()
+			}
+		}
+	}
+	pool := newConnPool(addr, tlsConf, o.Connections, o.Timeout)
 	defer pool.closeIdle()
 	rate := 0.0
 	if o.Pacer != nil {
@@ -135,8 +161,8 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	defer cancel()
 	start := time.Now()
 	rep.Start = start
-	if o.Pacer == nil && haveLoops && !o.goroutines {
-		parts, err := closedLoops(ctx, &o, u.Host, start)
+	if o.Pacer == nil && haveLoops && !o.goroutines && tlsConf == nil {
+		parts, err := closedLoops(ctx, &o, addr, head, start)
 		if err != nil {
 			return nil, err
 		}
@@ -168,7 +194,7 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 			c, err := pool.get(ctx)
 			if err == nil {
 				var reuse bool
-				status, reuse, err = c.do(t.Method, u.Host, t.Path, t.Body, o.APIKey, time.Now().Add(o.Timeout))
+				status, reuse, err = c.do(head, t.Method, t.Path, t.Body, time.Now().Add(o.Timeout))
 				pool.put(c, reuse)
 			}
 			if err != nil {

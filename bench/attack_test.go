@@ -3,8 +3,14 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
+	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,19 +281,98 @@ func TestFindSaturation(t *testing.T) {
 func TestEmit(t *testing.T) {
 	ts := []Target{{Method: "GET", Path: "/v1/items/i1/similar?k=10"}, {Method: "POST", Path: "/v1/events", Body: []byte(`{"user_id":"u1","item_id":"i\"1","event":"view"}`)}}
 	var w, v bytes.Buffer
-	if err := EmitWrk(&w, ts, "key"); err != nil {
+	hs := []string{"Accept-Encoding: gzip"}
+	if err := EmitWrk(&w, ts, "key", hs); err != nil {
 		t.Fatal(err)
 	}
-	if err := EmitVegeta(&v, "http://h:1/", ts, "key"); err != nil {
+	if err := EmitVegeta(&v, "http://h:1/", ts, "key", hs); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(w.String(), `wrk.format("POST", "/v1/events", {["Content-Type"]="application/x-ndjson", ["Authorization"]="Bearer key"}, "{\"user_id\"`) ||
+	if !strings.Contains(w.String(), `wrk.format("POST", "/v1/events", {["Accept-Encoding"]="gzip", ["Content-Type"]="application/x-ndjson", ["Authorization"]="Bearer key"}, "{\"user_id\"`) ||
+		!strings.Contains(w.String(), `wrk.format("GET", "/v1/items/i1/similar?k=10", {["Accept-Encoding"]="gzip"}, nil)`) ||
 		!strings.Contains(w.String(), "request = function()") {
 		t.Fatalf("wrk script:\n%s", w.String())
 	}
 	lines := strings.Split(strings.TrimSpace(v.String()), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], `"url":"http://h:1/v1/items/i1/similar?k=10"`) || !strings.Contains(lines[1], `"body":"eyJ1c2VyX2lkIj`) {
+	if len(lines) != 2 || !strings.Contains(lines[0], `"url":"http://h:1/v1/items/i1/similar?k=10"`) || !strings.Contains(lines[0], `"header":{"Accept-Encoding":["gzip"]}`) ||
+		!strings.Contains(lines[1], `"body":"eyJ1c2VyX2lkIj`) {
 		t.Fatalf("vegeta targets:\n%s", v.String())
+	}
+}
+
+func TestRequestHead(t *testing.T) {
+	f := func(headers []string, want string) {
+		t.Helper()
+		h, err := newRequestHead("h:1", "key", headers)
+		if err != nil {
+			t.Fatalf("%q: %v", headers, err)
+		}
+		if got := string(h.append(nil, "GET", "/p", nil)); got != want {
+			t.Fatalf("%q:\n%q\nwant\n%q", headers, got, want)
+		}
+	}
+	f(nil, "GET /p HTTP/1.1\r\nHost: h:1\r\n\r\n")
+	f([]string{"Accept-Encoding: gzip", "X-Trace:  a b "}, "GET /p HTTP/1.1\r\nHost: h:1\r\nAccept-Encoding: gzip\r\nX-Trace: a b\r\n\r\n")
+	f([]string{"host: shop.example"}, "GET /p HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+	h, _ := newRequestHead("h:1", "key", []string{"X-A: 1"})
+	if got := string(h.append(nil, "POST", "/e", []byte("{}"))); got != "POST /e HTTP/1.1\r\nHost: h:1\r\nX-A: 1\r\nContent-Type: application/x-ndjson\r\nContent-Length: 2\r\nAuthorization: Bearer key\r\n\r\n{}" {
+		t.Fatalf("POST: %q", got)
+	}
+	for _, bad := range []string{"novalue", ": v", "X A: v", "X-A: v\r\nX-B: w", "Content-Length: 5", "transfer-encoding: chunked", "Ünï: v"} {
+		if err := CheckHeaders([]string{bad}); err == nil {
+			t.Errorf("header %q accepted", bad)
+		}
+	}
+}
+
+// TestAttackHeadersTLS: --header lines reach the server from every driver,
+// and https works with a verified or an insecure certificate.
+func TestAttackHeadersTLS(t *testing.T) {
+	var seen atomic.Int64
+	check := func(r *http.Request) bool {
+		return r.Header.Get("X-Bench") == "1" && r.Header.Get("Accept-Encoding") == "gzip" && r.Host == "shop.example"
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if check(r) {
+			seen.Add(1)
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	plain := httptest.NewServer(h)
+	defer plain.Close()
+	secure := httptest.NewUnstartedServer(h)
+	secure.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	secure.StartTLS()
+	defer secure.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(secure.Certificate())
+	headers := []string{"X-Bench: 1", "Accept-Encoding: gzip", "Host: shop.example"}
+	f := func(name string, o AttackOptions, wantOK bool) {
+		t.Helper()
+		seen.Store(0)
+		o.Duration, o.Headers, o.NewTargeter = 300*time.Millisecond, headers, fixed("/")
+		rep, err := Attack(context.Background(), o)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if wantOK && (rep.Requests == 0 || rep.OK != rep.Requests || seen.Load() != rep.Requests) {
+			t.Fatalf("%s: %d requests, %d ok, %d with the headers; errors %v", name, rep.Requests, rep.OK, seen.Load(), rep.Errors)
+		}
+		if !wantOK && (rep.OK != 0 || rep.Requests == 0) {
+			t.Fatalf("%s: %d of %d ok, want none", name, rep.OK, rep.Requests)
+		}
+	}
+	f("closed loop, event loops", AttackOptions{URL: plain.URL, Connections: 2}, true)
+	f("closed loop, goroutines", AttackOptions{URL: plain.URL, Connections: 2, goroutines: true}, true)
+	f("open loop", AttackOptions{URL: plain.URL, Pacer: ConstantPacer{Freq: 200, Per: time.Second}}, true)
+	f("https, verified", AttackOptions{URL: secure.URL, Connections: 2, TLS: &tls.Config{RootCAs: roots, ServerName: "example.com"}}, true)
+	f("https, insecure, open loop", AttackOptions{URL: secure.URL, Pacer: ConstantPacer{Freq: 200, Per: time.Second}, TLS: &tls.Config{InsecureSkipVerify: true}}, true)
+	f("https, unknown authority", AttackOptions{URL: secure.URL, Connections: 1}, false)
+	if _, err := Attack(context.Background(), AttackOptions{URL: "ftp://h:1", NewTargeter: fixed("/")}); err == nil {
+		t.Fatal("ftp:// accepted")
+	}
+	if _, err := Attack(context.Background(), AttackOptions{URL: plain.URL, Headers: []string{"bad"}, NewTargeter: fixed("/")}); err == nil {
+		t.Fatal("a bad header accepted")
 	}
 }
 

@@ -3,28 +3,41 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // connPool hands out keep-alive HTTP/1.1 connections to one host, at most
-// max open at once. bench speaks HTTP itself, over plain net.Conns, rather
-// than through a general client: writing a prepared request and reading a
-// status line and Content-Length is all a load generator needs, and every
-// microsecond it spends is a microsecond the server under test does not get
-// on a shared machine.
+// max open at once. bench speaks HTTP itself, over plain net.Conns (TLS
+// ones for https), rather than through a general client: writing a
+// prepared request and reading a status line and Content-Length is all a
+// load generator needs, and every microsecond it spends is a microsecond
+// the server under test does not get on a shared machine.
 type connPool struct {
 	addr    string
+	tls     *tls.Config // nil: plain TCP
 	timeout time.Duration
 	idle    chan *conn
 	slots   chan struct{} // one token per open connection
 }
 
-func newConnPool(addr string, max int, timeout time.Duration) *connPool {
-	return &connPool{addr: addr, timeout: timeout, idle: make(chan *conn, max), slots: make(chan struct{}, max)}
+func newConnPool(addr string, tlsConf *tls.Config, max int, timeout time.Duration) *connPool {
+	return &connPool{addr: addr, tls: tlsConf, timeout: timeout, idle: make(chan *conn, max), slots: make(chan struct{}, max)}
+}
+
+// dial opens a connection, with its TLS handshake done for https.
+func (p *connPool) dial(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: p.timeout}
+	if p.tls == nil {
+		return d.DialContext(ctx, "tcp", p.addr)
+	}
+	td := tls.Dialer{NetDialer: &d, Config: p.tls}
+	return td.DialContext(ctx, "tcp", p.addr)
 }
 
 // get returns an idle connection, dials a new one while under the limit,
@@ -39,7 +52,7 @@ func (p *connPool) get(ctx context.Context) (*conn, error) {
 	case c := <-p.idle:
 		return c, nil
 	case p.slots <- struct{}{}:
-		nc, err := net.DialTimeout("tcp", p.addr, p.timeout)
+		nc, err := p.dial(ctx)
 		if err != nil {
 			<-p.slots
 			return nil, err
@@ -87,8 +100,8 @@ var errBadResponse = errors.New("bench: malformed HTTP response")
 
 // do sends one request and reads the whole response. It returns the status
 // and whether the connection may be reused.
-func (c *conn) do(method, host, path string, body []byte, auth string, deadline time.Time) (int, bool, error) {
-	c.wbuf = appendRequest(c.wbuf[:0], method, host, path, body, auth)
+func (c *conn) do(h *requestHead, method, path string, body []byte, deadline time.Time) (int, bool, error) {
+	c.wbuf = h.append(c.wbuf[:0], method, path, body)
 	if err := c.c.SetDeadline(deadline); err != nil {
 		return 0, false, err
 	}
@@ -109,18 +122,61 @@ func (c *conn) do(method, host, path string, body []byte, auth string, deadline 
 	}
 }
 
-// appendRequest appends an HTTP/1.1 request to dst. auth is sent only with
-// a body (the events POSTs).
-func appendRequest(dst []byte, method, host, path string, body []byte, auth string) []byte {
+// requestHead is what every request of an attack carries besides its
+// target: the Host header, the API key (sent with bodies: the events
+// POSTs) and the --header lines, rendered once.
+type requestHead struct {
+	host  string
+	auth  string
+	extra []byte // "Name: value\r\n" lines
+}
+
+// newRequestHead checks headers ("Name: value" each) and renders them. A
+// Host header replaces the URL's host; Content-Length and
+// Transfer-Encoding are bench's to write.
+func newRequestHead(host, auth string, headers []string) (*requestHead, error) {
+	h := &requestHead{host: host, auth: auth}
+	for _, line := range headers {
+		name, value, ok := strings.Cut(line, ":")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || name == "" || strings.ContainsAny(line, "\r\n") || strings.IndexFunc(name, notTokenChar) >= 0 {
+			return nil, fmt.Errorf("header %q: want \"Name: value\" on one line", line)
+		}
+		switch strings.ToLower(name) {
+		case "host":
+			h.host = value
+			continue
+		case "content-length", "transfer-encoding":
+			return nil, fmt.Errorf("header %q: bench writes %s itself", line, name)
+		}
+		h.extra = append(append(append(append(h.extra, name...), ": "...), value...), "\r\n"...)
+	}
+	return h, nil
+}
+
+// CheckHeaders reports the first header line an attack would refuse.
+func CheckHeaders(headers []string) error {
+	_, err := newRequestHead("", "", headers)
+	return err
+}
+
+// notTokenChar reports a rune an HTTP header name cannot hold.
+func notTokenChar(r rune) bool {
+	return r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r)
+}
+
+// append appends an HTTP/1.1 request to dst.
+func (h *requestHead) append(dst []byte, method, path string, body []byte) []byte {
 	b := append(dst, method...)
 	b = append(append(append(b, ' '), path...), " HTTP/1.1\r\nHost: "...)
-	b = append(append(b, host...), "\r\n"...)
+	b = append(append(b, h.host...), "\r\n"...)
+	b = append(b, h.extra...)
 	if len(body) > 0 {
 		b = append(b, "Content-Type: application/x-ndjson\r\nContent-Length: "...)
 		b = strconv.AppendInt(b, int64(len(body)), 10)
 		b = append(b, "\r\n"...)
-		if auth != "" {
-			b = append(append(append(b, "Authorization: Bearer "...), auth...), "\r\n"...)
+		if h.auth != "" {
+			b = append(append(append(b, "Authorization: Bearer "...), h.auth...), "\r\n"...)
 		}
 	}
 	return append(append(b, "\r\n"...), body...)

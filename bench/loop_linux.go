@@ -39,10 +39,10 @@ const haveLoops = true
 //
 // Latency counts from just before a request's first byte is written (or
 // its connection dialed) to the read that completes its answer.
-func closedLoops(ctx context.Context, o *AttackOptions, host string, start time.Time) ([]*Report, error) {
-	addr, err := net.ResolveTCPAddr("tcp", host)
+func closedLoops(ctx context.Context, o *AttackOptions, hostport string, head *requestHead, start time.Time) ([]*Report, error) {
+	addr, err := net.ResolveTCPAddr("tcp", hostport)
 	if err != nil {
-		return nil, fmt.Errorf("cannot resolve %q: %w", host, err)
+		return nil, fmt.Errorf("cannot resolve %q: %w", hostport, err)
 	}
 	procs, release := spareP()
 	defer release()
@@ -50,7 +50,7 @@ func closedLoops(ctx context.Context, o *AttackOptions, host string, start time.
 	for i := range loops {
 		r := newReport(0, o.Duration)
 		r.Start = start
-		loops[i] = &loop{o: o, host: host, r: r}
+		loops[i] = &loop{o: o, head: head, r: r}
 		// Each loop its own Sockaddr: Connect encodes into it.
 		if ip4 := addr.IP.To4(); ip4 != nil {
 			sa := &unix.SockaddrInet4{Port: addr.Port}
@@ -117,7 +117,7 @@ func spareP() (int, func()) {
 // touches it.
 type loop struct {
 	o      *AttackOptions
-	host   string
+	head   *requestHead
 	domain int
 	sa     unix.Sockaddr
 	ep     int
@@ -265,7 +265,7 @@ func (l *loop) anyBusy() bool {
 func (l *loop) send(i int) {
 	c := l.conns[i]
 	c.tg(&c.t)
-	c.req = appendRequest(c.req[:0], c.t.Method, l.host, c.t.Path, c.t.Body, l.o.APIKey)
+	c.req = l.head.append(c.req[:0], c.t.Method, c.t.Path, c.t.Body)
 	c.wrote = 0
 	c.rb.start(c.t.Method)
 	c.busy = true

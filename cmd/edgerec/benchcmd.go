@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -45,6 +46,12 @@ func runBench(args []string) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	out := fs.String("out", "", "write report.txt, report.json and report.html into this directory")
 	cpuProfile := fs.String("cpuprofile", "", "write bench's own CPU profile here (to see what the load generator costs)")
+	var headers []string
+	fs.Func("header", "a header for every request, \"Name: value\"; repeat for more (a Host header replaces the URL's host)", func(v string) error {
+		headers = append(headers, v)
+		return nil
+	})
+	insecure := fs.Bool("insecure", false, "with an https -url, accept any server certificate (self-signed test servers)")
 	emit := fs.String("emit", "", "write the scenario as a wrk Lua script (wrk) or vegeta JSON targets (vegeta) to stdout, and exit")
 	_ = fs.Parse(args)
 	if err := envTwins(fs); err != nil {
@@ -54,12 +61,15 @@ func runBench(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := bench.CheckHeaders(headers); err != nil {
+		return fmt.Errorf("-header: %w", err)
+	}
 	switch *emit {
 	case "":
 	case "wrk":
-		return bench.EmitWrk(os.Stdout, bench.Sample(newTargeter(1), 1000), *apiKey)
+		return bench.EmitWrk(os.Stdout, bench.Sample(newTargeter(1), 1000), *apiKey, headers)
 	case "vegeta":
-		return bench.EmitVegeta(os.Stdout, *url, bench.Sample(newTargeter(1), 1000), *apiKey)
+		return bench.EmitVegeta(os.Stdout, *url, bench.Sample(newTargeter(1), 1000), *apiKey, headers)
 	default:
 		return fmt.Errorf("-emit %q: want wrk or vegeta", *emit)
 	}
@@ -76,7 +86,11 @@ func runBench(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ao := bench.AttackOptions{URL: *url, Duration: *duration, Connections: *conns, Timeout: *timeout, APIKey: *apiKey, NewTargeter: newTargeter}
+	ao := bench.AttackOptions{URL: *url, Duration: *duration, Connections: *conns, Timeout: *timeout, APIKey: *apiKey,
+		Headers: headers, NewTargeter: newTargeter}
+	if *insecure {
+		ao.TLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for, for self-signed test servers
+	}
 	switch *mode {
 	case "open":
 		ao.Pacer = bench.ConstantPacer{Freq: *rate, Per: time.Second}
