@@ -181,6 +181,11 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 		shards[i].r = newReport(rate, o.Duration)
 		shards[i].r.Start = start
 	}
+	// ended also reads the clock: ctx's own timer may fire late when
+	// every P is busy (event loops of another attack hold theirs in
+	// epoll), and meanwhile a dial under ctx's deadline fails at once.
+	end := start.Add(o.Duration)
+	ended := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
 	var wg sync.WaitGroup
 	var seed uint64
 	worker := func(ticks <-chan time.Time, seed uint64) {
@@ -198,8 +203,10 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 				pool.put(c, reuse)
 			}
 			if err != nil {
-				if ctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
-					return // the attack ended while this one waited for a connection
+				if ended() {
+					// The attack ended while this one waited for or dialed
+					// a connection: the end cut it, not the server.
+					return
 				}
 				kind = classify(err)
 			}
@@ -209,7 +216,7 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 			sh.mu.Unlock()
 		}
 		if ticks == nil { // closed loop
-			for ctx.Err() == nil {
+			for !ended() {
 				send(time.Now())
 			}
 			return
