@@ -21,6 +21,10 @@
 // wrapping ErrBadSnapshot: a half-written or damaged snapshot is never
 // served.
 //
+// Snapshots travel between machines packed (pack.go): a zstd tar of one
+// version directory, unpacked into a temporary directory of the receiving
+// root, verified there, and published like a build.
+//
 // The checksum is xxhash64 over every key and value in key order, each
 // preceded by its uvarint length. OpenSnapshot recomputes it in the same
 // scan that loads the item table (about 0.1 s for 125k keys).

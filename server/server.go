@@ -11,6 +11,7 @@ import (
 	"log"
 	"net"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,8 +204,20 @@ func New(o Options, state *index.State) (*Server, error) {
 }
 
 // LoadSnapshot opens and verifies the snapshot at path (a root or a version
-// directory) and swaps it in. On any error the served snapshot stays.
+// directory) and swaps it in. On any error the served snapshot stays. The
+// version already served is not opened twice (Pebble would refuse its
+// lock): its manifest is returned.
 func (s *Server) LoadSnapshot(path string) (*index.Manifest, error) {
+	if dir, err := index.ResolveSnapshot(path); err == nil {
+		if cur := s.live.Acquire(); cur != nil {
+			same := filepath.Clean(cur.Dir()) == filepath.Clean(dir)
+			m := *cur.Manifest()
+			cur.Release()
+			if same {
+				return &m, nil
+			}
+		}
+	}
 	snap, err := index.OpenSnapshot(path)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-// Command edgerec is the one binary of edgerec: serve, build, eval, gen, export.
+// Command edgerec is the one binary of edgerec: serve, build, eval, gen, bench, export, snapshot.
 package main
 
 import (
@@ -20,6 +20,8 @@ Usage:
   edgerec bench compare A.json B.json                  two reports side by side
   edgerec check --config edgerec.yaml                  validate a config file
   edgerec export audience --segment S [--out F]        a segment's consenting members (CSV, NDJSON)
+  edgerec snapshot pack [--root DIR] [--out F]         a snapshot as tar.zst, to ship to edge servers
+  edgerec snapshot unpack [--root DIR] F               verify and publish a packed snapshot
   edgerec version
 
 Run 'edgerec CMD -h' for the flags of CMD.
@@ -48,6 +50,8 @@ func main() {
 		err = runCheck(args)
 	case "export":
 		err = runExport(args)
+	case "snapshot":
+		err = runSnapshot(args)
 	case "version", "-version", "--version":
 		fmt.Println("edgerec", version)
 	case "help", "-h", "--help":

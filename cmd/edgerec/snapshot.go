@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/edgerec/edgerec/index"
+)
+
+// runSnapshot dispatches the snapshot subcommands: pack a built snapshot
+// for shipping to edge servers, unpack one there.
+func runSnapshot(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("want a subcommand: edgerec snapshot pack|unpack (see edgerec snapshot pack -h)")
+	}
+	switch args[0] {
+	case "pack":
+		return runSnapshotPack(args[1:])
+	case "unpack":
+		return runSnapshotUnpack(args[1:])
+	}
+	return fmt.Errorf("unknown subcommand %q: want pack or unpack", args[0])
+}
+
+func runSnapshotPack(args []string) error {
+	fs := flag.NewFlagSet("snapshot pack", flag.ExitOnError)
+	root := fs.String("root", "data/run/snapshots", "snapshot root (its CURRENT version is packed) or a version directory (env EDGEREC_ROOT)")
+	out := fs.String("out", "", "the tar.zst to write; default stdout (env EDGEREC_OUT)")
+	_ = fs.Parse(args)
+	if err := envTwins(fs); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var w io.Writer = os.Stdout
+	var f *os.File
+	if *out != "" {
+		var err error
+		if f, err = os.Create(*out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	v, err := index.PackSnapshot(bw, *root)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if f != nil {
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = os.Remove(*out)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "packed snapshot %s of %s\n", v, *root)
+	return nil
+}
+
+func runSnapshotUnpack(args []string) error {
+	fs := flag.NewFlagSet("snapshot unpack", flag.ExitOnError)
+	root := fs.String("root", "data/run/snapshots", "snapshot root to publish into as its CURRENT version; then POST /v1/admin/snapshots loads it (env EDGEREC_ROOT)")
+	maxGB := fs.Int64("max-gb", 64, "largest unpacked snapshot, GiB (env EDGEREC_MAX_GB)")
+	_ = fs.Parse(args)
+	if err := envTwins(fs); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("want one packed snapshot: edgerec snapshot unpack [--root DIR] FILE.tar.zst (- for stdin)")
+	}
+	var r io.Reader = os.Stdin
+	name := fs.Arg(0)
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	dir, err := index.UnpackSnapshot(bufio.NewReaderSize(r, 1<<20), *root, index.UnpackOptions{MaxBytes: *maxGB << 30})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	fmt.Fprintf(os.Stderr, "unpacked, verified and published %s\n", dir)
+	return nil
+}

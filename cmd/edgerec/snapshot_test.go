@@ -1,0 +1,72 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSnapshotShip: a builder's snapshot, packed, travels to an edge's
+// data directory, is unpacked there and served after POST
+// /v1/admin/snapshots; a damaged copy and a second copy of the same
+// version are refused, naming the file, and the edge keeps serving.
+func TestSnapshotShip(t *testing.T) {
+	dir := t.TempDir()
+	events, items := genSample(t, dir, 20000, 3)
+	builder := filepath.Join(dir, "builder")
+	v1, _ := build(t, "--events", events, "--items", items, "--out", builder)
+	packed := filepath.Join(dir, "snap.tar.zst")
+	if code, out, errs := run(t, "snapshot", "pack", "--root", builder, "--out", packed); code != 0 || out != "" || !strings.Contains(errs, "packed snapshot v"+v1) {
+		t.Fatalf("pack: exit %d, %q, %s", code, out, errs)
+	}
+
+	// The edge serves an older snapshot of its own.
+	edge := filepath.Join(dir, "edge")
+	v0, _ := build(t, "--events", events, "--out", filepath.Join(edge, "snapshots"))
+	s := startServer(t, edge, freeAddr(t))
+	defer s.stop(t)
+	version := func() string {
+		t.Helper()
+		code, b := s.do(t, "GET", "/v1/admin/status", s.key, "")
+		if code != 200 {
+			t.Fatalf("status: %d %s", code, b)
+		}
+		return string(b)
+	}
+	if !strings.Contains(version(), v0) {
+		t.Fatalf("edge does not serve v%s: %s", v0, version())
+	}
+
+	// A damaged copy is refused and changes nothing.
+	b, err := os.ReadFile(packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	damaged := filepath.Join(dir, "damaged.tar.zst")
+	writeFile(t, damaged, string(b))
+	if code, _, errs := run(t, "snapshot", "unpack", "--root", filepath.Join(edge, "snapshots"), damaged); code != 1 || !strings.Contains(errs, damaged+": index: bad snapshot") {
+		t.Fatalf("damaged unpack: exit %d, %s", code, errs)
+	}
+	if code, b := s.do(t, "POST", "/v1/admin/snapshots", s.key, ""); code != 200 || !strings.Contains(version(), v0) {
+		t.Fatalf("after a refused unpack: %d %s, %s", code, b, version())
+	}
+
+	// The real one is published and loaded.
+	if code, _, errs := run(t, "snapshot", "unpack", "--root", filepath.Join(edge, "snapshots"), packed); code != 0 || !strings.Contains(errs, "published") {
+		t.Fatalf("unpack: exit %d, %s", code, errs)
+	}
+	if code, body := s.do(t, "POST", "/v1/admin/snapshots", s.key, ""); code != 200 || !strings.Contains(version(), v1) {
+		t.Fatalf("load: %d %s, status %s", code, body, version())
+	}
+	if code, b := s.get(t, "/v1/items/i1/similar?k=3"); code != 200 || !strings.Contains(string(b), `"snapshot":`+v1) {
+		t.Fatalf("similar after the swap: %d %s", code, b)
+	}
+	if code, _, errs := run(t, "snapshot", "unpack", "--root", filepath.Join(edge, "snapshots"), packed); code != 1 || !strings.Contains(errs, "already present") {
+		t.Fatalf("the same version twice: exit %d, %s", code, errs)
+	}
+	if code, _, errs := run(t, "snapshot", "frob"); code != 1 || !strings.Contains(errs, `unknown subcommand "frob"`) {
+		t.Fatalf("unknown subcommand: exit %d, %s", code, errs)
+	}
+}

@@ -1,0 +1,235 @@
+package index
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Packed snapshots: how a snapshot travels from the builder to edge
+// servers (DESIGN.md: "snapshots travel as tar.zst").
+//
+// A packed snapshot is a zstd-compressed tar holding one directory,
+// v<version>/, and the regular files of that version directory (the Pebble
+// files and the manifest; not Pebble's LOCK). UnpackSnapshot trusts
+// nothing in it: only such entries are taken, within limits, into a
+// temporary directory under the root; the snapshot is opened and verified
+// there (manifest, checksum, item table) and only then published as Build
+// publishes: renamed into place, then CURRENT switched. A refused archive
+// leaves the root as it was.
+
+// PackSnapshot writes the snapshot at path (a root, for its CURRENT
+// version, or a version directory) to w, packed. It does not verify the
+// snapshot: the receiving side does.
+func PackSnapshot(w io.Writer, path string) (version string, err error) {
+	dir, err := ResolveSnapshot(path)
+	if err != nil {
+		return "", err
+	}
+	version = filepath.Base(dir)
+	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err != nil {
+		return "", fmt.Errorf("%w: %q has no %s", ErrBadSnapshot, dir, ManifestFile)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("cannot list snapshot %q: %w", dir, err)
+	}
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return "", fmt.Errorf("cannot start zstd: %w", err)
+	}
+	tw := tar.NewWriter(zw)
+	now := time.Now()
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: version + "/", Mode: 0o755, ModTime: now}); err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || e.Name() == "LOCK" {
+			continue
+		}
+		if err := packFile(tw, filepath.Join(dir, e.Name()), version+"/"+e.Name()); err != nil {
+			return "", err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", fmt.Errorf("cannot finish the archive: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return "", fmt.Errorf("cannot finish the archive: %w", err)
+	}
+	return version, nil
+}
+
+func packFile(tw *tar.Writer, path, name string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot pack %q: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("cannot pack %q: %w", path, err)
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: st.Size(), ModTime: st.ModTime()}); err != nil {
+		return fmt.Errorf("cannot pack %q: %w", path, err)
+	}
+	if _, err := io.Copy(tw, f); err != nil {
+		return fmt.Errorf("cannot pack %q: %w", path, err)
+	}
+	return nil
+}
+
+// UnpackOptions bound what UnpackSnapshot takes; zero values get defaults.
+type UnpackOptions struct {
+	// MaxBytes bounds the unpacked files together; default 64 GiB.
+	MaxBytes int64
+	// MaxFiles bounds their number; default 100,000.
+	MaxFiles int
+}
+
+// ErrSnapshotExists is returned by UnpackSnapshot when the root already
+// holds the archive's version.
+var ErrSnapshotExists = errors.New("index: snapshot version already present")
+
+// UnpackSnapshot reads a packed snapshot from r, verifies it and publishes
+// it under root (created if missing) as the CURRENT version, returning its
+// directory. An archive that is not a packed snapshot, exceeds the limits,
+// or holds a snapshot that fails verification is refused with an error
+// wrapping ErrBadSnapshot, and root is left as it was; a version root
+// already has is refused with ErrSnapshotExists.
+func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 64 << 30
+	}
+	if o.MaxFiles <= 0 {
+		o.MaxFiles = 100_000
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", fmt.Errorf("cannot create snapshot root %q: %w", root, err)
+	}
+	tmp, err := os.MkdirTemp(root, ".unpacking-")
+	if err != nil {
+		return "", fmt.Errorf("cannot create a directory in %q: %w", root, err)
+	}
+	published := false
+	defer func() {
+		if !published {
+			_ = os.RemoveAll(tmp)
+		}
+	}()
+	version, err := unpackInto(r, tmp, &o)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(root, version)); err == nil {
+		return "", fmt.Errorf("%w: %q", ErrSnapshotExists, filepath.Join(root, version))
+	}
+	s, err := OpenSnapshot(tmp)
+	if err != nil {
+		return "", err
+	}
+	v := s.Version()
+	if cerr := s.Close(); cerr != nil {
+		return "", fmt.Errorf("cannot close the unpacked snapshot: %w", cerr)
+	}
+	if versionDir(v) != version {
+		return "", fmt.Errorf("%w: the archive's directory %q holds version %d", ErrBadSnapshot, version, v)
+	}
+	_ = os.Remove(filepath.Join(tmp, "LOCK")) // made by the verifying open
+	if err := syncDir(tmp); err != nil {
+		return "", err
+	}
+	dir, err := publish(root, tmp, v)
+	if err != nil {
+		return "", err
+	}
+	published = true
+	return dir, nil
+}
+
+// unpackInto extracts the archive's files into dir and returns the name of
+// the version directory they came from.
+func unpackInto(r io.Reader, dir string, o *UnpackOptions) (string, error) {
+	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+	if err != nil {
+		return "", fmt.Errorf("%w: not zstd: %v", ErrBadSnapshot, err)
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	version := ""
+	var total int64
+	files := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("%w: cannot read the archive: %v", ErrBadSnapshot, err)
+		}
+		name := strings.TrimSuffix(h.Name, "/")
+		top, file, nested := strings.Cut(name, "/")
+		if !strings.HasPrefix(top, "v") || strings.ContainsAny(top, `\`) || top == "v" || (version != "" && top != version) {
+			return "", fmt.Errorf("%w: entry %q is not in one v<version>/ directory", ErrBadSnapshot, h.Name)
+		}
+		version = top
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if nested {
+				return "", fmt.Errorf("%w: entry %q: no subdirectories in a snapshot", ErrBadSnapshot, h.Name)
+			}
+			continue
+		case tar.TypeReg:
+		default:
+			return "", fmt.Errorf("%w: entry %q is not a regular file", ErrBadSnapshot, h.Name)
+		}
+		if !nested || file == "" || file == "." || file == ".." || strings.ContainsAny(file, `/\`) || file == "LOCK" {
+			return "", fmt.Errorf("%w: entry %q is not a file of the version directory", ErrBadSnapshot, h.Name)
+		}
+		if files++; files > o.MaxFiles {
+			return "", fmt.Errorf("%w: more than %d files", ErrBadSnapshot, o.MaxFiles)
+		}
+		if h.Size < 0 || total+h.Size > o.MaxBytes {
+			return "", fmt.Errorf("%w: more than %d bytes unpacked", ErrBadSnapshot, o.MaxBytes)
+		}
+		total += h.Size
+		if err := unpackFile(tr, filepath.Join(dir, file), h.Size); err != nil {
+			return "", err
+		}
+	}
+	if version == "" {
+		return "", fmt.Errorf("%w: an empty archive", ErrBadSnapshot)
+	}
+	return version, nil
+}
+
+func unpackFile(r io.Reader, path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%w: %q twice in the archive", ErrBadSnapshot, filepath.Base(path))
+		}
+		return fmt.Errorf("cannot create %q: %w", path, err)
+	}
+	n, err := io.Copy(f, io.LimitReader(r, size))
+	if err == nil && n != size {
+		err = fmt.Errorf("%w: %q is cut short", ErrBadSnapshot, filepath.Base(path))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil && !errors.Is(err, ErrBadSnapshot) {
+		err = fmt.Errorf("%w: cannot unpack %q: %v", ErrBadSnapshot, filepath.Base(path), err)
+	}
+	return err
+}
