@@ -39,6 +39,7 @@ type decideState struct {
 	sum, msg                    []byte
 	segs                        segSet
 	segNames                    []string
+	who                         []byte // whose segments the rules read; borrowed from the request
 }
 
 var decidePool = sync.Pool{New: func() any {
@@ -79,7 +80,10 @@ func (s *Server) verifyDecision(decisionID, visitor []byte) bool {
 		return false
 	}
 	ds := decidePool.Get().(*decideState)
-	defer decidePool.Put(ds)
+	defer func() {
+		ds.who = nil // request memory
+		decidePool.Put(ds)
+	}()
 	ds.buf = s.appendDecisionSig(ds.buf[:0], ds, string(exp), string(variant), tail[0], visitor)
 	return hmac.Equal(ds.buf, tail[1:])
 }
@@ -178,6 +182,15 @@ func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
 	if err := s.checkID("visitor", visitor); err != nil {
 		return err
 	}
+	// user= (a logged-in shopper) is whose segments the rules read; the
+	// assignment stays the visitor's.
+	ds.who = visitor
+	if u := args.Peek("user"); len(u) > 0 {
+		if err := s.checkID("user", u); err != nil {
+			return err
+		}
+		ds.who = u
+	}
 	ua := ctx.Request.Header.UserAgent()
 	variant, reason, holdout := page.control, reasonSplit, false
 	switch {
@@ -247,7 +260,7 @@ func (s *Server) assign(ctx *fasthttp.RequestCtx, ds *decideState, cfg *Config, 
 		ds.segs = segSet{}
 		if page.segmented {
 			var err error
-			if ds.segs, err = s.segmentsOf(cfg, visitor); err != nil {
+			if ds.segs, err = s.segmentsOf(cfg, ds.who); err != nil {
 				return 0, "", err
 			}
 			ds.segNames = ds.segNames[:0]

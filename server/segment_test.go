@@ -258,6 +258,17 @@ pages:
 	if code != 200 || json.Unmarshal(b, &page) != nil || page.Recommendations["home"].Items[0].ID == "1682" || len(page.Segments) != 0 {
 		t.Fatalf("page for a visitor outside the segment: %d %s", code, b)
 	}
+	// Logged in as lead-1 on another device: the rules, the pin and the
+	// segments are lead-1's; the assignment stays the device's.
+	page.Decision, page.Segments = decision{}, nil
+	code, b = do(t, c, "GET", "/v1/page?page=lp&visitor=new-device&user=lead-1&placements=home&k=3", "", "")
+	if code != 200 || json.Unmarshal(b, &page) != nil || page.Decision.Variant != "guide" || page.Decision.Visitor != "new-device" ||
+		page.Recommendations["home"].Items[0].ID != "1682" || len(page.Segments) != 2 {
+		t.Fatalf("page with user=: %d %s", code, b)
+	}
+	if d := decide(t, s, "page=lp&visitor=new-device", "Mozilla/5.0"); d.Variant != "a" {
+		t.Fatalf("the device alone: variant %s (%s)", d.Variant, d.Reason)
+	}
 	// A first visit without an id gets one, in the cookie and the answer.
 	code, b = do(t, c, "GET", "/v1/page?page=lp&placements=home", "", "")
 	if code != 200 || json.Unmarshal(b, &page) != nil || page.Visitor == "" || page.Visitor != page.Decision.Visitor {
