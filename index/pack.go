@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +26,9 @@ import (
 // publishes: renamed into place, then CURRENT switched. A refused archive
 // leaves the root as it was.
 
+// packWindow is the zstd window of packed snapshots.
+const packWindow = 8 << 20
+
 // PackSnapshot writes the snapshot at path (a root, for its CURRENT
 // version, or a version directory) to w, packed. It does not verify the
 // snapshot: the receiving side does.
@@ -41,7 +45,7 @@ func PackSnapshot(w io.Writer, path string) (version string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("cannot list snapshot %q: %w", dir, err)
 	}
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(packWindow))
 	if err != nil {
 		return "", fmt.Errorf("cannot start zstd: %w", err)
 	}
@@ -92,11 +96,18 @@ type UnpackOptions struct {
 	MaxBytes int64
 	// MaxFiles bounds their number; default 100,000.
 	MaxFiles int
+	// AllowOlder publishes a version older than the root's CURRENT (a
+	// roll back); without it such an archive is refused.
+	AllowOlder bool
 }
 
 // ErrSnapshotExists is returned by UnpackSnapshot when the root already
 // holds the archive's version.
 var ErrSnapshotExists = errors.New("index: snapshot version already present")
+
+// ErrSnapshotOlder is returned by UnpackSnapshot for a version older than
+// the root's CURRENT, unless UnpackOptions.AllowOlder.
+var ErrSnapshotOlder = errors.New("index: snapshot older than the current one")
 
 // UnpackSnapshot reads a packed snapshot from r, verifies it and publishes
 // it under root (created if missing) as the CURRENT version, returning its
@@ -117,6 +128,11 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 	tmp, err := os.MkdirTemp(root, ".unpacking-")
 	if err != nil {
 		return "", fmt.Errorf("cannot create a directory in %q: %w", root, err)
+	}
+	// Readable by a server running as another user, as Build leaves it.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("cannot make %q readable: %w", tmp, err)
 	}
 	published := false
 	defer func() {
@@ -142,6 +158,15 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 	if versionDir(v) != version {
 		return "", fmt.Errorf("%w: the archive's directory %q holds version %d", ErrBadSnapshot, version, v)
 	}
+	if !o.AllowOlder {
+		// Archives may arrive out of order: an older one must not roll
+		// the root back unless asked to.
+		if cur, err := ResolveSnapshot(root); err == nil {
+			if cv, err := strconv.ParseUint(strings.TrimPrefix(filepath.Base(cur), "v"), 10, 64); err == nil && v < cv {
+				return "", fmt.Errorf("%w: version %d is older than the current %d (allow it to roll back)", ErrSnapshotOlder, v, cv)
+			}
+		}
+	}
 	_ = os.Remove(filepath.Join(tmp, "LOCK")) // made by the verifying open
 	if err := syncDir(tmp); err != nil {
 		return "", err
@@ -157,7 +182,9 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 // unpackInto extracts the archive's files into dir and returns the name of
 // the version directory they came from.
 func unpackInto(r io.Reader, dir string, o *UnpackOptions) (string, error) {
-	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+	// A frame may ask for a window of up to 512 MiB, allocated up front:
+	// a 1 KiB archive must not cost that. Packs use packWindow.
+	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(4*packWindow), zstd.WithDecoderMaxMemory(1<<30))
 	if err != nil {
 		return "", fmt.Errorf("%w: not zstd: %v", ErrBadSnapshot, err)
 	}
@@ -174,7 +201,11 @@ func unpackInto(r io.Reader, dir string, o *UnpackOptions) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%w: cannot read the archive: %v", ErrBadSnapshot, err)
 		}
-		name := strings.TrimSuffix(h.Name, "/")
+		// tar -C root ./v123 writes "./v123/…".
+		name := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
+		if len(name) > 512 {
+			return "", fmt.Errorf("%w: entry name of %d bytes", ErrBadSnapshot, len(name))
+		}
 		top, file, nested := strings.Cut(name, "/")
 		if !strings.HasPrefix(top, "v") || strings.ContainsAny(top, `\`) || top == "v" || (version != "" && top != version) {
 			return "", fmt.Errorf("%w: entry %q is not in one v<version>/ directory", ErrBadSnapshot, h.Name)
@@ -190,13 +221,13 @@ func unpackInto(r io.Reader, dir string, o *UnpackOptions) (string, error) {
 		default:
 			return "", fmt.Errorf("%w: entry %q is not a regular file", ErrBadSnapshot, h.Name)
 		}
-		if !nested || file == "" || file == "." || file == ".." || strings.ContainsAny(file, `/\`) || file == "LOCK" {
+		if !nested || file == "" || file == "." || file == ".." || strings.ContainsAny(file, `/\`) || file == "LOCK" || len(file) > 255 {
 			return "", fmt.Errorf("%w: entry %q is not a file of the version directory", ErrBadSnapshot, h.Name)
 		}
 		if files++; files > o.MaxFiles {
 			return "", fmt.Errorf("%w: more than %d files", ErrBadSnapshot, o.MaxFiles)
 		}
-		if h.Size < 0 || total+h.Size > o.MaxBytes {
+		if h.Size < 0 || h.Size > o.MaxBytes-total {
 			return "", fmt.Errorf("%w: more than %d bytes unpacked", ErrBadSnapshot, o.MaxBytes)
 		}
 		total += h.Size
@@ -210,6 +241,8 @@ func unpackInto(r io.Reader, dir string, o *UnpackOptions) (string, error) {
 	return version, nil
 }
 
+// unpackFile copies size bytes of r into a new file at path. A short or
+// unreadable archive is ErrBadSnapshot; a failing disk is not.
 func unpackFile(r io.Reader, path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -218,18 +251,38 @@ func unpackFile(r io.Reader, path string, size int64) error {
 		}
 		return fmt.Errorf("cannot create %q: %w", path, err)
 	}
-	n, err := io.Copy(f, io.LimitReader(r, size))
-	if err == nil && n != size {
+	n, err := io.Copy(f, readErrors{io.LimitReader(r, size)})
+	var re readError
+	switch {
+	case errors.As(err, &re):
+		err = fmt.Errorf("%w: cannot read %q from the archive: %v", ErrBadSnapshot, filepath.Base(path), re.err)
+	case err != nil:
+		err = fmt.Errorf("cannot write %q: %w", path, err)
+	case n != size:
 		err = fmt.Errorf("%w: %q is cut short", ErrBadSnapshot, filepath.Base(path))
+	default:
+		if err = f.Sync(); err != nil {
+			err = fmt.Errorf("cannot sync %q: %w", path, err)
+		}
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil && !errors.Is(err, ErrBadSnapshot) {
-		err = fmt.Errorf("%w: cannot unpack %q: %v", ErrBadSnapshot, filepath.Base(path), err)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("cannot close %q: %w", path, cerr)
 	}
 	return err
+}
+
+// readErrors marks the errors of its reader, so that a copy tells them
+// from the writer's.
+type readErrors struct{ r io.Reader }
+
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+
+func (r readErrors) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readError{err}
+	}
+	return n, err
 }

@@ -3,11 +3,15 @@ package index
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -47,6 +51,9 @@ func TestPackUnpack(t *testing.T) {
 	if dir != filepath.Join(dst, versionDir(m.Version)) {
 		t.Fatalf("unpacked into %q", dir)
 	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("unpacked directory: %v, %v; want 0755 as a build leaves it (a server may run as another user)", st.Mode(), err)
+	}
 	s, err := OpenSnapshot(dst)
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +70,169 @@ func TestPackUnpack(t *testing.T) {
 	if len(leftovers) != 0 {
 		t.Fatalf("left behind: %v", leftovers)
 	}
+
+	// An archive older than the root's CURRENT would roll it back: refused
+	// unless allowed. (tar -C root ./vN names its entries ./vN/….)
+	newer := filepath.Join(t.TempDir(), "newer")
+	if _, err := smallBuilder(t).Build(newer); err != nil {
+		t.Fatal(err)
+	}
+	older := repack(t, packed, func(h *tar.Header, body []byte) []byte {
+		h.Name = "./" + h.Name
+		return body
+	})
+	if _, err := UnpackSnapshot(bytes.NewReader(older), newer, UnpackOptions{}); !errors.Is(err, ErrSnapshotOlder) {
+		t.Fatalf("an older version: %v", err)
+	}
+	if _, err := UnpackSnapshot(bytes.NewReader(older), newer, UnpackOptions{AllowOlder: true}); err != nil {
+		t.Fatalf("an older version, allowed: %v", err)
+	}
+	if s, err := OpenSnapshot(newer); err != nil || s.Version() != m.Version {
+		t.Fatalf("after the roll back: %v", err)
+	} else {
+		must(t, s.Close())
+	}
+}
+
+// repack rewrites a packed snapshot, edit changing each entry.
+func repack(t *testing.T, packed []byte, edit func(h *tar.Header, body []byte) []byte) []byte {
+	t.Helper()
+	zr, err := zstd.NewReader(bytes.NewReader(packed))
+	must(t, err)
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	var b bytes.Buffer
+	zw, _ := zstd.NewWriter(&b)
+	tw := tar.NewWriter(zw)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		must(t, err)
+		body, err := io.ReadAll(tr)
+		must(t, err)
+		body = edit(h, body)
+		h.Size = int64(len(body))
+		must(t, tw.WriteHeader(h))
+		_, err = tw.Write(body)
+		must(t, err)
+	}
+	must(t, tw.Close())
+	must(t, zw.Close())
+	return b.Bytes()
+}
+
+// TestUnpackHostile: archives built to exhaust the receiving edge (a size
+// that overflows the running total, a zstd window of 512 MiB, a manifest
+// claiming 2^50 items) are refused before they cost what they ask.
+func TestUnpackHostile(t *testing.T) {
+	// A PAX header gives v1/b the size MaxInt64 after a 1-byte v1/a; 64
+	// MiB follow (a zstd bomb would give far more); MaxBytes is 1 MiB.
+	var b bytes.Buffer
+	zw, _ := zstd.NewWriter(&b)
+	tw := tar.NewWriter(zw)
+	must(t, tw.WriteHeader(&tar.Header{Name: "v1/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}))
+	_, _ = tw.Write([]byte("x"))
+	must(t, tw.Flush())
+	rec := paxRecord("size", "9223372036854775807") + paxRecord("path", "v1/b")
+	_, _ = zw.Write(rawHeader("PaxHeaders/b", 'x', int64(len(rec))))
+	_, _ = zw.Write(pad([]byte(rec)))
+	_, _ = zw.Write(rawHeader("v1/b", '0', 0))
+	_, _ = zw.Write(make([]byte, 64<<20))
+	must(t, zw.Close())
+	root := t.TempDir()
+	if _, err := UnpackSnapshot(bytes.NewReader(b.Bytes()), root, UnpackOptions{MaxBytes: 1 << 20}); !errors.Is(err, ErrBadSnapshot) || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("a size past MaxBytes by overflow: %v", err)
+	}
+
+	// A 1 KiB frame declaring a 512 MiB window (its first byte after the
+	// magic: no checksum, window descriptor 19<<3).
+	frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 19 << 3}
+	bh := uint32(1) | uint32(1024)<<3 // last raw block of 1024 bytes
+	frame = append(frame, byte(bh), byte(bh>>8), byte(bh>>16))
+	frame = append(frame, make([]byte, 1024)...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := UnpackSnapshot(bytes.NewReader(frame), t.TempDir(), UnpackOptions{})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrBadSnapshot) || after.TotalAlloc-before.TotalAlloc > 64<<20 {
+		t.Fatalf("a 512 MiB window: %v, %d MiB allocated", err, (after.TotalAlloc-before.TotalAlloc)>>20)
+	}
+
+	// A manifest claiming 2^50 items (the checksum does not cover it).
+	_, _, packed := packSmall(t)
+	for _, counts := range []map[string]any{{"items": 1 << 50}, {"categories": 1 << 50}, {"items": -1}, {"items": 2}, {"categories": 7}} {
+		bad := repack(t, packed, func(h *tar.Header, body []byte) []byte {
+			if strings.HasSuffix(h.Name, "/"+ManifestFile) {
+				var m map[string]any
+				must(t, json.Unmarshal(body, &m))
+				for k, v := range counts {
+					m[k] = v
+				}
+				body, _ = json.Marshal(m)
+			}
+			return body
+		})
+		if _, err := UnpackSnapshot(bytes.NewReader(bad), t.TempDir(), UnpackOptions{}); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("manifest %v: %v", counts, err)
+		}
+	}
+}
+
+// paxRecord is one "len key=value\n" record of a PAX header.
+func paxRecord(k, v string) string {
+	s := " " + k + "=" + v + "\n"
+	n := len(s)
+	for {
+		if l := len(strconv.Itoa(n)) + len(s); l != n {
+			n = l
+			continue
+		}
+		return strconv.Itoa(n) + s
+	}
+}
+
+// pad pads b to whole 512-byte tar blocks.
+func pad(b []byte) []byte {
+	if r := len(b) % 512; r != 0 {
+		b = append(b, make([]byte, 512-r)...)
+	}
+	return b
+}
+
+// rawHeader is a USTAR header block, written by hand so that a test can
+// put what archive/tar would refuse to write after it.
+func rawHeader(name string, typ byte, size int64) []byte {
+	h := make([]byte, 512)
+	copy(h[0:100], name)
+	copy(h[100:108], "0000644\x00")
+	copy(h[108:116], "0000000\x00")
+	copy(h[116:124], "0000000\x00")
+	oct := func(v int64, n int) []byte {
+		b := make([]byte, n)
+		for i := n - 2; i >= 0; i-- {
+			b[i] = byte('0' + v%8)
+			v /= 8
+		}
+		return b
+	}
+	copy(h[124:136], oct(size, 12))
+	copy(h[136:148], "00000000000\x00")
+	h[156] = typ
+	copy(h[257:263], "ustar\x00")
+	copy(h[263:265], "00")
+	for i := 148; i < 156; i++ {
+		h[i] = ' '
+	}
+	var sum int64
+	for _, c := range h {
+		sum += int64(c)
+	}
+	copy(h[148:156], oct(sum, 7))
+	h[155] = ' '
+	return h
 }
 
 // tarZst packs entries (name → body; a name ending in / is a directory, a
@@ -133,6 +303,7 @@ func TestUnpackRefuses(t *testing.T) {
 	f("a subdirectory", tarZst(t, [2]string{"v1/sub/", ""}), UnpackOptions{})
 	f("a file twice", tarZst(t, [2]string{"v1/a", "x"}, [2]string{"v1/a", "y"}), UnpackOptions{})
 	f("no manifest", tarZst(t, [2]string{"v1/000001.sst", "not really"}), UnpackOptions{})
+	f("a name too long", tarZst(t, [2]string{"v1/" + strings.Repeat("a", 300), "x"}), UnpackOptions{})
 	// The right files under a directory naming another version.
 	var renamed bytes.Buffer
 	zr, err := zstd.NewReader(bytes.NewReader(packed))

@@ -137,23 +137,34 @@ func publish(root, tmp string, version uint64) (string, error) {
 }
 
 func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	// A temp name of its own: two publishers in one root (a build and an
+	// unpack) must not write into one file.
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("cannot create %q: %w", tmp, err)
+		return fmt.Errorf("cannot create a temp file beside %q: %w", path, err)
+	}
+	tmp := f.Name()
+	if err := f.Chmod(0o644); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("cannot chmod %q: %w", tmp, err)
 	}
 	if _, err := f.Write(data); err != nil {
 		_ = f.Close()
+		_ = os.Remove(tmp)
 		return fmt.Errorf("cannot write %q: %w", tmp, err)
 	}
 	if err := f.Sync(); err != nil {
 		_ = f.Close()
+		_ = os.Remove(tmp)
 		return fmt.Errorf("cannot sync %q: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("cannot close %q: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("cannot rename %q to %q: %w", tmp, path, err)
 	}
 	return syncDir(filepath.Dir(path))
@@ -246,10 +257,16 @@ func (s *Snapshot) verifyAndLoad() error {
 	if err != nil {
 		return fmt.Errorf("%w: cannot iterate %q: %v", ErrBadSnapshot, s.dir, err)
 	}
-	s.items = make([]ItemInfo, s.m.Items)
-	s.ids = make(map[string]uint32, s.m.Items)
-	s.cats = make([]string, s.m.Categories+1)
-	s.catID = make(map[string]uint32, s.m.Categories)
+	// The manifest's counts are not covered by the checksum: the tables
+	// grow as records come (in id order, dense), and only a small
+	// capacity is trusted up front.
+	if s.m.Items < 0 || s.m.Categories < 0 {
+		return fmt.Errorf("%w: %q: manifest counts %d items and %d categories", ErrBadSnapshot, s.dir, s.m.Items, s.m.Categories)
+	}
+	s.items = make([]ItemInfo, 0, min(s.m.Items, 1<<16))
+	s.ids = make(map[string]uint32, min(s.m.Items, 1<<16))
+	s.cats = make([]string, 1, min(s.m.Categories, 1<<10)+1)
+	s.catID = make(map[string]uint32, min(s.m.Categories, 1<<10))
 	c := newContentHash()
 	var bad error
 	for it.First(); it.Valid() && bad == nil; it.Next() {
@@ -266,21 +283,22 @@ func (s *Snapshot) verifyAndLoad() error {
 		id := binary.BigEndian.Uint32(k[1:])
 		switch k[0] {
 		case prefixItem:
-			if int(id) >= len(s.items) {
-				bad = fmt.Errorf("item %d out of range %d", id, len(s.items))
+			if int64(id) >= int64(s.m.Items) || int(id) != len(s.items) {
+				bad = fmt.Errorf("item %d out of order or range (%d items)", id, s.m.Items)
 				break
 			}
+			s.items = append(s.items, ItemInfo{})
 			if err := DecodeItem(&s.items[id], v); err != nil {
 				bad = fmt.Errorf("item %d: %w", id, err)
 				break
 			}
 			s.ids[s.items[id].ID] = id
 		case prefixCategory:
-			if id == 0 || int(id) >= len(s.cats) {
-				bad = fmt.Errorf("category %d out of range %d", id, len(s.cats))
+			if id == 0 || int64(id) > int64(s.m.Categories) || int(id) != len(s.cats) {
+				bad = fmt.Errorf("category %d out of order or range (%d categories)", id, s.m.Categories)
 				break
 			}
-			s.cats[id] = string(v)
+			s.cats = append(s.cats, string(v))
 			s.catID[s.cats[id]] = id
 		}
 	}
@@ -294,8 +312,9 @@ func (s *Snapshot) verifyAndLoad() error {
 		return fmt.Errorf("%w: %q fails its checksum: %d keys, sum %s; manifest says %d keys, sum %s",
 			ErrBadSnapshot, s.dir, c.keys, c.sum(), s.m.Keys, s.m.Checksum)
 	}
-	if len(s.ids) != len(s.items) {
-		return fmt.Errorf("%w: %q has %d item records for %d items", ErrBadSnapshot, s.dir, len(s.ids), len(s.items))
+	if len(s.ids) != len(s.items) || len(s.items) != s.m.Items || len(s.cats) != s.m.Categories+1 {
+		return fmt.Errorf("%w: %q has %d item records (%d ids) and %d categories; manifest says %d and %d",
+			ErrBadSnapshot, s.dir, len(s.items), len(s.ids), len(s.cats)-1, s.m.Items, s.m.Categories)
 	}
 	return nil
 }

@@ -72,9 +72,13 @@ func runSnapshotUnpack(args []string) error {
 	fs := flag.NewFlagSet("snapshot unpack", flag.ExitOnError)
 	root := fs.String("root", "data/run/snapshots", "snapshot root to publish into as its CURRENT version; then POST /v1/admin/snapshots loads it (env EDGEREC_ROOT)")
 	maxGB := fs.Int64("max-gb", 64, "largest unpacked snapshot, GiB (env EDGEREC_MAX_GB)")
+	allowOlder := fs.Bool("allow-older", false, "publish a version older than the root's CURRENT: a roll back (env EDGEREC_ALLOW_OLDER)")
 	_ = fs.Parse(args)
 	if err := envTwins(fs); err != nil {
 		return err
+	}
+	if *maxGB <= 0 {
+		return fmt.Errorf("--max-gb %d: want a positive number of GiB", *maxGB)
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("want one packed snapshot: edgerec snapshot unpack [--root DIR] FILE.tar.zst (- for stdin)")
@@ -89,7 +93,7 @@ func runSnapshotUnpack(args []string) error {
 		defer f.Close()
 		r = f
 	}
-	dir, err := index.UnpackSnapshot(bufio.NewReaderSize(r, 1<<20), *root, index.UnpackOptions{MaxBytes: *maxGB << 30})
+	dir, err := index.UnpackSnapshot(bufio.NewReaderSize(r, 1<<20), *root, index.UnpackOptions{MaxBytes: *maxGB << 30, AllowOlder: *allowOlder})
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
