@@ -14,6 +14,9 @@ import (
 func TestSnapshotShip(t *testing.T) {
 	dir := t.TempDir()
 	events, items := genSample(t, dir, 20000, 3)
+	// The edge serves an older snapshot of its own.
+	edge := filepath.Join(dir, "edge")
+	v0, _ := build(t, "--events", events, "--out", filepath.Join(edge, "snapshots"))
 	builder := filepath.Join(dir, "builder")
 	v1, _ := build(t, "--events", events, "--items", items, "--out", builder)
 	packed := filepath.Join(dir, "snap.tar.zst")
@@ -21,9 +24,6 @@ func TestSnapshotShip(t *testing.T) {
 		t.Fatalf("pack: exit %d, %q, %s", code, out, errs)
 	}
 
-	// The edge serves an older snapshot of its own.
-	edge := filepath.Join(dir, "edge")
-	v0, _ := build(t, "--events", events, "--out", filepath.Join(edge, "snapshots"))
 	s := startServer(t, edge, freeAddr(t))
 	defer s.stop(t)
 	version := func() string {
@@ -65,6 +65,21 @@ func TestSnapshotShip(t *testing.T) {
 	}
 	if code, _, errs := run(t, "snapshot", "unpack", "--root", filepath.Join(edge, "snapshots"), packed); code != 1 || !strings.Contains(errs, "already present") {
 		t.Fatalf("the same version twice: exit %d, %s", code, errs)
+	}
+	// The edge's own older version, packed, is refused unless allowed.
+	old := filepath.Join(dir, "old.tar.zst")
+	if code, _, errs := run(t, "snapshot", "pack", "--root", filepath.Join(edge, "snapshots", "v"+v0), "--out", old); code != 0 {
+		t.Fatalf("pack v%s: %s", v0, errs)
+	}
+	other := filepath.Join(dir, "other")
+	if code, _, errs := run(t, "snapshot", "unpack", "--root", other, packed); code != 0 {
+		t.Fatalf("unpack into a new root: %s", errs)
+	}
+	if code, _, errs := run(t, "snapshot", "unpack", "--root", other, old); code != 1 || !strings.Contains(errs, "older than the current") {
+		t.Fatalf("an older version: exit %d, %s", code, errs)
+	}
+	if code, _, errs := run(t, "snapshot", "unpack", "--allow-older", "--root", other, old); code != 0 {
+		t.Fatalf("an older version, allowed: exit %d, %s", code, errs)
 	}
 	if code, _, errs := run(t, "snapshot", "frob"); code != 1 || !strings.Contains(errs, `unknown subcommand "frob"`) {
 		t.Fatalf("unknown subcommand: exit %d, %s", code, errs)
