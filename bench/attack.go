@@ -197,19 +197,18 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 			tg(&t)
 			status, kind := 0, errNone
 			c, err := pool.get(ctx)
+			if err != nil && ended() {
+				// The attack ended while this one waited for or dialed a
+				// connection: the end cut it, not the server. (A request
+				// that was sent counts whatever happens after the end.)
+				return
+			}
 			if err == nil {
 				var reuse bool
 				status, reuse, err = c.do(head, t.Method, t.Path, t.Body, time.Now().Add(o.Timeout))
 				pool.put(c, reuse)
 			}
-			if err != nil {
-				if ended() {
-					// The attack ended while this one waited for or dialed
-					// a connection: the end cut it, not the server.
-					return
-				}
-				kind = classify(err)
-			}
+			kind = classify(err)
 			res := result{intended: intended, latency: time.Since(intended), status: status, err: kind, kind: t.Kind}
 			sh.mu.Lock()
 			sh.r.add(res)

@@ -420,3 +420,27 @@ func TestWrkCorrected(t *testing.T) {
 		t.Fatalf("20 ms over 1 ms: %d values (raw %d), want 20 (raw 2)", c.TotalCount(), h.TotalCount())
 	}
 }
+
+// TestAttackCountsTimeoutsAfterEnd: requests sent into a server that hangs
+// near the end of the attack time out after it, and still count.
+func TestAttackCountsTimeoutsAfterEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing-sensitive: runs in the race-free pass of make test")
+	}
+	var start atomic.Int64
+	u := serve(t, func(ctx *fasthttp.RequestCtx) {
+		if time.Duration(time.Now().UnixNano()-start.Load()) > 300*time.Millisecond {
+			time.Sleep(time.Second) // hung
+		}
+		ctx.SetBodyString("ok")
+	})
+	start.Store(time.Now().UnixNano())
+	rep, err := Attack(context.Background(), AttackOptions{URL: u, Pacer: ConstantPacer{Freq: 100, Per: time.Second},
+		Duration: 600 * time.Millisecond, Timeout: 400 * time.Millisecond, NewTargeter: fixed("/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Errors["timeout"] < 20 || rep.OK < 20 {
+		t.Fatalf("%d requests, %d ok, errors %v: ~30 sent into the hang should time out", rep.Requests, rep.OK, rep.Errors)
+	}
+}
