@@ -38,18 +38,20 @@ func makeEntry(tail, def []byte, tried bool) []byte {
 	return binary.LittleEndian.AppendUint32(v, n)
 }
 
-// splitEntry returns the parts of a cached entry; both alias v.
-func splitEntry(v []byte) (tail, def []byte, tried bool) {
+// splitEntry returns the parts of a cached entry; both alias v. ok is
+// false for a value that is not an entry (a 64-bit key collision with
+// another family of the cache): the caller treats it as a miss.
+func splitEntry(v []byte) (tail, def []byte, tried, ok bool) {
 	if len(v) < 4 {
-		return nil, nil, false
+		return nil, nil, false, false
 	}
 	n := binary.LittleEndian.Uint32(v[len(v)-4:])
 	tried = n&entryDeflated != 0
 	n &^= entryDeflated
 	if int(n) > len(v)-4 {
-		panic("BUG: cached body entry shorter than its tail")
+		return nil, nil, false, false
 	}
-	return v[:n], v[n : len(v)-4], tried
+	return v[:n], v[n : len(v)-4], tried, true
 }
 
 // wantGzip reports whether this answer goes out gzip-compressed: the
@@ -100,6 +102,9 @@ var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
 // writeGzip writes head ‖ tail as one gzip member, def being the deflate
 // stream of tail. head must be shorter than 64 KiB.
 func writeGzip(ctx *fasthttp.RequestCtx, head, tail, def []byte) {
+	if len(head) > 0xffff {
+		panic("BUG: a gzip head longer than a stored block")
+	}
 	ctx.Response.Header.Set(fasthttp.HeaderContentEncoding, "gzip")
 	var b [8]byte
 	_, _ = ctx.Write(gzipHeader)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
 )
 
@@ -72,9 +73,15 @@ func TestWriteGzip(t *testing.T) {
 	}
 	// Entries round-trip.
 	for _, tried := range []bool{false, true} {
-		tail, def, tr := splitEntry(makeEntry([]byte("tail"), []byte("def"), tried))
-		if string(tail) != "tail" || string(def) != "def" || tr != tried {
+		tail, def, tr, ok := splitEntry(makeEntry([]byte("tail"), []byte("def"), tried))
+		if !ok || string(tail) != "tail" || string(def) != "def" || tr != tried {
 			t.Fatalf("entry: %q %q %v", tail, def, tr)
+		}
+	}
+	// Values of other cache families are not entries.
+	for _, v := range [][]byte{nil, {1}, {1, 2, 3, 4}, {9, 9, 9, 9, 9, 0xff, 0xff, 0, 0}} {
+		if _, _, _, ok := splitEntry(v); ok {
+			t.Fatalf("%v read as an entry", v)
 		}
 	}
 }
@@ -167,4 +174,21 @@ func jsonEqual(a, b map[string]any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
+}
+
+// TestBodyKeyRawPath: ids that differ only in what path normalisation
+// folds (a/b, a//b, a/./b, sent as %2F) have their own cache entries.
+func TestBodyKeyRawPath(t *testing.T) {
+	s := &Server{}
+	rs := &reqState{h: xxhash.New()}
+	keys := map[uint64]string{}
+	for _, p := range []string{"/v1/items/a%2Fb/similar", "/v1/items/a%2F%2Fb/similar", "/v1/items/a%2F.%2Fb/similar", "/v1/items/c%2F..%2Fa%2Fb/similar"} {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(p + "?k=3")
+		k := s.bodyKey(&ctx, rs, 1)
+		if other, dup := keys[k]; dup {
+			t.Fatalf("%s and %s share a cache key", p, other)
+		}
+		keys[k] = p
+	}
 }

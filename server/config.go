@@ -63,6 +63,7 @@ type Placement struct {
 	histW     float64
 	segmented bool       // a rule or pin depends on the visitor's segments
 	segList   []*Segment // the segments rules and pins index
+	holdout   *Placement // what the universal holdout sees here
 }
 
 // Rule matches items by category or id.
@@ -297,6 +298,15 @@ func (c *Config) validate(at func(path, msg string) error) error {
 		}
 		for _, pin := range p.Pin {
 			p.segmented = p.segmented || pin.seg > 0
+		}
+		// The universal holdout sees popular items, unpersonalised, but
+		// within the placement's filters: those are not personalisation.
+		p.holdout = &Placement{name: "holdout", Strategy: "popular", strategy: strategyPopular,
+			Exclude: p.Exclude, Only: p.Only, segList: p.segList}
+		for _, rs := range [][]Rule{p.Exclude, p.Only} {
+			for _, r := range rs {
+				p.holdout.segmented = p.holdout.segmented || r.seg > 0
+			}
 		}
 	}
 	return nil

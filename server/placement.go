@@ -44,7 +44,9 @@ func (s *Server) recommend(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs
 	args := ctx.QueryArgs()
 	if s.inHoldout(rs.params.user) {
 		k := pl.K
-		pl = holdoutPlacement
+		if pl = pl.holdout; pl == nil {
+			pl = holdoutPlacement
+		}
 		if k > 0 && args.Peek("k") == nil {
 			rs.params.k = min(k, s.o.MaxK)
 		}
@@ -224,10 +226,18 @@ func (rs *reqState) filtered(snap *index.SnapshotRef, info *index.ItemInfo) bool
 	}
 	only, matched := false, false
 	for i := range pl.Only {
-		if r := &pl.Only[i]; applies(r) {
-			only = true
-			matched = matched || ruleMatches(info, r, ruleCategory(snap, r))
+		r := &pl.Only[i]
+		if !applies(r) {
+			continue
 		}
+		c := ruleCategory(snap, r)
+		if r.Category != "" && c == 0 {
+			// A category this snapshot lacks (a typo, or gone in a
+			// rebuild) would empty the answer: the rule does not apply.
+			continue
+		}
+		only = true
+		matched = matched || ruleMatches(info, r, c)
 	}
 	return only && !matched
 }

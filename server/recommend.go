@@ -324,14 +324,14 @@ func (s *Server) loadHistory(snap *index.SnapshotRef, rs *reqState, seen seenPol
 
 // render writes the response: {"rec_id":…, then the cacheable tail;
 // gzip-compressed when def, the tail's deflate stream, is not empty.
-func (s *Server) render(ctx *fasthttp.RequestCtx, rs *reqState, tail, def []byte) {
+func (s *Server) render(ctx *fasthttp.RequestCtx, rs *reqState, tail, def []byte, cached bool) {
 	ctx.SetContentType("application/json")
 	// In rs, not on the stack: crc32 (writeGzip) lets its input escape.
 	h := append(rs.head[:0], `{"rec_id":"`...)
 	h = s.appendRecID(h)
 	h = append(h, `",`...)
 	rs.head = h
-	if !rs.inner && s.o.GzipMinBytes > 0 && len(tail) >= s.o.GzipMinBytes {
+	if cached && !rs.inner && s.o.GzipMinBytes > 0 && len(tail) >= s.o.GzipMinBytes {
 		// Add: CORS may have said Vary: Origin already.
 		ctx.Response.Header.Add(fasthttp.HeaderVary, fasthttp.HeaderAcceptEncoding)
 	}
@@ -407,7 +407,10 @@ func (s *Server) bodyKey(ctx *fasthttp.RequestCtx, rs *reqState, version uint64)
 	binary.LittleEndian.PutUint64(b[8:], s.gen.Load())
 	rs.h.Reset()
 	_, _ = rs.h.Write(b[:])
-	_, _ = rs.h.Write(ctx.Path())
+	// The path as sent, not ctx.Path(): fasthttp normalises that (//, /./,
+	// /../ collapse), and ids holding '/' (sent as %2F) must not share
+	// an entry.
+	_, _ = rs.h.Write(ctx.Request.URI().PathOriginal())
 	_, _ = rs.h.Write([]byte{'?'})
 	_, _ = rs.h.Write(ctx.URI().QueryString())
 	return rs.h.Sum64()
@@ -423,7 +426,11 @@ func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rs *reqState, key uint64)
 		return false
 	}
 	s.m.cacheHits.Inc()
-	tail, def, tried := splitEntry(v)
+	tail, def, tried, ok := splitEntry(v)
+	if !ok {
+		s.m.cacheMisses.Inc()
+		return false
+	}
 	switch {
 	case !s.wantGzip(ctx, rs, tail):
 		def = nil
@@ -432,7 +439,7 @@ func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rs *reqState, key uint64)
 		e := makeEntry(tail, def, true)
 		s.cache.Set(key, e, int64(len(e)+64))
 	}
-	s.render(ctx, rs, tail, def)
+	s.render(ctx, rs, tail, def, true)
 	return true
 }
 
@@ -449,7 +456,7 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs *r
 		e := makeEntry(rs.body, def, gz)
 		s.cache.Set(key, e, int64(len(e)+64))
 	}
-	s.render(ctx, rs, rs.body, def)
+	s.render(ctx, rs, rs.body, def, key != 0)
 }
 
 // serveRead runs h with a reference to the served snapshot, a pooled

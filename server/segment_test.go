@@ -370,6 +370,7 @@ func TestPageBadParamsNoExposure(t *testing.T) {
 // segment's members; bad rules are config errors naming the line.
 func TestPlacementFilters(t *testing.T) {
 	cfg, err := ParseConfig([]byte(`
+holdout: 0.5
 placements:
   home:
     strategy: popular
@@ -378,6 +379,10 @@ placements:
     only:
       - category: Comedy
         segment: pricing
+  typo:
+    strategy: popular
+    only:
+      - category: Dramaa
 segments:
   pricing:
     if: 'views("/pricing", "30d") >= 1'
@@ -407,8 +412,20 @@ segments:
 		}
 		return anyDrama, allComedy
 	}
-	if d, _ := cats("anyone"); d {
-		t.Fatal("a Drama in an answer that excludes them")
+	// Visitors in and out of the universal holdout: filters are not
+	// personalisation, both keep them.
+	var held, other string
+	for v := 0; held == "" || other == ""; v++ {
+		if id := fmt.Sprintf("fv%d", v); s.inHoldout([]byte(id)) {
+			held = id
+		} else {
+			other = id
+		}
+	}
+	for _, v := range []string{held, other} {
+		if d, _ := cats(v); d {
+			t.Fatalf("%s (holdout %v): a Drama in an answer that excludes them", v, v == held)
+		}
 	}
 	if code, b := do(t, c, "POST", "/v1/events", testKey, `{"event":"pageview","visitor":"lead","page":"/pricing"}`); code != 200 {
 		t.Fatalf("%d %s", code, b)
@@ -416,10 +433,15 @@ segments:
 	if d, all := cats("lead"); d || !all {
 		t.Fatalf("segment member: drama %v, all comedies %v", d, all)
 	}
+	// An only rule naming a category the snapshot lacks does not empty
+	// the answer.
+	if l := getList(t, c, "/v1/recommend?placement=typo&k=5"); len(l.Items) != 5 {
+		t.Fatalf("only an unknown category: %d items", len(l.Items))
+	}
 	// Without the filters, the same placement has Dramas (the test is not
 	// vacuous).
 	cfg.Placements["home"].Exclude = nil
-	if d, _ := cats("anyone"); !d {
+	if d, _ := cats(other); !d {
 		t.Fatal("no Drama among the 40 most popular films: the test shows nothing")
 	}
 

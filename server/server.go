@@ -11,7 +11,7 @@ import (
 	"log"
 	"net"
 	"net/url"
-	"path/filepath"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,7 +210,9 @@ func New(o Options, state *index.State) (*Server, error) {
 func (s *Server) LoadSnapshot(path string) (*index.Manifest, error) {
 	if dir, err := index.ResolveSnapshot(path); err == nil {
 		if cur := s.live.Acquire(); cur != nil {
-			same := filepath.Clean(cur.Dir()) == filepath.Clean(dir)
+			a, err1 := os.Stat(cur.Dir())
+			b, err2 := os.Stat(dir)
+			same := err1 == nil && err2 == nil && os.SameFile(a, b)
 			m := *cur.Manifest()
 			cur.Release()
 			if same {
