@@ -59,6 +59,10 @@ type AudienceOptions struct {
 	// Attrs are the CSV attribute columns; when empty, every attribute key
 	// of the rows written, sorted (found by a first pass over the profiles).
 	Attrs []string
+	// RawCSV writes CSV text cells as they are: by default a cell that a
+	// spreadsheet would run as a formula gets a leading ' (see csvCell),
+	// which importers that are not spreadsheets keep ("'+81 90…").
+	RawCSV bool
 }
 
 // AudienceStats say what an export did.
@@ -190,7 +194,7 @@ func (s *Server) ExportAudience(w io.Writer, o AudienceOptions) (AudienceStats, 
 			}
 			attrs = sortedKeys(keys)
 		}
-		c := newAudienceCSV(bw, attrs, o.WithRecs)
+		c := newAudienceCSV(bw, attrs, o.WithRecs, o.RawCSV)
 		if err := c.header(); err != nil {
 			return AudienceStats{}, err
 		}
@@ -284,20 +288,20 @@ func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (Audience
 				return err
 			}
 		}
-		was, changedAt := false, int64(0)
+		was, changedAt, damaged := false, int64(0), false
 		if ok {
 			t, n := uint64(0), 0
 			if len(rec) >= 2 && (rec[0] == 'i' || rec[0] == 'o') {
 				t, n = binary.Uvarint(rec[1:])
 			}
 			if n <= 0 {
-				// A damaged record counts as none: this export writes a
-				// new one.
-				ok = false
+				// A damaged record counts as none, and this export
+				// writes a new one, member or not.
+				ok, damaged = false, true
 			}
 			was, changedAt = ok && rec[0] == 'i', int64(t)
 		}
-		if member != was || !ok && member {
+		if member != was || !ok && member || damaged {
 			changedAt = x.now
 			if mw != nil {
 				val = append(val[:0], 'o')
@@ -428,6 +432,7 @@ func (x *audienceExport) appendNDJSON(dst []byte, r *audienceRow) ([]byte, error
 // share it, so both write the same bytes for the same rows.
 type audienceCSV struct {
 	w        *csv.Writer
+	raw      bool // no csvCell
 	attrs    []string
 	col      map[string]int // attribute key → column
 	withRecs int
@@ -435,8 +440,15 @@ type audienceCSV struct {
 	num      []byte
 }
 
-func newAudienceCSV(w io.Writer, attrs []string, withRecs int) *audienceCSV {
-	c := &audienceCSV{w: csv.NewWriter(w), attrs: attrs, col: make(map[string]int, len(attrs)), withRecs: withRecs}
+func newAudienceCSV(w io.Writer, attrs []string, withRecs int, raw bool) *audienceCSV {
+	// One column an attribute, however often attrs names it.
+	seen := make(map[string]bool, len(attrs))
+	attrs = slices.DeleteFunc(slices.Clone(attrs), func(a string) bool {
+		dup := seen[a]
+		seen[a] = true
+		return dup
+	})
+	c := &audienceCSV{w: csv.NewWriter(w), raw: raw, attrs: attrs, col: make(map[string]int, len(attrs)), withRecs: withRecs}
 	for i, a := range attrs {
 		c.col[a] = 3 + i
 	}
@@ -445,8 +457,10 @@ func newAudienceCSV(w io.Writer, attrs []string, withRecs int) *audienceCSV {
 }
 
 // header writes the column names. An attribute whose name is one of the
-// fixed columns' (user_id, status, changed_at, rec_N_…) is named attr_NAME,
-// so that no reader mistakes it for that column.
+// fixed columns' (user_id, status, changed_at, rec_N_…), starts with
+// attr_, or starts like a formula (= + - @ ' tab CR) is named attr_NAME:
+// no reader mistakes it for another column, no spreadsheet runs it, and
+// distinct attributes keep distinct columns.
 func (c *audienceCSV) header() error {
 	fixed := []string{"user_id", "status", "changed_at"}
 	var recs []string
@@ -456,12 +470,21 @@ func (c *audienceCSV) header() error {
 	}
 	h := slices.Clone(fixed)
 	for _, a := range c.attrs {
-		if slices.Contains(fixed, a) || strings.HasPrefix(a, "rec_") || strings.HasPrefix(a, "attr_") {
+		if slices.Contains(fixed, a) || strings.HasPrefix(a, "rec_") || strings.HasPrefix(a, "attr_") ||
+			a != "" && strings.IndexByte("=+-@'\t\r", a[0]) >= 0 {
 			a = "attr_" + a
 		}
-		h = append(h, csvCell(a))
+		h = append(h, a)
 	}
 	return c.w.Write(append(h, recs...))
+}
+
+// cell is s as a text cell: defused by csvCell unless c.raw.
+func (c *audienceCSV) cell(s string) string {
+	if c.raw {
+		return s
+	}
+	return csvCell(s)
 }
 
 // csvCell keeps a spreadsheet from running a cell as a formula: text
@@ -479,7 +502,7 @@ func csvCell(s string) string {
 // start clears the record and fills its first three columns.
 func (c *audienceCSV) start(user, status string, changedAt int64) {
 	clear(c.rec)
-	c.rec[0], c.rec[1], c.rec[2] = csvCell(user), status, strconv.FormatInt(changedAt, 10)
+	c.rec[0], c.rec[1], c.rec[2] = c.cell(user), status, strconv.FormatInt(changedAt, 10)
 }
 
 // setAttr fills the column of attribute key, if it has one; v is already
@@ -496,7 +519,7 @@ func (c *audienceCSV) setRec(i int, id, title, category, price string) {
 		return
 	}
 	j := 3 + len(c.attrs) + 4*i
-	c.rec[j], c.rec[j+1], c.rec[j+2], c.rec[j+3] = csvCell(id), csvCell(title), csvCell(category), price
+	c.rec[j], c.rec[j+1], c.rec[j+2], c.rec[j+3] = c.cell(id), c.cell(title), c.cell(category), price
 }
 
 func (c *audienceCSV) write() error { return c.w.Write(c.rec) }
@@ -513,7 +536,7 @@ func (c *audienceCSV) rowOf(r *audienceRow, x *audienceExport) error {
 		for i := range r.p.Attrs {
 			a := &r.p.Attrs[i]
 			if _, ok := c.col[string(a.Key)]; ok {
-				c.setAttr(a.Key, csvAttrValue(a))
+				c.setAttr(a.Key, c.attrValue(a))
 			}
 		}
 		if c.withRecs > 0 {
@@ -535,12 +558,12 @@ func (c *audienceCSV) rowOf(r *audienceRow, x *audienceExport) error {
 	return c.write()
 }
 
-// csvAttrValue is an attribute as a CSV cell: the string, the number as
+// attrValue is an attribute as a CSV cell: the string, the number as
 // JSON writes it, or true/false.
-func csvAttrValue(a *model.ProfileAttr) string {
+func (c *audienceCSV) attrValue(a *model.ProfileAttr) string {
 	switch a.Type {
 	case model.AttrString:
-		return csvCell(string(a.Str))
+		return c.cell(string(a.Str))
 	case model.AttrBool:
 		return strconv.FormatBool(a.Num == 1)
 	}
@@ -570,7 +593,7 @@ type AudienceRec struct {
 // to the CSV ExportAudience writes with the same options: it reads src
 // twice, once for the attribute columns (unless attrs are given), then
 // for the rows. It returns the rows written.
-func WriteAudienceCSV(w io.Writer, src io.ReadSeeker, withRecs int, attrs []string) (int, error) {
+func WriteAudienceCSV(w io.Writer, src io.ReadSeeker, withRecs int, attrs []string, raw bool) (int, error) {
 	each := func(fn func(r *AudienceRow) error) error {
 		if _, err := src.Seek(0, io.SeekStart); err != nil {
 			return err
@@ -609,7 +632,7 @@ func WriteAudienceCSV(w io.Writer, src io.ReadSeeker, withRecs int, attrs []stri
 		attrs = sortedKeys(keys)
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
-	c := newAudienceCSV(bw, attrs, withRecs)
+	c := newAudienceCSV(bw, attrs, withRecs, raw)
 	if err := c.header(); err != nil {
 		return 0, err
 	}
@@ -617,7 +640,7 @@ func WriteAudienceCSV(w io.Writer, src io.ReadSeeker, withRecs int, attrs []stri
 	err := each(func(r *AudienceRow) error {
 		c.start(r.UserID, r.Status, r.ChangedAt)
 		for k, v := range r.Attributes {
-			c.setAttr([]byte(k), jsonCell(v))
+			c.setAttr([]byte(k), c.jsonCell(v))
 		}
 		for i, rec := range r.Recommendations {
 			pr := ""
@@ -640,11 +663,11 @@ func WriteAudienceCSV(w io.Writer, src io.ReadSeeker, withRecs int, attrs []stri
 
 // jsonCell is a JSON scalar as a CSV cell: a string's text, a number or
 // boolean as written.
-func jsonCell(v json.RawMessage) string {
+func (c *audienceCSV) jsonCell(v json.RawMessage) string {
 	if len(v) > 0 && v[0] == '"' {
 		var s string
 		if json.Unmarshal(v, &s) == nil {
-			return csvCell(s)
+			return c.cell(s)
 		}
 	}
 	return string(v)
@@ -675,6 +698,9 @@ func (s *Server) handleMembers(ctx *fasthttp.RequestCtx, id []byte) error {
 			return badParam("since", "must be a Unix time in seconds, after 1970-01-01")
 		}
 		o.Since = int64(n)
+	}
+	if v := args.Peek("raw_csv"); len(v) > 0 {
+		o.RawCSV = string(v) == "1" || string(v) == "true"
 	}
 	// CSV pages share their columns only when attrs= names them: without
 	// it each page has the attribute columns of its own rows.

@@ -188,7 +188,7 @@ func TestExportAudience(t *testing.T) {
 	nd, _ := export(t, s, AudienceOptions{Segment: "pricing", WithRecs: 3, Format: "ndjson"})
 	direct, _ := export(t, s, AudienceOptions{Segment: "pricing", WithRecs: 3})
 	var conv bytes.Buffer
-	if n, err := WriteAudienceCSV(&conv, bytes.NewReader(nd), 3, nil); err != nil || n != 2 || conv.String() != string(direct) {
+	if n, err := WriteAudienceCSV(&conv, bytes.NewReader(nd), 3, nil, false); err != nil || n != 2 || conv.String() != string(direct) {
 		t.Fatalf("converted %d rows, %v:\n%s\nwant\n%s", n, err, conv.Bytes(), direct)
 	}
 }
@@ -305,12 +305,24 @@ func TestExportAudienceHostileCells(t *testing.T) {
 		t.Fatalf("NDJSON: %+v", r[0])
 	}
 	var back bytes.Buffer
-	if _, err := WriteAudienceCSV(&back, bytes.NewReader(nd), 1, nil); err != nil {
+	if _, err := WriteAudienceCSV(&back, bytes.NewReader(nd), 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	brows, bheader := parseCSV(t, back.Bytes())
 	if strings.Join(bheader, ",") != want || brows[0]["user_id"] != "'=1+2" || brows[1]["company"] != "'@SUM(A1)" || brows[1]["employees"] != "-5" {
 		t.Fatalf("from NDJSON:\n%s", back.Bytes())
+	}
+	// RawCSV, for importers that are not spreadsheets: cells as they are.
+	raw, _ := export(t, s, AudienceOptions{Segment: "pricing", RawCSV: true})
+	if rrows, _ := parseCSV(t, raw); rrows[0]["user_id"] != "=1+2" || rrows[1]["note"] != "-2+3" {
+		t.Fatalf("raw CSV:\n%s", raw)
+	}
+	// Attribute names that start like formulas, or like the renamed
+	// columns, keep columns of their own; attrs naming one twice get one.
+	putAttrs(t, s, "u9", `{"=x":"1","'=x":"2","attr_=x":"3"}`)
+	b, _ = export(t, s, AudienceOptions{Segment: "pricing", Attrs: []string{"=x", "'=x", "attr_=x", "note", "note"}})
+	if _, h := parseCSV(t, b); strings.Join(h, ",") != "user_id,status,changed_at,attr_=x,attr_'=x,attr_attr_=x,note" {
+		t.Fatalf("header %q", h)
 	}
 }
 
@@ -337,8 +349,15 @@ func TestExportAudienceDamaged(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// u2 is out of the segment; its record is damaged too.
+	if err := st.AppendEvents([]index.StateEvent{{User: []byte("u2"), Type: model.EventPageview, TS: now, Page: []byte("/home")}}); err != nil {
+		t.Fatal(err)
+	}
 	mw := st.NewMetaWriter()
 	if err := mw.Set([]byte("sg/pricing/email/u1"), []byte{'x'}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mw.Set([]byte("sg/pricing/email/u2"), []byte{'i'}); err != nil {
 		t.Fatal(err)
 	}
 	if err := mw.Close(); err != nil {
@@ -376,6 +395,12 @@ func TestExportAudienceDamaged(t *testing.T) {
 		if err != nil || stats.Skipped != 1 || stats.Written != 1 || !strings.Contains(out.String(), "u1") {
 			t.Fatalf("%s export over a damaged profile: %+v, %v\n%s", format, stats, err, out.String())
 		}
+	}
+	// Both damaged records were rewritten: u1 joined, u2 is out.
+	var out bytes.Buffer
+	stats, err := s.ExportAudience(&out, AudienceOptions{Segment: "pricing", Format: "ndjson", Since: now - 3600})
+	if rows := parseNDJSON(t, out.Bytes()); err != nil || stats.Joined != 1 || stats.Left != 1 || len(rows) != 2 || rows[1].UserID != "u2" {
+		t.Fatalf("since: %+v, %v\n%s", stats, err, out.String())
 	}
 }
 

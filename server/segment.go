@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"math"
-	"net/url"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -488,10 +487,29 @@ func rulePath(p string) string {
 		prefix = string(pagePath([]byte(prefix)))
 	}
 	if !strings.Contains(prefix, "%") {
-		prefix = (&url.URL{Path: prefix}).EscapedPath()
+		prefix = escapePath(prefix)
 	}
 	if star {
 		return prefix + "*"
 	}
 	return prefix
+}
+
+// escapePath percent-encodes p as browsers encode a URL's path (the WHATWG
+// path percent-encode set: controls, space, " # < > ? ` { } and every
+// byte past ASCII), and nothing else: "/sale(2024)" and "/men's" stay as
+// they are sent, where url.URL's EscapedPath would encode ( ) and '.
+func escapePath(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"#<>?`{}", c) >= 0 {
+			b.WriteByte('%')
+			b.WriteByte("0123456789ABCDEF"[c>>4])
+			b.WriteByte("0123456789ABCDEF"[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }

@@ -319,6 +319,10 @@ func TestRulePath(t *testing.T) {
 	f("/%E6%96%99%E9%87%91/", "/%E6%96%99%E9%87%91")
 	f("/ブログ/*", "/%E3%83%96%E3%83%AD%E3%82%B0/*")
 	f("/a b", "/a%20b")
+	f("/sale(2024)", "/sale(2024)")
+	f("/men's/*", "/men's/*")
+	f("/a[1]!", "/a[1]!")
+	f("/{x}", "/%7Bx%7D")
 	// The rule counts what a browser's URL stores.
 	ev := string(pagePath([]byte("https://example.jp/%E6%96%99%E9%87%91/?utm_source=x")))
 	if rulePath("/料金/") != ev {

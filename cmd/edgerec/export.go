@@ -45,6 +45,7 @@ func runExportAudience(args []string) error {
 	out := fs.String("out", "", "output file; default stdout (env EDGEREC_OUT)")
 	serverURL := fs.String("url", "", "export through a running server, http://host:port, paging GET /v1/segments/{id}/members; see also --api-key (env EDGEREC_URL)")
 	apiKey := fs.String("api-key", "", "the server's API key, with --url (env EDGEREC_API_KEY)")
+	rawCSV := fs.Bool("raw-csv", false, "write CSV text cells as they are; by default a cell a spreadsheet would run as a formula (= + - @ first) gets a leading ' (env EDGEREC_RAW_CSV)")
 	_ = fs.Parse(args)
 	if err := envTwins(fs); err != nil {
 		return err
@@ -75,7 +76,7 @@ func runExportAudience(args []string) error {
 	if comp != "zstd" && comp != "gzip" && comp != "none" {
 		return fmt.Errorf("--compress %q: want zstd, gzip or none", comp)
 	}
-	o := server.AudienceOptions{Segment: *segment, WithRecs: *withRecs, Format: *format, Channel: *channel}
+	o := server.AudienceOptions{Segment: *segment, WithRecs: *withRecs, Format: *format, Channel: *channel, RawCSV: *rawCSV}
 	if *since != "" {
 		t, err := parseSince(*since, time.Now())
 		if err != nil {
@@ -300,7 +301,7 @@ func exportFromServer(w io.Writer, base, key string, o server.AudienceOptions) (
 		}
 	}
 	if spool != nil {
-		if _, err := server.WriteAudienceCSV(w, spool, o.WithRecs, nil); err != nil {
+		if _, err := server.WriteAudienceCSV(w, spool, o.WithRecs, nil, o.RawCSV); err != nil {
 			return st, fmt.Errorf("cannot convert the pages to CSV: %w", err)
 		}
 	}
