@@ -318,7 +318,11 @@ func TestRequestHead(t *testing.T) {
 	if got := string(h.append(nil, "POST", "/e", []byte("{}"))); got != "POST /e HTTP/1.1\r\nHost: h:1\r\nX-A: 1\r\nContent-Type: application/x-ndjson\r\nContent-Length: 2\r\nAuthorization: Bearer key\r\n\r\n{}" {
 		t.Fatalf("POST: %q", got)
 	}
-	for _, bad := range []string{"novalue", ": v", "X A: v", "X-A: v\r\nX-B: w", "Content-Length: 5", "transfer-encoding: chunked", "Ünï: v"} {
+	h, _ = newRequestHead("h:1", "key", []string{"authorization: Basic eA==", "Content-Type: application/json"})
+	if got := string(h.append(nil, "POST", "/e", []byte("{}"))); got != "POST /e HTTP/1.1\r\nHost: h:1\r\nauthorization: Basic eA==\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}" {
+		t.Fatalf("POST with its own Authorization and Content-Type: %q", got)
+	}
+	for _, bad := range []string{"novalue", ": v", "X A: v", "X-A: v\r\nX-B: w", "X-A: v\x00", "X-A: \x7f", "Host:", "Content-Length: 5", "transfer-encoding: chunked", "Ünï: v"} {
 		if err := CheckHeaders([]string{bad}); err == nil {
 			t.Errorf("header %q accepted", bad)
 		}

@@ -129,6 +129,9 @@ type requestHead struct {
 	host  string
 	auth  string
 	extra []byte // "Name: value\r\n" lines
+	// ownType and ownAuth: --header gave Content-Type or Authorization,
+	// which replace bench's own on POSTs.
+	ownType, ownAuth bool
 }
 
 // newRequestHead checks headers ("Name: value" each) and renders them. A
@@ -139,15 +142,22 @@ func newRequestHead(host, auth string, headers []string) (*requestHead, error) {
 	for _, line := range headers {
 		name, value, ok := strings.Cut(line, ":")
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		if !ok || name == "" || strings.ContainsAny(line, "\r\n") || strings.IndexFunc(name, notTokenChar) >= 0 {
-			return nil, fmt.Errorf("header %q: want \"Name: value\" on one line", line)
+		if !ok || name == "" || strings.IndexFunc(name, notTokenChar) >= 0 || strings.IndexFunc(value, notFieldChar) >= 0 {
+			return nil, fmt.Errorf("header %q: want \"Name: value\" on one line, without control characters", line)
 		}
 		switch strings.ToLower(name) {
 		case "host":
+			if value == "" {
+				return nil, fmt.Errorf("header %q: an empty Host", line)
+			}
 			h.host = value
 			continue
 		case "content-length", "transfer-encoding":
 			return nil, fmt.Errorf("header %q: bench writes %s itself", line, name)
+		case "content-type":
+			h.ownType = true
+		case "authorization":
+			h.ownAuth = true
 		}
 		h.extra = append(append(append(append(h.extra, name...), ": "...), value...), "\r\n"...)
 	}
@@ -159,6 +169,10 @@ func CheckHeaders(headers []string) error {
 	_, err := newRequestHead("", "", headers)
 	return err
 }
+
+// notFieldChar reports a byte a header value cannot hold: controls other
+// than tab (CR and LF among them: no header injection).
+func notFieldChar(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }
 
 // notTokenChar reports a rune an HTTP header name cannot hold.
 func notTokenChar(r rune) bool {
@@ -172,10 +186,13 @@ func (h *requestHead) append(dst []byte, method, path string, body []byte) []byt
 	b = append(append(b, h.host...), "\r\n"...)
 	b = append(b, h.extra...)
 	if len(body) > 0 {
-		b = append(b, "Content-Type: application/x-ndjson\r\nContent-Length: "...)
+		if !h.ownType {
+			b = append(b, "Content-Type: application/x-ndjson\r\n"...)
+		}
+		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, int64(len(body)), 10)
 		b = append(b, "\r\n"...)
-		if h.auth != "" {
+		if h.auth != "" && !h.ownAuth {
 			b = append(append(append(b, "Authorization: Bearer "...), h.auth...), "\r\n"...)
 		}
 	}

@@ -36,8 +36,10 @@ func EmitWrk(w io.Writer, ts []Target, apiKey string, headers []string) error {
 		}
 		body := "nil"
 		if len(t.Body) > 0 {
-			hs = append(hs, `["Content-Type"]="application/x-ndjson"`)
-			if apiKey != "" {
+			if !hasHeader(headers, "Content-Type") {
+				hs = append(hs, `["Content-Type"]="application/x-ndjson"`)
+			}
+			if apiKey != "" && !hasHeader(headers, "Authorization") {
 				hs = append(hs, `["Authorization"]=`+luaString("Bearer "+apiKey))
 			}
 			body = luaString(string(t.Body))
@@ -48,6 +50,17 @@ func EmitWrk(w io.Writer, ts []Target, apiKey string, headers []string) error {
 	b.WriteString("request = function()\n  i = i % #reqs + 1\n  return reqs[i]\nend\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// hasHeader reports whether headers set name (any case): bench's own
+// Content-Type and Authorization give way to them, as in requestHead.
+func hasHeader(headers []string, name string) bool {
+	for _, h := range headerPairs(headers) {
+		if strings.EqualFold(h[0], name) {
+			return true
+		}
+	}
+	return false
 }
 
 // headerPairs splits "Name: value" lines (checked by newRequestHead).
@@ -85,8 +98,10 @@ func EmitVegeta(w io.Writer, base string, ts []Target, apiKey string, headers []
 			if v.Header == nil {
 				v.Header = map[string][]string{}
 			}
-			v.Header["Content-Type"] = []string{"application/x-ndjson"}
-			if apiKey != "" {
+			if !hasHeader(headers, "Content-Type") {
+				v.Header["Content-Type"] = []string{"application/x-ndjson"}
+			}
+			if apiKey != "" && !hasHeader(headers, "Authorization") {
 				v.Header["Authorization"] = []string{"Bearer " + apiKey}
 			}
 		}
