@@ -125,6 +125,7 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", fmt.Errorf("cannot create snapshot root %q: %w", root, err)
 	}
+	removeStale(root, ".unpacking-*", 24*time.Hour)
 	tmp, err := os.MkdirTemp(root, ".unpacking-")
 	if err != nil {
 		return "", fmt.Errorf("cannot create a directory in %q: %w", root, err)
@@ -177,6 +178,17 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 	}
 	published = true
 	return dir, nil
+}
+
+// removeStale removes what an unpack killed midway left in root: temp
+// directories untouched for longer than age (no unpack runs that long).
+func removeStale(root, pattern string, age time.Duration) {
+	names, _ := filepath.Glob(filepath.Join(root, pattern))
+	for _, n := range names {
+		if st, err := os.Stat(n); err == nil && time.Since(st.ModTime()) > age {
+			_ = os.RemoveAll(n)
+		}
+	}
 }
 
 // unpackInto extracts the archive's files into dir and returns the name of

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -44,6 +45,11 @@ func packSmall(t *testing.T) (root string, m *Manifest, packed []byte) {
 func TestPackUnpack(t *testing.T) {
 	_, m, packed := packSmall(t)
 	dst := filepath.Join(t.TempDir(), "edge", "snapshots")
+	// What a killed unpack left two days ago goes; a fresh one stays.
+	stale, fresh := filepath.Join(dst, ".unpacking-1"), filepath.Join(dst, ".unpacking-2")
+	must(t, os.MkdirAll(stale, 0o755))
+	must(t, os.MkdirAll(fresh, 0o755))
+	must(t, os.Chtimes(stale, time.Now().Add(-48*time.Hour), time.Now().Add(-48*time.Hour)))
 	dir, err := UnpackSnapshot(bytes.NewReader(packed), dst, UnpackOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -67,8 +73,8 @@ func TestPackUnpack(t *testing.T) {
 		t.Fatalf("the same version again: %v", err)
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(dst, ".unpacking-*"))
-	if len(leftovers) != 0 {
-		t.Fatalf("left behind: %v", leftovers)
+	if len(leftovers) != 1 || leftovers[0] != fresh {
+		t.Fatalf("left behind: %v, want only %s", leftovers, fresh)
 	}
 
 	// An archive older than the root's CURRENT would roll it back: refused
