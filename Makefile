@@ -9,7 +9,7 @@ API_KEY   ?= dev-key
 FUZZTIME  ?= 10s
 BENCHCOUNT ?= 6
 
-.PHONY: help run sample test test-race fmt vet check-all fuzz bench bench-go bench-scale build clean
+.PHONY: help run sample test test-race fmt vet check-all fuzz e2e bench bench-go bench-scale build clean
 
 help: ## show this help
 	@echo "edgerec make targets:"
@@ -57,6 +57,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 			echo "== $$p $$t"; $(GO) test -run=NONE -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$p || exit 1; \
 		done; \
 	done
+
+e2e: build ## the binary end to end: gen, build, serve, every bench scenario, a shipped snapshot loaded under load (~20 s)
+	scripts/e2e.sh
 
 bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: ~2 min)
 	scripts/bench.sh
