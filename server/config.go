@@ -268,12 +268,15 @@ func (c *Config) validate(at func(path, msg string) error) error {
 				return err
 			}
 		}
-		for kind, rules := range map[string][]Rule{"exclude": p.Exclude, "only": p.Only} {
-			for i := range rules {
-				r := &rules[i]
-				path := fmt.Sprintf("%s.%s[%d]", base, kind, i)
+		for _, f := range [...]struct {
+			kind  string
+			rules []Rule
+		}{{"exclude", p.Exclude}, {"only", p.Only}} {
+			for i := range f.rules {
+				r := &f.rules[i]
+				path := fmt.Sprintf("%s.%s[%d]", base, f.kind, i)
 				if (r.Category == "") == (r.Item == "") || r.Factor != 0 {
-					return at(path, fmt.Sprintf("placement %q: an %s rule needs one of category or item, and no factor", n, kind))
+					return at(path, fmt.Sprintf("placement %q: an %s rule needs one of category or item, and no factor", n, f.kind))
 				}
 				if r.seg, err = segOf(path, r.Segment); err != nil {
 					return err
@@ -290,26 +293,29 @@ func (c *Config) validate(at func(path, msg string) error) error {
 				return err
 			}
 		}
-		p.segmented, p.segList = false, c.segments
-		for _, rs := range [][]Rule{p.Boost, p.Bury, p.Exclude, p.Only} {
-			for _, r := range rs {
-				p.segmented = p.segmented || r.seg > 0
-			}
-		}
+		p.segList = c.segments
+		p.segmented = segmentedRules(p.Boost, p.Bury, p.Exclude, p.Only)
 		for _, pin := range p.Pin {
 			p.segmented = p.segmented || pin.seg > 0
 		}
 		// The universal holdout sees popular items, unpersonalised, but
 		// within the placement's filters: those are not personalisation.
 		p.holdout = &Placement{name: "holdout", Strategy: "popular", strategy: strategyPopular,
-			Exclude: p.Exclude, Only: p.Only, segList: p.segList}
-		for _, rs := range [][]Rule{p.Exclude, p.Only} {
-			for _, r := range rs {
-				p.holdout.segmented = p.holdout.segmented || r.seg > 0
+			Exclude: p.Exclude, Only: p.Only, segList: p.segList, segmented: segmentedRules(p.Exclude, p.Only)}
+	}
+	return nil
+}
+
+// segmentedRules reports whether any of the rules is for a segment only.
+func segmentedRules(lists ...[]Rule) bool {
+	for _, rs := range lists {
+		for _, r := range rs {
+			if r.seg > 0 {
+				return true
 			}
 		}
 	}
-	return nil
+	return false
 }
 
 // SegmentNames lists the segments, sorted.

@@ -21,6 +21,10 @@ func TestParseConfigErrors(t *testing.T) {
 	f("placements:\n  pdp:\n    strategy: similar\n    colour: red\n", "edgerec.yaml:4:5: unknown field \"colour\"")
 	f("placements:\n  pdp: [1, 2\n", "edgerec.yaml:2:8: sequence end token")
 	f("placements:\n  pdp:\n    strategy: similar\n    history_weight: -1\n", "edgerec.yaml:4:")
+	// Filters (TestPlacementFilters serves them).
+	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - factor: 2\n", "edgerec.yaml:5")
+	f("placements:\n  home:\n    strategy: popular\n    only:\n      - category: x\n        factor: 2\n", "an only rule needs one of category or item, and no factor")
+	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - item: x\n        segment: nope\n", `unknown segment "nope"`)
 }
 
 func TestParseConfigMerge(t *testing.T) {

@@ -178,14 +178,13 @@ func (s *Server) applyBoostBury(snap *index.SnapshotRef, rs *reqState, pl *Place
 	if len(pl.Boost) == 0 && len(pl.Bury) == 0 {
 		return
 	}
-	ruleCat := func(r *Rule) uint32 { return ruleCategory(snap, r) }
 	if len(pl.Boost) > 0 {
 		for bi := range pl.Boost {
 			r := &pl.Boost[bi]
-			if r.seg > 0 && !rs.segs.has(r.seg-1) {
+			if !rs.segs.applies(r.seg) {
 				continue
 			}
-			c := ruleCat(r)
+			c := ruleCategory(snap, r)
 			for i := range rs.cands {
 				if ruleMatches(snap.Item(rs.cands[i].Item), r, c) {
 					rs.cands[i].Score *= float32(r.Factor)
@@ -198,10 +197,10 @@ func (s *Server) applyBoostBury(snap *index.SnapshotRef, rs *reqState, pl *Place
 		buried := func(n model.Neighbour) int {
 			for bi := range pl.Bury {
 				r := &pl.Bury[bi]
-				if r.seg > 0 && !rs.segs.has(r.seg-1) {
+				if !rs.segs.applies(r.seg) {
 					continue
 				}
-				if ruleMatches(snap.Item(n.Item), r, ruleCat(r)) {
+				if ruleMatches(snap.Item(n.Item), r, ruleCategory(snap, r)) {
 					return 1
 				}
 			}
@@ -218,16 +217,15 @@ func (rs *reqState) filtered(snap *index.SnapshotRef, info *index.ItemInfo) bool
 	if pl == nil || len(pl.Exclude) == 0 && len(pl.Only) == 0 {
 		return false
 	}
-	applies := func(r *Rule) bool { return r.seg == 0 || rs.segs.has(r.seg-1) }
 	for i := range pl.Exclude {
-		if r := &pl.Exclude[i]; applies(r) && ruleMatches(info, r, ruleCategory(snap, r)) {
+		if r := &pl.Exclude[i]; rs.segs.applies(r.seg) && ruleMatches(info, r, ruleCategory(snap, r)) {
 			return true
 		}
 	}
 	only, matched := false, false
 	for i := range pl.Only {
 		r := &pl.Only[i]
-		if !applies(r) {
+		if !rs.segs.applies(r.seg) {
 			continue
 		}
 		c := ruleCategory(snap, r)
@@ -274,7 +272,7 @@ func (rs *reqState) capped(snap *index.SnapshotRef, item uint32) bool {
 // (an item already picked has).
 func (s *Server) applyPins(snap *index.SnapshotRef, rs *reqState, pl *Placement) {
 	for _, pin := range pl.Pin {
-		if pin.seg > 0 && !rs.segs.has(pin.seg-1) {
+		if !rs.segs.applies(pin.seg) {
 			continue
 		}
 		n, ok := snap.Lookup([]byte(pin.Item))

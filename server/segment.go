@@ -62,6 +62,10 @@ type segSet [maxSegments / 64]uint64
 
 func (s *segSet) add(i int)     { s[i/64] |= 1 << (i % 64) }
 func (s segSet) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
+
+// applies reports whether a placement rule or pin whose seg field is seg
+// (1 + the segment's index; 0: everyone) applies to a visitor in s.
+func (s segSet) applies(seg int) bool { return seg == 0 || s.has(seg-1) }
 func (s *segSet) hasAny(o segSet) bool {
 	for i := range s {
 		if s[i]&o[i] != 0 {

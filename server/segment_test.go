@@ -371,7 +371,7 @@ func TestPageBadParamsNoExposure(t *testing.T) {
 
 // TestPlacementFilters: exclude and only rules keep items out of a
 // placement's answers, popular fill included, for everyone or for a
-// segment's members; bad rules are config errors naming the line.
+// segment's members (bad rules: TestParseConfigErrors).
 func TestPlacementFilters(t *testing.T) {
 	cfg, err := ParseConfig([]byte(`
 holdout: 0.5
@@ -448,17 +448,6 @@ segments:
 	if d, _ := cats(other); !d {
 		t.Fatal("no Drama among the 40 most popular films: the test shows nothing")
 	}
-
-	f := func(yml, want string) {
-		t.Helper()
-		_, err := ParseConfig([]byte(yml), "test.yaml")
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("%q: error %v, want %q", yml, err, want)
-		}
-	}
-	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - factor: 2\n", "test.yaml:5")
-	f("placements:\n  home:\n    strategy: popular\n    only:\n      - category: x\n        factor: 2\n", "an only rule needs one of category or item, and no factor")
-	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - item: x\n        segment: nope\n", `unknown segment "nope"`)
 }
 
 // TestSlashInIDs: a user id holding '/' (accepted in events) is addressed
