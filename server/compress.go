@@ -54,11 +54,24 @@ func splitEntry(v []byte) (tail, def []byte, tried, ok bool) {
 	return v[:n], v[n : len(v)-4], tried, true
 }
 
-// wantGzip reports whether this answer goes out gzip-compressed: the
-// client accepts gzip and the tail is at least Options.GzipMinBytes.
+// compressible reports whether a cached answer with this tail goes out
+// gzip-compressed to clients that accept it: it stands alone (not inside
+// /v1/page) and is at least Options.GzipMinBytes.
+func (s *Server) compressible(rs *reqState, tail []byte) bool {
+	return !rs.inner && s.o.GzipMinBytes > 0 && len(tail) >= s.o.GzipMinBytes
+}
+
+// wantGzip reports whether this answer goes out gzip-compressed: it is
+// compressible and the client accepts gzip.
 func (s *Server) wantGzip(ctx *fasthttp.RequestCtx, rs *reqState, tail []byte) bool {
-	return !rs.inner && s.o.GzipMinBytes > 0 && len(tail) >= s.o.GzipMinBytes &&
-		ctx.Request.Header.HasAcceptEncoding("gzip")
+	return s.compressible(rs, tail) && ctx.Request.Header.HasAcceptEncoding("gzip")
+}
+
+// cacheBody stores tail (and def, its deflate stream, when tried) under
+// key.
+func (s *Server) cacheBody(key uint64, tail, def []byte, tried bool) {
+	e := makeEntry(tail, def, tried)
+	s.cache.Set(key, e, int64(len(e)+64))
 }
 
 var deflaters = sync.Pool{New: func() any {

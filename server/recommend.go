@@ -331,7 +331,7 @@ func (s *Server) render(ctx *fasthttp.RequestCtx, rs *reqState, tail, def []byte
 	h = s.appendRecID(h)
 	h = append(h, `",`...)
 	rs.head = h
-	if cached && !rs.inner && s.o.GzipMinBytes > 0 && len(tail) >= s.o.GzipMinBytes {
+	if cached && s.compressible(rs, tail) {
 		// Add: CORS may have said Vary: Origin already.
 		ctx.Response.Header.Add(fasthttp.HeaderVary, fasthttp.HeaderAcceptEncoding)
 	}
@@ -421,23 +421,22 @@ func (s *Server) bodyKey(ctx *fasthttp.RequestCtx, rs *reqState, version uint64)
 // the answer; the first one makes it.
 func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rs *reqState, key uint64) bool {
 	v, ok := s.cache.Get(key)
+	var tail, def []byte
+	var tried bool
+	if ok {
+		tail, def, tried, ok = splitEntry(v)
+	}
 	if !ok {
 		s.m.cacheMisses.Inc()
 		return false
 	}
 	s.m.cacheHits.Inc()
-	tail, def, tried, ok := splitEntry(v)
-	if !ok {
-		s.m.cacheMisses.Inc()
-		return false
-	}
 	switch {
 	case !s.wantGzip(ctx, rs, tail):
 		def = nil
 	case !tried:
 		def = deflate(tail)
-		e := makeEntry(tail, def, true)
-		s.cache.Set(key, e, int64(len(e)+64))
+		s.cacheBody(key, tail, def, true)
 	}
 	s.render(ctx, rs, tail, def, true)
 	return true
@@ -453,8 +452,7 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, snap *index.SnapshotRef, rs *r
 		if gz {
 			def = deflate(rs.body)
 		}
-		e := makeEntry(rs.body, def, gz)
-		s.cache.Set(key, e, int64(len(e)+64))
+		s.cacheBody(key, rs.body, def, gz)
 	}
 	s.render(ctx, rs, rs.body, def, key != 0)
 }
