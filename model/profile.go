@@ -428,7 +428,7 @@ func (p *Profile) Decode(src []byte) error {
 	}
 	p.Purchases = r.varint()
 	// Older versions could store an overflowed sum: keep it finite.
-	p.PurchaseValue = addValue(0, max(min(r.float(), math.MaxFloat64), -math.MaxFloat64))
+	p.PurchaseValue = finite(r.float())
 	nd := r.uvarint()
 	if nd > uint64(len(src)) {
 		return ErrBadProfile
@@ -523,5 +523,13 @@ func addValue(sum, v float64) float64 {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return sum
 	}
-	return max(min(sum+v, math.MaxFloat64), -math.MaxFloat64)
+	return finite(sum + v)
+}
+
+// finite is x saturated at ±math.MaxFloat64, and 0 for NaN.
+func finite(x float64) float64 {
+	if math.IsNaN(x) {
+		return 0
+	}
+	return max(min(x, math.MaxFloat64), -math.MaxFloat64)
 }

@@ -1,9 +1,6 @@
 package model
 
-import (
-	"cmp"
-	"slices"
-)
+import "slices"
 
 // Better reports whether a ranks before b: higher score first, then lower
 // item number, so that ties break the same way on every run.
@@ -90,10 +87,14 @@ func SortNeighbours(ns []Neighbour) {
 	slices.SortFunc(ns, compareNeighbours)
 }
 
-// compareNeighbours orders a before b when a is Better.
+// compareNeighbours orders a before b when a is Better: Better's order,
+// as slices.SortFunc wants it.
 func compareNeighbours(a, b Neighbour) int {
-	if a.Score != b.Score {
-		return cmp.Compare(b.Score, a.Score)
+	switch {
+	case Better(a, b):
+		return -1
+	case Better(b, a):
+		return 1
 	}
-	return cmp.Compare(a.Item, b.Item)
+	return 0
 }

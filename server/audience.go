@@ -471,7 +471,7 @@ func (c *audienceCSV) header() error {
 	h := slices.Clone(fixed)
 	for _, a := range c.attrs {
 		if slices.Contains(fixed, a) || strings.HasPrefix(a, "rec_") || strings.HasPrefix(a, "attr_") ||
-			a != "" && strings.IndexByte("=+-@'\t\r", a[0]) >= 0 {
+			a != "" && strings.IndexByte(formulaStart+"'", a[0]) >= 0 {
 			a = "attr_" + a
 		}
 		h = append(h, a)
@@ -487,13 +487,17 @@ func (c *audienceCSV) cell(s string) string {
 	return csvCell(s)
 }
 
+// formulaStart holds the first bytes that make a spreadsheet read a cell
+// as a formula.
+const formulaStart = "=+-@\t\r"
+
 // csvCell keeps a spreadsheet from running a cell as a formula: text
 // starting with = + - @, a tab or a carriage return gets a leading ' (the
 // OWASP advice for CSV injection). Ids, titles and attributes come from
 // events, catalogs and CRMs, so a user id "=HYPERLINK(…)" is possible.
 // Numbers are written as they are; NDJSON carries every value unchanged.
 func csvCell(s string) string {
-	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
+	if s != "" && strings.IndexByte(formulaStart, s[0]) >= 0 {
 		return "'" + s
 	}
 	return s
