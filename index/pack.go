@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -163,7 +162,7 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 		// Archives may arrive out of order: an older one must not roll
 		// the root back unless asked to.
 		if cur, err := ResolveSnapshot(root); err == nil {
-			if cv, err := strconv.ParseUint(strings.TrimPrefix(filepath.Base(cur), "v"), 10, 64); err == nil && v < cv {
+			if cv, ok := parseVersionDir(cur); ok && v < cv {
 				return "", fmt.Errorf("%w: version %d is older than the current %d (allow it to roll back)", ErrSnapshotOlder, v, cv)
 			}
 		}

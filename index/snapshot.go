@@ -118,6 +118,17 @@ func hashStore(db *pebble.DB) (keys int64, sum string, err error) {
 
 func versionDir(version uint64) string { return "v" + strconv.FormatUint(version, 10) }
 
+// parseVersionDir is versionDir's inverse: the version a directory name
+// (or path) holds.
+func parseVersionDir(name string) (uint64, bool) {
+	digits, ok := strings.CutPrefix(filepath.Base(name), "v")
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(digits, 10, 64)
+	return v, err == nil
+}
+
 // publish makes the finished version directory tmp current under root:
 // rename it to its final name, then replace CURRENT through a temp file and
 // rename, syncing the directory between steps.
