@@ -102,37 +102,19 @@ func runExportAudience(args []string) error {
 		export = func(w io.Writer) (server.AudienceStats, error) { return exportFromServer(w, *serverURL, *apiKey, o) }
 	}
 
-	var dst io.Writer = os.Stdout
-	var f *os.File
-	if *out != "" {
-		var err error
-		if f, err = os.Create(*out); err != nil {
-			return fmt.Errorf("--out: %w", err)
+	var st server.AudienceStats
+	err := writeOut(*out, func(dst io.Writer) error {
+		w, finish, err := compressor(dst, comp)
+		if err != nil {
+			return err
 		}
-		dst = f
-	}
-	fail := func(err error) error {
-		if f != nil {
-			_ = f.Close()
-			_ = os.Remove(*out)
+		if st, err = export(w); err != nil {
+			return err
 		}
+		return finish()
+	})
+	if err != nil {
 		return err
-	}
-	w, finish, err := compressor(dst, comp)
-	if err != nil {
-		return fail(err)
-	}
-	st, err := export(w)
-	if err == nil {
-		err = finish()
-	}
-	if err == nil && f != nil {
-		if err = f.Sync(); err == nil {
-			err = f.Close()
-		}
-	}
-	if err != nil {
-		return fail(err)
 	}
 	where := *out
 	if where == "" {
@@ -189,6 +171,30 @@ func openForExport(data, configPath string, snapshot bool) (*server.Server, func
 		}
 	}
 	return srv, closeAll, nil
+}
+
+// writeOut runs write on the file path, created for it, or on stdout when
+// path is empty. The file is synced and closed once write succeeds; on any
+// error it is removed, so that no half-written output is left behind.
+func writeOut(path string, write func(w io.Writer) error) error {
+	if path == "" {
+		return write(os.Stdout)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	err = write(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return err
 }
 
 // compressor wraps w; finish flushes and closes the compressed stream

@@ -36,31 +36,15 @@ func runSnapshotPack(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	var w io.Writer = os.Stdout
-	var f *os.File
-	if *out != "" {
+	var v string
+	err := writeOut(*out, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
 		var err error
-		if f, err = os.Create(*out); err != nil {
-			return fmt.Errorf("--out: %w", err)
+		if v, err = index.PackSnapshot(bw, *root); err != nil {
+			return err
 		}
-		w = f
-	}
-	bw := bufio.NewWriterSize(w, 1<<20)
-	v, err := index.PackSnapshot(bw, *root)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if f != nil {
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			_ = os.Remove(*out)
-		}
-	}
+		return bw.Flush()
+	})
 	if err != nil {
 		return err
 	}
