@@ -142,12 +142,12 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	}
 	var tlsConf *tls.Config
 	if u.Scheme == "https" {
-		tlsConf = &tls.Config{ServerName: u.Hostname()}
+		tlsConf = &tls.Config{}
 		if o.TLS != nil {
 			tlsConf = o.TLS.Clone()
-			if tlsConf.ServerName == "" {
-				tlsConf.ServerName = u.Hostname()
-			}
+		}
+		if tlsConf.ServerName == "" {
+			tlsConf.ServerName = u.Hostname()
 		}
 	}
 	pool := newConnPool(addr, tlsConf, o.Connections, o.Timeout)
@@ -161,6 +161,9 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	defer cancel()
 	start := time.Now()
 	rep.Start = start
+	if o.Pacer == nil {
+		rep.Connections = o.Connections // closed loop: wrk's correction needs them
+	}
 	if o.Pacer == nil && haveLoops && !o.goroutines && tlsConf == nil {
 		parts, err := closedLoops(ctx, &o, addr, head, start)
 		if err != nil {
@@ -169,7 +172,6 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 		for _, p := range parts {
 			rep.merge(p)
 		}
-		rep.Connections = o.Connections
 		rep.finish(time.Since(start))
 		return rep, nil
 	}
@@ -288,9 +290,6 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	wg.Wait()
 	for i := range shards {
 		rep.merge(shards[i].r)
-	}
-	if o.Pacer == nil {
-		rep.Connections = o.Connections
 	}
 	rep.finish(time.Since(start))
 	return rep, nil
