@@ -52,7 +52,7 @@ vet: ## go vet, and fail on unformatted files
 check-all: vet test ## every check CI runs
 
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
-	@for p in ./index ./model ./server; do \
+	@for p in ./index ./model ./engine/rule; do \
 		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 			echo "== $$p $$t"; $(GO) test -run=NONE -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$p || exit 1; \
 		done; \

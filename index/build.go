@@ -21,6 +21,13 @@ import (
 	"github.com/edgerec/edgerec/model"
 )
 
+// The half-lives edgerec build gives the popular and trending lists
+// unless told otherwise, in seconds.
+const (
+	DefaultPopularHalfLife  = 30 * 86400
+	DefaultTrendingHalfLife = 3 * 86400
+)
+
 // ErrTooManyBadLines is returned when the input has more bad lines than
 // BuildOptions.MaxBad allows.
 var ErrTooManyBadLines = errors.New("index: too many bad input lines")
@@ -58,8 +65,10 @@ type BuildOptions struct {
 	// Weights turn events into interest; the zero value means
 	// model.DefaultWeights. Only events with a positive weight are kept.
 	Weights model.Weights
-	// PopularHalfLife and TrendingHalfLife in seconds; defaults 30 days and
-	// 3 days.
+	// PopularHalfLife and TrendingHalfLife are the half-lives, in seconds,
+	// of the popular and trending lists' decay; 0 means no decay (edgerec
+	// build's flags default to DefaultPopularHalfLife and
+	// DefaultTrendingHalfLife).
 	PopularHalfLife  float64
 	TrendingHalfLife float64
 	// MaxBad is the number of bad input lines tolerated before the build
@@ -98,12 +107,6 @@ func (o *BuildOptions) withDefaults() {
 	}
 	if o.Weights == (model.Weights{}) {
 		o.Weights = model.DefaultWeights()
-	}
-	if o.PopularHalfLife == 0 {
-		o.PopularHalfLife = 30 * 86400
-	}
-	if o.TrendingHalfLife == 0 {
-		o.TrendingHalfLife = 3 * 86400
 	}
 	if o.MaxBad == 0 {
 		o.MaxBad = 100
@@ -163,7 +166,8 @@ type Builder struct {
 	evBasket []uint64  // 0: none
 
 	files      []string
-	read       int64 // events read, kept or not
+	ctx        context.Context // of the build under way
+	read       int64           // events read, kept or not
 	bad        int64
 	badSamples []string
 	newest     int64
@@ -488,6 +492,12 @@ type kv struct{ k, v []byte }
 // root. On any error nothing is published and the temporary directory is
 // removed.
 func (b *Builder) Build(root string) (*Manifest, error) {
+	return b.BuildContext(context.Background(), root)
+}
+
+// BuildContext is Build, stopped (nothing published) when ctx is done.
+func (b *Builder) BuildContext(ctx context.Context, root string) (*Manifest, error) {
+	b.ctx = ctx
 	if len(b.items) == 0 {
 		return nil, fmt.Errorf("cannot build a snapshot: no items and no events")
 	}
@@ -520,6 +530,9 @@ func (b *Builder) Build(root string) (*Manifest, error) {
 	}
 	if err := db.Close(); err != nil {
 		return nil, fmt.Errorf("cannot close pebble at %q: %w", tmp, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	m.BuildSeconds = time.Since(b.started).Seconds()
 	mb, err := jsonIndent(m)
@@ -630,6 +643,9 @@ func (b *Builder) write(db *pebble.DB, version uint64) (*Manifest, error) {
 		}
 		m.Lists[kind.String()] = n
 	}
+	if m.Histories, err = b.writeHistories(w); err != nil {
+		return nil, err
+	}
 	for i := range b.items {
 		k := makeKey(prefixItem, uint32(i))
 		if err := w.set(k[:], AppendItem(nil, &b.items[i])); err != nil {
@@ -645,7 +661,7 @@ func (b *Builder) write(db *pebble.DB, version uint64) (*Manifest, error) {
 	if err := w.flush(); err != nil {
 		return nil, err
 	}
-	o.Log("popular lists and %d item records in %s", len(b.items), time.Since(t).Round(time.Millisecond))
+	o.Log("popular lists, %d users' histories and %d item records in %s", m.Histories, len(b.items), time.Since(t).Round(time.Millisecond))
 
 	t = time.Now()
 	if err := db.Flush(); err != nil {
@@ -731,7 +747,10 @@ func (b *Builder) parallelItems(w *batchWriter, kind ListKind, row rowFunc) (int
 			var touched []uint32
 			var top model.TopK
 			var list []model.Neighbour
-			for i := wk; i < nItems; i += b.o.Workers {
+			for i, j := wk, 0; i < nItems; i, j = i+b.o.Workers, j+1 {
+				if j&255 == 0 && b.ctx.Err() != nil {
+					return // the build stops: the writer reports ctx's error
+				}
 				touched, list = row(acc, touched, &top, uint32(i), list[:0])
 				if len(list) == 0 {
 					continue
@@ -749,6 +768,9 @@ func (b *Builder) parallelItems(w *batchWriter, kind ListKind, row rowFunc) (int
 			err = w.set(e.k, e.v)
 			n++
 		}
+	}
+	if err == nil {
+		err = b.ctx.Err()
 	}
 	return n, err
 }

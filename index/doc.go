@@ -41,6 +41,9 @@
 //	'p' category → popular, 30-day half-life by default (list)
 //	't' category → trending, 3-day half-life by default (list)
 //
+// and, keyed by the user id instead, 'u' user → the user's newest events
+// (history.go), which the server imports into its state store.
+//
 // A list (AppendList) is a uvarint count followed by fixed 12-byte entries:
 // item uint32, score float32 bits, count uint32, little endian, best first.
 // Items are dense uint32 numbers, valid within one snapshot only: the

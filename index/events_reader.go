@@ -320,3 +320,40 @@ func floatTS(f float64) (int64, bool) {
 	}
 	return int64(f), true
 }
+
+// EachEvent calls fn for every event of the file at path (CSV or NDJSON;
+// plain, gzip or zstd). Bad lines are skipped and counted in *bad; more
+// than maxBad of them fail the read with an error wrapping
+// ErrTooManyBadLines and naming the last one's file and line. ev is valid
+// only during fn; an error from fn stops the read and is returned as is.
+func EachEvent(path string, maxBad int, bad *int, fn func(ev *model.Event) error) error {
+	f, err := OpenInput(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := NewEventReader(f, path)
+	if err != nil {
+		return err
+	}
+	var ev model.Event
+	for {
+		err := r.Next(&ev)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		var le *LineError
+		if errors.As(err, &le) {
+			if *bad++; *bad > maxBad {
+				return fmt.Errorf("%w: %d (max %d); last: %v", ErrTooManyBadLines, *bad, maxBad, err)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(&ev); err != nil {
+			return err
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,8 +51,11 @@ type Manifest struct {
 	// of every decay in the build.
 	Newest int64 `json:"newest"`
 	// Lists counts the lists written per family.
-	Lists      map[string]int `json:"lists"`
-	Parameters BuildParams    `json:"parameters"`
+	Lists map[string]int `json:"lists"`
+	// Histories counts the users whose newest events the snapshot carries
+	// for the server's state store (history.go).
+	Histories  int         `json:"histories"`
+	Parameters BuildParams `json:"parameters"`
 	// Keys and Checksum cover every key and value of the Pebble store in
 	// key order: xxhash64 over (uvarint len, key, uvarint len, value)….
 	Keys     int64  `json:"keys"`
@@ -416,25 +420,35 @@ func (s *Snapshot) get(kind ListKind, id uint32, use func(v []byte) error) error
 // snapshotOptions are the Pebble options of snapshot stores.
 func snapshotOptions(readOnly bool) *pebble.Options {
 	return &pebble.Options{
-		ReadOnly:     readOnly,
-		DisableWAL:   !readOnly,
-		MemTableSize: 64 << 20,
-		Logger:       quietLogger{},
-		EventListener: &pebble.EventListener{
-			// Pebble's default turns on-disk corruption into a fatal log;
-			// the read that met it returns an error, which is enough: the
-			// snapshot is refused, or the request fails, and the server lives.
-			DataCorruption: func(pebble.DataCorruptionInfo) {},
-		},
+		ReadOnly:      readOnly,
+		DisableWAL:    !readOnly,
+		MemTableSize:  64 << 20,
+		Logger:        pebbleLogger{slog.Default()},
+		EventListener: eventListener(slog.Default()),
 	}
 }
 
-// quietLogger drops Pebble's informational logs; errors still surface
-// through return values.
-type quietLogger struct{}
+// pebbleLogger passes Pebble's errors to a structured logger and drops its
+// informational lines.
+type pebbleLogger struct{ l *slog.Logger }
 
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
+func (pebbleLogger) Infof(string, ...any) {}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (pebbleLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+// eventListener logs Pebble's background errors and data corruption.
+// Pebble's default turns on-disk corruption into a fatal log; here the
+// read that met it returns an error, which is enough: the snapshot is
+// refused, or the request fails, and the server lives.
+func eventListener(l *slog.Logger) *pebble.EventListener {
+	return &pebble.EventListener{
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			l.Error("pebble: data corruption", "path", info.Path, "err", info.Details)
+		},
+		BackgroundError: func(err error) { l.Error("pebble: background error", "err", err) },
+	}
 }

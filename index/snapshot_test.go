@@ -166,29 +166,6 @@ func TestBuildFailureKeepsCurrent(t *testing.T) {
 	}
 }
 
-// TestDefaultBuildItemSplit holds the quality bar of the default build on
-// the ML-100k per-item split, served from its top-K lists.
-func TestDefaultBuildItemSplit(t *testing.T) {
-	skipLongUnderShort(t)
-	train := sharedData(t, "ml100k_split_by_item_train.csv.gz")
-	test := sharedData(t, "ml100k_split_by_item_test.csv.gz")
-	s := buildSnapshot(t, BuildOptions{}, "", train)
-	if got := s.Manifest().Parameters.Similarity; got != "ease" {
-		t.Fatalf("default similarity %s; want ease", got)
-	}
-	r, err := Evaluate(s, train, test, EvalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("default build: %+v", *r)
-	if r.NDCG < 0.45 {
-		t.Fatalf("nDCG@10 = %.4f; the bar is 0.45", r.NDCG)
-	}
-	if r.Popularity.NDCG >= r.NDCG/1.5 {
-		t.Fatalf("popularity nDCG %.4f too close to the model's %.4f", r.Popularity.NDCG, r.NDCG)
-	}
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {

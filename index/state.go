@@ -5,7 +5,7 @@ package index
 // The state store is a mutable Pebble DB beside the snapshots, with its WAL
 // on. It holds what changes per request:
 //
-//	'h' uvarint(len(user)) user BE(^ts) BE(^seq) → history entry: type byte,
+//	'h' uvarint(len(user)) user BE(^ts) BE(^h) → history entry: type byte,
 //	                            value float32 LE (NaN: none), item id bytes
 //	'e' BE(seq)               → logged event (appendStateEvent), for the next build
 //	'k' key                   → counter: float64 LE, summed by the merge
@@ -13,19 +13,23 @@ package index
 //	'm' key                   → metadata (catalog patches, sticky assignments …)
 //	'p' user                  → profile: attributes and behaviour counts (profile.go)
 //
-// History keys sort newest first within a user (^ts, then ^seq: of events
-// in the same second the later arrival first), so the newest N events are
-// a short forward scan bounded to the user's prefix. The length prefix
-// keeps "u1" and "u10" apart: no user's prefix is a prefix of another's.
-// Only events with an item get a history entry; every event gets a log
-// entry.
+// History keys sort newest first within a user (^ts), then by ^h, where h
+// is xxhash64 of the event type byte and the item id: the order of events
+// in one second depends on the events alone, so edgerec eval, reading the
+// same store, blends the same newest entries the server does. The newest N
+// events are a short forward scan bounded to the user's prefix. The
+// length prefix keeps "u1" and "u10" apart: no user's prefix is a prefix
+// of another's. Only events with an item get a history entry; every event
+// gets a log entry. The key is the event's content, not its arrival: an
+// event sent twice (a client's retry, or a user of a snapshot's build
+// whose history the server imported, posted again) is one entry.
 //
 // seq numbers events, from 1, in the order AppendEvents hands them out
 // (concurrent batches may commit out of that order). It is never reused: at
 // open it continues from the last 'e' key. Whatever trims the event log
-// must therefore keep its last entry. A merged history entry keeps the seq
-// (and time) of the visitor's event it copies, which makes a repeated
-// merge rewrite the same keys instead of adding duplicates.
+// must therefore keep its last entry. A merged history entry keeps the key
+// suffix of the visitor's event it copies, which makes a repeated merge
+// rewrite the same keys instead of adding duplicates.
 //
 // # Durability
 //
@@ -44,11 +48,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -68,20 +74,17 @@ const (
 )
 
 const (
-	// histSuffixLen is what follows the user in a history key: ^ts, ^seq.
+	// histSuffixLen is what follows the user in a history key: ^ts, ^h.
 	histSuffixLen = 16
 	// histHeadLen is the fixed start of a history value: type, value.
 	histHeadLen = 5
-	// maxHistoryLen bounds StateOptions.HistoryLen: a history is read per
-	// request.
+	// maxHistoryLen bounds the entries LoadHistory reads: a history is
+	// read per request.
 	maxHistoryLen = 10000
 )
 
 // StateOptions configure a State. The zero value works.
 type StateOptions struct {
-	// HistoryLen is how many of a user's newest events LoadHistory returns
-	// (and MergeHistory copies); default 50, at most 10000.
-	HistoryLen int
 	// NoSync acknowledges writes before the WAL is synced: for tests and
 	// benchmarks only. By default AppendEvents returns once its events are
 	// on disk.
@@ -96,12 +99,11 @@ type StateOptions struct {
 	ProfileRetention time.Duration
 	// Now returns the time profiles are compacted at; default time.Now.
 	Now func() time.Time
+	// Logger receives Pebble's errors; default slog.Default().
+	Logger *slog.Logger
 }
 
 func (o *StateOptions) withDefaults() {
-	if o.HistoryLen == 0 {
-		o.HistoryLen = 50
-	}
 	if o.CacheBytes == 0 {
 		o.CacheBytes = 32 << 20
 	}
@@ -114,13 +116,13 @@ func (o *StateOptions) withDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 }
 
 // Validate reports options that cannot work.
 func (o *StateOptions) Validate() error {
-	if o.HistoryLen < 0 || o.HistoryLen > maxHistoryLen {
-		return fmt.Errorf("cannot use history length %d: want 1 to %d (0: default)", o.HistoryLen, maxHistoryLen)
-	}
 	if o.CacheBytes < 0 {
 		return fmt.Errorf("cannot use cache size %d: negative", o.CacheBytes)
 	}
@@ -191,13 +193,11 @@ func OpenState(dir string, o StateOptions) (*State, error) {
 	db, err := pebble.Open(dir, &pebble.Options{
 		FS:     o.FS,
 		Cache:  s.cache,
-		Logger: quietLogger{},
+		Logger: pebbleLogger{o.Logger},
 		Merger: &pebble.Merger{Name: "edgerec.add.v1", Merge: newSumMerger},
-		EventListener: &pebble.EventListener{
-			// As for snapshots (see snapshotOptions): a corrupt block fails
-			// the read that met it instead of killing the server.
-			DataCorruption: func(pebble.DataCorruptionInfo) {},
-		},
+		// As for snapshots (see eventListener): a corrupt block fails the
+		// read that met it instead of killing the server.
+		EventListener: eventListener(o.Logger),
 	})
 	if err != nil {
 		s.cache.Unref()
@@ -277,7 +277,7 @@ func (s *State) AppendEventsAndCount(evs []StateEvent, counters []Counter) error
 		ev := &evs[i]
 		seq := first + uint64(i)
 		if len(ev.Item) > 0 {
-			buf = appendHistKey(buf[:0], ev.User, ev.TS, seq)
+			buf = appendHistKey(buf[:0], ev.User, ev.TS, ev.Type, ev.Item)
 			n := len(buf)
 			buf = appendHistValue(buf, ev.Type, ev.Value, ev.HasValue, ev.Item)
 			if err := b.Set(buf[:n], buf[n:], nil); err != nil {
@@ -349,10 +349,20 @@ func appendHistPrefix(dst, user []byte) []byte {
 	return append(dst, user...)
 }
 
-func appendHistKey(dst, user []byte, ts int64, seq uint64) []byte {
+func appendHistKey[T string | []byte](dst, user []byte, ts int64, t model.EventType, item T) []byte {
 	dst = appendHistPrefix(dst, user)
 	dst = binary.BigEndian.AppendUint64(dst, ^uint64(ts))
-	return binary.BigEndian.AppendUint64(dst, ^seq)
+	return binary.BigEndian.AppendUint64(dst, ^histHash(t, item))
+}
+
+// histHash orders the history entries of one second: xxhash64 of the
+// event type byte and the item id.
+func histHash[T string | []byte](t model.EventType, item T) uint64 {
+	var d xxhash.Digest
+	d.Reset()
+	_, _ = d.Write([]byte{byte(t)})
+	_, _ = d.WriteString(string(item))
+	return d.Sum64()
 }
 
 func appendHistValue(dst []byte, t model.EventType, v float64, has bool, item []byte) []byte {
@@ -451,10 +461,11 @@ func (h *History) Reset() {
 	h.entries, h.ends, h.buf = h.entries[:0], h.ends[:0], h.buf[:0]
 }
 
-// LoadHistory fills h with user's newest events, at most HistoryLen,
-// newest first. It reads what is committed when it starts. It does not
-// allocate once h has grown to size. user is not retained.
-func (s *State) LoadHistory(h *History, user []byte) error {
+// LoadHistory fills h with user's newest events, at most max (up to
+// 10,000), newest first. It reads what is committed when it starts. It
+// does not allocate once h has grown to size. user is not retained.
+func (s *State) LoadHistory(h *History, user []byte, max int) error {
+	max = min(max, maxHistoryLen)
 	h.Reset()
 	h.lo = appendHistPrefix(h.lo[:0], user)
 	h.hi = appendPrefixEnd(h.hi[:0], h.lo)
@@ -463,7 +474,7 @@ func (s *State) LoadHistory(h *History, user []byte) error {
 	if err != nil {
 		return fmt.Errorf("cannot read the history of %q: %w", user, err)
 	}
-	for ok := it.First(); ok && len(h.entries) < s.o.HistoryLen; ok = it.Next() {
+	for ok := it.First(); ok && len(h.entries) < max; ok = it.Next() {
 		k := it.Key()
 		v, err := it.ValueAndErr()
 		if err == nil && (len(k) != len(h.lo)+histSuffixLen || len(v) < histHeadLen) {
@@ -486,23 +497,27 @@ func (s *State) LoadHistory(h *History, user []byte) error {
 		h.Reset()
 		return fmt.Errorf("cannot read the history of %q: %w", user, err)
 	}
-	// buf may have moved while it grew: point the items into it now.
+	h.pointItems()
+	return nil
+}
+
+// pointItems points the entries' Items into buf, which may have moved
+// while it grew.
+func (h *History) pointItems() {
 	start := 0
 	for i, end := range h.ends {
 		h.entries[i].Item = h.buf[start:end:end]
 		start = end
 	}
-	return nil
 }
 
-// MergeHistory copies visitor's newest history entries (at most
-// HistoryLen) under user, durably in one batch, so an anonymous visitor's
-// behaviour follows them after login. The copies keep their times, and
-// their seqs, so they interleave with the user's own events by time and a
-// repeated merge changes nothing. The visitor's entries stay. now is the
-// time of the login; the copies do not need it.
+// MergeHistory copies visitor's newest history entries (at most max)
+// under user, durably in one batch, so an anonymous visitor's behaviour
+// follows them after login. The copies keep their keys' times and order,
+// so they interleave with the user's own events by time and a repeated
+// merge changes nothing. The visitor's entries stay.
 // TODO(index): record visitor→user links for identity stitching in the build.
-func (s *State) MergeHistory(visitor, user []byte, now int64) error {
+func (s *State) MergeHistory(visitor, user []byte, max int) error {
 	if len(visitor) == 0 || len(user) == 0 {
 		return fmt.Errorf("%w: a merge needs a visitor and a user", ErrBadEvent)
 	}
@@ -518,7 +533,7 @@ func (s *State) MergeHistory(visitor, user []byte, now int64) error {
 	defer b.Close()
 	key := appendHistPrefix(nil, user)
 	n := len(key)
-	for ok, i := it.First(), 0; ok && i < s.o.HistoryLen; ok, i = it.Next(), i+1 {
+	for ok, i := it.First(), 0; ok && i < min(max, maxHistoryLen); ok, i = it.Next(), i+1 {
 		k := it.Key()
 		v, err := it.ValueAndErr()
 		if err == nil && (len(k) != len(lo)+histSuffixLen || len(v) < histHeadLen) {

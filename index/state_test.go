@@ -3,6 +3,7 @@ package index
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"math"
@@ -41,14 +42,27 @@ func closeState(t testing.TB, s *State) {
 	}
 }
 
+// byHash renders views of items at ts in the order a history keeps
+// events of one second: by histHash, larger first.
+func byHash(ts int64, items ...string) string {
+	items = slices.Clone(items)
+	slices.SortFunc(items, func(a, b string) int { return cmp.Compare(histHash(model.EventView, b), histHash(model.EventView, a)) })
+	var out []string
+	for _, it := range items {
+		out = append(out, it+"@"+strconv.FormatInt(ts, 10))
+	}
+	return strings.Join(out, " ")
+}
+
 func view(user, item string, ts int64) StateEvent {
 	return StateEvent{User: []byte(user), Item: []byte(item), Type: model.EventView, TS: ts}
 }
 
-// historyString renders user's history as "item@ts …", newest first.
-func historyString(t testing.TB, s *State, h *History, user string) string {
+// historyString renders user's newest max history entries as "item@ts …",
+// newest first.
+func historyString(t testing.TB, s *State, h *History, user string, max int) string {
 	t.Helper()
-	if err := s.LoadHistory(h, []byte(user)); err != nil {
+	if err := s.LoadHistory(h, []byte(user), max); err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
@@ -81,12 +95,12 @@ func logString(t testing.TB, s *State, after uint64) string {
 }
 
 func TestStateHistory(t *testing.T) {
-	s := openState(t, t.TempDir(), StateOptions{HistoryLen: 3, NoSync: true})
+	s := openState(t, t.TempDir(), StateOptions{NoSync: true})
 	defer closeState(t, s)
 	var h History
 	f := func(user, want string) {
 		t.Helper()
-		if got := historyString(t, s, &h, user); got != want {
+		if got := historyString(t, s, &h, user, 3); got != want {
 			t.Fatalf("history of %q: %q; want %q", user, got, want)
 		}
 	}
@@ -98,28 +112,36 @@ func TestStateHistory(t *testing.T) {
 		// No item: logged, but no history entry.
 		{User: []byte("u1"), Type: model.EventPageview, TS: 60},
 	}))
-	f("u1", "d@40 b@30 c@20") // HistoryLen caps it, newest first
+	f("u1", "d@40 b@30 c@20") // max caps it, newest first
 	f("u10", "x@50")          // "u1" is a prefix of "u10": no mixing
 	f("u", "")
 	f("u100", "")
 	f("", "")
-	// Same second: the later arrival first.
+	// Same second: ordered by the events' content, not their arrival, so
+	// whichever order they come in reads the same.
 	must(t, s.AppendEvents([]StateEvent{view("t", "first", 7), view("t", "second", 7)}))
 	must(t, s.AppendEvents([]StateEvent{view("t", "third", 7)}))
-	f("t", "third@7 second@7 first@7")
+	must(t, s.AppendEvents([]StateEvent{view("t2", "third", 7), view("t2", "second", 7), view("t2", "first", 7)}))
+	f("t", byHash(7, "first", "second", "third"))
+	f("t2", byHash(7, "first", "second", "third"))
+	// The same event again (a retry) is one entry; another type is not.
+	must(t, s.AppendEvents([]StateEvent{view("t", "first", 7), {User: []byte("t"), Item: []byte("first"), Type: model.EventCart, TS: 7}}))
+	if got := historyString(t, s, &h, "t", 10); len(strings.Fields(got)) != 4 {
+		t.Fatalf("history of t after a repeated view and a cart: %q; want 4 entries", got)
+	}
 
 	// Type and value come back; no value is NaN.
 	must(t, s.AppendEvents([]StateEvent{
 		{User: []byte("v"), Item: []byte("p"), Type: model.EventPurchase, TS: 2, Value: 2.5, HasValue: true},
 		{User: []byte("v"), Item: []byte("q"), Type: model.EventCart, TS: 1},
 	}))
-	must(t, s.LoadHistory(&h, []byte("v")))
+	must(t, s.LoadHistory(&h, []byte("v"), 3))
 	e := h.Entries()
 	if len(e) != 2 || e[0].Type != model.EventPurchase || e[0].Value != 2.5 || e[1].Type != model.EventCart || !math.IsNaN(float64(e[1].Value)) {
 		t.Fatalf("entries of v: %+v", e)
 	}
 	// The next load replaces the entries.
-	must(t, s.LoadHistory(&h, []byte("nobody")))
+	must(t, s.LoadHistory(&h, []byte("nobody"), 3))
 	if len(h.Entries()) != 0 {
 		t.Fatalf("entries of nobody: %+v", h.Entries())
 	}
@@ -279,13 +301,10 @@ func TestStateOptions(t *testing.T) {
 		}
 	}
 	f(StateOptions{}, true)
-	f(StateOptions{HistoryLen: 1}, true)
-	f(StateOptions{HistoryLen: maxHistoryLen}, true)
-	f(StateOptions{HistoryLen: -1}, false)
-	f(StateOptions{HistoryLen: maxHistoryLen + 1}, false)
 	f(StateOptions{CacheBytes: -1}, false)
-	if _, err := OpenState(t.TempDir(), StateOptions{HistoryLen: -5}); err == nil {
-		t.Fatal("OpenState accepts a negative history length")
+	f(StateOptions{ProfileRetention: time.Minute}, false)
+	if _, err := OpenState(t.TempDir(), StateOptions{CacheBytes: -5}); err == nil {
+		t.Fatal("OpenState accepts a negative cache size")
 	}
 }
 
@@ -299,7 +318,7 @@ func TestStateReopen(t *testing.T) {
 	closeState(t, s)
 
 	s = openState(t, dir, StateOptions{})
-	// Same user, same time: only the seq tells these keys apart.
+	// Same user, same time: the items tell these keys apart.
 	must(t, s.AppendEvents([]StateEvent{view("u", "c", 1)}))
 	closeState(t, s)
 
@@ -310,28 +329,28 @@ func TestStateReopen(t *testing.T) {
 		t.Fatalf("log %q; want %q", got, want)
 	}
 	var h History
-	if got, want := historyString(t, s, &h, "u"), "d@1 c@1 b@1 a@1"; got != want {
+	if got, want := historyString(t, s, &h, "u", 10), byHash(1, "a", "b", "c", "d"); got != want {
 		t.Fatalf("history %q; want %q", got, want)
 	}
 }
 
 func TestStateMergeHistory(t *testing.T) {
 	dir := t.TempDir()
-	s := openState(t, dir, StateOptions{HistoryLen: 4})
+	s := openState(t, dir, StateOptions{})
 	var h History
 	f := func(user, want string) {
 		t.Helper()
-		if got := historyString(t, s, &h, user); got != want {
+		if got := historyString(t, s, &h, user, 4); got != want {
 			t.Fatalf("history of %q: %q; want %q", user, got, want)
 		}
 	}
 	must(t, s.AppendEvents([]StateEvent{view("anon", "v1", 10), view("anon", "v2", 30), view("anon", "v3", 50)}))
 	must(t, s.AppendEvents([]StateEvent{view("alice", "a1", 20), view("alice", "a2", 40)}))
-	must(t, s.MergeHistory([]byte("anon"), []byte("alice"), 60))
+	must(t, s.MergeHistory([]byte("anon"), []byte("alice"), 4))
 	f("alice", "v3@50 a2@40 v2@30 a1@20") // interleaved by time, capped
 	f("anon", "v3@50 v2@30 v1@10")        // the visitor keeps theirs
 	// A repeated merge (a retried login) adds nothing.
-	must(t, s.MergeHistory([]byte("anon"), []byte("alice"), 61))
+	must(t, s.MergeHistory([]byte("anon"), []byte("alice"), 4))
 	n := 0
 	it, err := s.db.NewIter(nil)
 	must(t, err)
@@ -346,19 +365,19 @@ func TestStateMergeHistory(t *testing.T) {
 		t.Fatalf("alice has %d history keys after two merges; want 5", n)
 	}
 	// Merging an unknown visitor, or a user into themselves, changes nothing.
-	must(t, s.MergeHistory([]byte("nobody"), []byte("alice"), 62))
-	must(t, s.MergeHistory([]byte("alice"), []byte("alice"), 62))
+	must(t, s.MergeHistory([]byte("nobody"), []byte("alice"), 4))
+	must(t, s.MergeHistory([]byte("alice"), []byte("alice"), 4))
 	// The merge is durable and not in the event log.
 	closeState(t, s)
-	s = openState(t, dir, StateOptions{HistoryLen: 4})
+	s = openState(t, dir, StateOptions{})
 	defer closeState(t, s)
 	f("alice", "v3@50 a2@40 v2@30 a1@20")
 	if got, want := logString(t, s, 0), "1:anon/v1 2:anon/v2 3:anon/v3 4:alice/a1 5:alice/a2"; got != want {
 		t.Fatalf("log %q; want %q", got, want)
 	}
-	// Only the newest HistoryLen entries of the visitor are copied.
+	// Only the newest max entries of the visitor are copied.
 	must(t, s.AppendEvents([]StateEvent{view("anon", "v0", 1), view("anon", "v4", 70), view("anon", "v5", 80)}))
-	must(t, s.MergeHistory([]byte("anon"), []byte("bob"), 90))
+	must(t, s.MergeHistory([]byte("anon"), []byte("bob"), 4))
 	f("bob", "v5@80 v4@70 v3@50 v2@30")
 }
 
@@ -573,7 +592,7 @@ func TestStateCrash(t *testing.T) {
 		t.Fatalf("the child acknowledged %d events, then stopped: %s", len(acked), stderr.Bytes())
 	}
 
-	s := openState(t, dir, StateOptions{HistoryLen: 1})
+	s := openState(t, dir, StateOptions{})
 	defer closeState(t, s)
 	stored := map[string]bool{}
 	var prev uint64
@@ -595,7 +614,7 @@ func TestStateCrash(t *testing.T) {
 	// later one.
 	var h History
 	for user, ts := range newest {
-		must(t, s.LoadHistory(&h, []byte(user)))
+		must(t, s.LoadHistory(&h, []byte(user), 1))
 		if e := h.Entries(); len(e) != 1 || e[0].TS < int64(ts) {
 			t.Fatalf("history of %s: %+v; want ts >= %d", user, e, ts)
 		}
@@ -681,10 +700,10 @@ func TestStateLoadHistoryAllocs(t *testing.T) {
 	f := func(where string) {
 		t.Helper()
 		for range 3 {
-			must(t, s.LoadHistory(&h, user))
+			must(t, s.LoadHistory(&h, user, 50))
 		}
 		n := testing.AllocsPerRun(200, func() {
-			if err := s.LoadHistory(&h, user); err != nil || len(h.Entries()) != 50 {
+			if err := s.LoadHistory(&h, user, 50); err != nil || len(h.Entries()) != 50 {
 				t.Fatalf("LoadHistory: %d entries, %v", len(h.Entries()), err)
 			}
 		})

@@ -86,7 +86,7 @@ func BenchmarkLoadHistory(b *testing.B) {
 		var h History
 		n := 0
 		for u := int(next.Add(7919)); pb.Next(); u += 7919 {
-			if err := s.LoadHistory(&h, ids[u%users]); err != nil {
+			if err := s.LoadHistory(&h, ids[u%users], 50); err != nil {
 				b.Error(err)
 				return
 			}

@@ -2,8 +2,8 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
-	"errors"
 	"math"
 	"runtime"
 	"strconv"
@@ -13,13 +13,12 @@ import (
 	"github.com/valyala/fasthttp/pprofhandler"
 	"github.com/valyala/fastjson"
 
-	"github.com/edgerec/edgerec/index"
+	"github.com/edgerec/edgerec/engine"
 )
 
 // handlePutItems applies live catalog corrections (price, stock) from a JSON
-// array or NDJSON of {"item_id":…, "price":…, "stock":…}. They take effect
-// on the next request and are stored durably, and they outlive snapshot
-// swaps until the catalog of a new build says otherwise.
+// array or NDJSON of {"item_id":…, "price":…, "stock":…}
+// (engine.PatchItems).
 func (s *Server) handlePutItems(ctx *fasthttp.RequestCtx) error {
 	if err := authorize(ctx, s.o.APIKey); err != nil {
 		return err
@@ -27,94 +26,45 @@ func (s *Server) handlePutItems(ctx *fasthttp.RequestCtx) error {
 	body := bytes.TrimSpace(ctx.PostBody())
 	p := parsers.Get()
 	defer parsers.Put(p)
-	type upd struct {
-		id string
-		p  itemPatch
-	}
-	var ups []upd
+	var ups []engine.ItemUpdate
 	parseOne := func(n int, v *fastjson.Value) error {
 		if len(ups) >= s.o.MaxBatch {
 			return errorf(fasthttp.StatusRequestEntityTooLarge, "batch_too_large", "more than "+strconv.Itoa(s.o.MaxBatch)+" items in one request")
 		}
 		id := firstString(v, "item_id", "id")
-		if err := s.checkID("item_id", id); err != nil {
+		if err := s.e.CheckID("item_id", id); err != nil {
 			return errorf(fasthttp.StatusBadRequest, "bad_item", "item "+strconv.Itoa(n)+": "+err.Error())
 		}
-		var pt itemPatch
+		u := engine.ItemUpdate{ID: string(id)}
 		if f := v.Get("price"); f != nil {
 			x, err := f.Float64()
 			if err != nil || x < 0 || math.IsNaN(x) || math.IsInf(x, 0) {
 				return errorf(fasthttp.StatusBadRequest, "bad_item", "item "+strconv.Itoa(n)+": price must be a number >= 0")
 			}
-			pt.Price, pt.HasPrice = x, true
+			u.Price, u.HasPrice = x, true
 		}
 		if f := v.Get("stock"); f != nil {
 			x, err := f.Int64()
 			if err != nil {
 				return errorf(fasthttp.StatusBadRequest, "bad_item", "item "+strconv.Itoa(n)+": stock must be an integer")
 			}
-			pt.Stock, pt.HasStock = x, true
+			u.Stock, u.HasStock = x, true
 		}
-		if !pt.HasPrice && !pt.HasStock {
+		if !u.HasPrice && !u.HasStock {
 			return errorf(fasthttp.StatusBadRequest, "bad_item", "item "+strconv.Itoa(n)+": nothing to change: give price or stock")
 		}
-		ups = append(ups, upd{string(id), pt})
+		ups = append(ups, u)
 		return nil
 	}
 	if err := eachJSON(p, body, parseOne); err != nil {
 		return err
 	}
-	if s.state != nil {
-		for _, u := range ups {
-			b, _ := json.Marshal(u.p)
-			if err := s.state.PutMeta(append([]byte("item/"), u.id...), b); err != nil {
-				return err
-			}
-		}
+	if err := s.e.PatchItems(ups); err != nil {
+		return err
 	}
-	s.patchMu.Lock()
-	old := *s.patches.Load()
-	next := make(map[string]itemPatch, len(old)+len(ups))
-	for k, v := range old {
-		next[k] = v
-	}
-	for _, u := range ups {
-		cur := next[u.id]
-		if u.p.HasPrice {
-			cur.Price, cur.HasPrice = u.p.Price, true
-		}
-		if u.p.HasStock {
-			cur.Stock, cur.HasStock = u.p.Stock, true
-		}
-		next[u.id] = cur
-	}
-	s.patches.Store(&next)
-	s.gen.Add(1) // cached bodies may show old prices or stock
-	s.patchMu.Unlock()
 	ctx.SetContentType("application/json")
 	ctx.SetBody(strconv.AppendInt([]byte(`{"updated":`), int64(len(ups)), 10))
 	ctx.Response.AppendBodyString("}\n")
-	return nil
-}
-
-// LoadPatches restores the live catalog corrections from the state store.
-func (s *Server) LoadPatches() error {
-	if s.state == nil {
-		return nil
-	}
-	m := map[string]itemPatch{}
-	err := s.state.ScanMeta([]byte("item/"), func(key, value []byte) error {
-		var p itemPatch
-		if err := json.Unmarshal(value, &p); err != nil {
-			return nil // written by us; skip what cannot be read rather than refuse to start
-		}
-		m[string(key[len("item/"):])] = p
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	s.patches.Store(&m)
 	return nil
 }
 
@@ -175,11 +125,8 @@ func (s *Server) handleLoadSnapshot(ctx *fasthttp.RequestCtx) error {
 	if path == "" {
 		return errorf(fasthttp.StatusConflict, "no_root", "the server was started without a snapshot root")
 	}
-	m, err := s.LoadSnapshot(path)
+	m, err := s.e.LoadSnapshot(context.Background(), path)
 	if err != nil {
-		if errors.Is(err, index.ErrBadSnapshot) {
-			return errorf(fasthttp.StatusConflict, "bad_snapshot", err.Error())
-		}
 		return err
 	}
 	ctx.SetContentType("application/json")
@@ -193,19 +140,19 @@ func (s *Server) handleStatus(ctx *fasthttp.RequestCtx) error {
 	if err := authorize(ctx, s.o.AdminKey); err != nil {
 		return err
 	}
+	es := s.e.Stats()
 	st := map[string]any{
 		"uptime_seconds": time.Since(s.started).Seconds(),
 		"goroutines":     runtime.NumGoroutine(),
 		"events":         s.m.eventsIngested.Get(),
 		"cache": map[string]any{
-			"hits": s.m.cacheHits.Get(), "misses": s.m.cacheMisses.Get(),
-			"cost_added": s.cache.Metrics.CostAdded(), "cost_evicted": s.cache.Metrics.CostEvicted(),
+			"hits": s.m.cacheHits.Get() + es.Lists.Hits, "misses": s.m.cacheMisses.Get() + es.Lists.Misses,
+			"cost_added": s.cacheCost(true) + es.Lists.CostAdded, "cost_evicted": s.cacheCost(false) + es.Lists.CostEvicted,
 		},
-		"catalog_patches": len(*s.patches.Load()),
+		"catalog_patches": es.CatalogPatches,
 	}
-	if ref := s.live.Acquire(); ref != nil {
-		st["snapshot"] = ref.Manifest()
-		ref.Release()
+	if m := s.e.Snapshot(); m != nil {
+		st["snapshot"] = m
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -223,4 +170,15 @@ func (s *Server) handlePprof(ctx *fasthttp.RequestCtx) error {
 	}
 	pprofhandler.PprofHandler(ctx)
 	return nil
+}
+
+// cacheCost returns the cost the body cache added (or evicted).
+func (s *Server) cacheCost(added bool) uint64 {
+	if s.cache == nil {
+		return 0
+	}
+	if added {
+		return s.cache.Metrics.CostAdded()
+	}
+	return s.cache.Metrics.CostEvicted()
 }

@@ -6,16 +6,14 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/edgerec/edgerec/engine"
 )
 
 // TestAllocsCacheHit pins the allocation budget of the hot path: a
 // similar-items request answered from the cache allocates nothing.
 func TestAllocsCacheHit(t *testing.T) {
-	cfg, err := LoadConfig("../edgerec.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := testServer(t, Options{Config: cfg})
+	s, _ := testServer(t, engine.Options{Config: sampleConfig(t)}, Options{})
 	f := func(uri string, budget float64) {
 		t.Helper()
 		warm(t, s, uri)
@@ -32,6 +30,7 @@ func TestAllocsCacheHit(t *testing.T) {
 			t.Fatalf("%s: %v allocs per request; budget %v", uri, n, budget)
 		}
 	}
+	settleState(t, s)
 	f("/v1/items/1/similar?k=10", 0)
 	f("/v1/items/50/bought-together?k=5", 0)
 	f("/v1/popular?k=10", 0)

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
+
+	"github.com/edgerec/edgerec/engine"
 )
 
 // gunzip decompresses b with the standard library's reader, which checks
@@ -129,7 +130,7 @@ func withoutRecID(t *testing.T, b []byte) map[string]any {
 // clients that accept it, whichever client filled the cache; small ones,
 // clients without gzip and the parts of /v1/page do not.
 func TestGzipAnswers(t *testing.T) {
-	s, c := testServer(t, Options{})
+	s, c := testServer(t, engine.Options{}, Options{})
 	const big, big2, small = "/v1/items/1/similar?k=20", "/v1/items/2/similar?k=20", "/v1/items/1/similar?k=1"
 	f := func(uri string, accept bool, wantEnc string) map[string]any {
 		t.Helper()
@@ -180,12 +181,12 @@ func jsonEqual(a, b map[string]any) bool {
 // folds (a/b, a//b, a/./b, sent as %2F) have their own cache entries.
 func TestBodyKeyRawPath(t *testing.T) {
 	s := &Server{}
-	rs := &reqState{h: xxhash.New()}
+	rs := &reqState{}
 	keys := map[uint64]string{}
 	for _, p := range []string{"/v1/items/a%2Fb/similar", "/v1/items/a%2F%2Fb/similar", "/v1/items/a%2F.%2Fb/similar", "/v1/items/c%2F..%2Fa%2Fb/similar"} {
 		var ctx fasthttp.RequestCtx
 		ctx.Request.SetRequestURI(p + "?k=3")
-		k := s.bodyKey(&ctx, rs, 1)
+		k := s.bodyKey(&ctx, rs, 1, 0)
 		if other, dup := keys[k]; dup {
 			t.Fatalf("%s and %s share a cache key", p, other)
 		}

@@ -6,8 +6,13 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/edgerec/edgerec/engine"
 	"github.com/edgerec/edgerec/index"
+	"github.com/edgerec/edgerec/model"
 )
 
 type decision struct {
@@ -31,34 +36,20 @@ func decide(t *testing.T, s *Server, query string, ua string) decision {
 	return d
 }
 
-func sampleConfig(t testing.TB) *Config {
+func sampleConfig(t testing.TB) *engine.Config {
 	t.Helper()
-	c, err := LoadConfig("../edgerec.yaml")
+	c, err := engine.LoadConfig("../edgerec.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func TestNormalizeKeyword(t *testing.T) {
-	f := func(in, want string) {
-		t.Helper()
-		if got := string(normalizeKeyword(nil, []byte(in))); got != want {
-			t.Fatalf("normalizeKeyword(%q) = %q; want %q", in, got, want)
-		}
-	}
-	f("営業　成約率改善", "営業 成約率改善")
-	f("  ＳＥＯ　対策  ", "seo 対策")
-	f("ｴｲｷﾞｮｳ", "エイギョウ")
-	f("Sales  Close\tRate", "sales close rate")
-	f("", "")
-}
-
 // The sample's B2B case: a visitor who searched 「営業 成約率改善」 gets the
 // headline written for them, whether the term comes as q, utm_term, or in
 // a search engine referrer, in full-width or half-width form.
 func TestDecideRules(t *testing.T) {
-	s, _ := testServer(t, Options{Config: sampleConfig(t)})
+	s, _ := testServer(t, engine.Options{Config: sampleConfig(t)}, Options{})
 	const want = "営業成約率を向上させるためのマーケティング支援"
 	for _, q := range []string{
 		"q=" + url.QueryEscape("営業　成約率改善"),
@@ -89,7 +80,14 @@ func TestDecideRules(t *testing.T) {
 	}
 }
 
-func splitConfig(t *testing.T, weights [2]int, traffic float64, holdout float64) *Config {
+// inHoldout reports whether visitor is in the universal holdout of cfg,
+// by the rule the engine applies (a visitor's bucket of seed "holdout").
+func inHoldout(cfg *engine.Config, visitor string) bool {
+	h := cfg.Holdout
+	return h > 0 && len(visitor) > 0 && float64(model.Bucket("holdout", []byte(visitor))) < h*model.Buckets
+}
+
+func splitConfig(t *testing.T, weights [2]int, traffic float64, holdout float64) *engine.Config {
 	t.Helper()
 	y := fmt.Sprintf(`holdout: %v
 pages:
@@ -104,7 +102,7 @@ pages:
         weight: %d
         payload: {cta: B}
 `, holdout, traffic, weights[0], weights[1])
-	c, err := ParseConfig([]byte(y), "t.yaml")
+	c, err := engine.ParseConfig([]byte(y), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +113,8 @@ pages:
 // 100% of traffic; the holdout takes its share; conversions with a
 // decision_id reach the results.
 func TestDecideSplitStickyResults(t *testing.T) {
-	s, _ := testServer(t, Options{Config: splitConfig(t, [2]int{50, 50}, 0.1, 0)})
+	ts := newTestStack(t, engine.Options{Config: splitConfig(t, [2]int{50, 50}, 0.1, 0)}, Options{})
+	s := ts.s
 	first := map[string]string{}
 	in := 0
 	for v := 0; v < 2000; v++ {
@@ -131,7 +130,7 @@ func TestDecideSplitStickyResults(t *testing.T) {
 		t.Fatalf("10%% traffic put %d of 2000 visitors in the experiment", in)
 	}
 	// Ramp to 100% and move the weights to 10/90: nobody already in moves.
-	s.setConfig(splitConfig(t, [2]int{10, 90}, 1, 0))
+	ts.e.SetConfig(splitConfig(t, [2]int{10, 90}, 1, 0))
 	counts := map[string]int{}
 	for v := 0; v < 2000; v++ {
 		d := decide(t, s, fmt.Sprintf("page=lp&visitor=v%d", v), "Mozilla/5.0")
@@ -158,7 +157,7 @@ func TestDecideSplitStickyResults(t *testing.T) {
 	}
 	postEvents(t, s, body.String())
 	code, raw := do(t, s.testClient, "GET", "/v1/experiments/cta/results", "", "")
-	var r experimentResult
+	var r engine.ExperimentResult
 	if err := json.Unmarshal(raw, &r); code != 200 || err != nil {
 		t.Fatalf("results: %d %s", code, raw)
 	}
@@ -174,8 +173,9 @@ func TestDecideSplitStickyResults(t *testing.T) {
 // A 52/48 split on 50/50 weights over 20k visitors is flagged as a sample
 // ratio mismatch in the results.
 func TestResultsSRM(t *testing.T) {
-	s, _ := testServer(t, Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0)})
-	err := s.state.SetMetaAndCount(nil, nil, []index.Counter{
+	ts := newTestStack(t, engine.Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0)}, Options{})
+	s := ts.s
+	err := ts.state.SetMetaAndCount(nil, nil, []index.Counter{
 		{Key: []byte("x/cta/a/exposures"), Delta: 10400}, {Key: []byte("x/cta/b/exposures"), Delta: 9600},
 		{Key: []byte("x/cta/a/conversions"), Delta: 312}, {Key: []byte("x/cta/b/conversions"), Delta: 384},
 	})
@@ -183,7 +183,7 @@ func TestResultsSRM(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, raw := do(t, s.testClient, "GET", "/v1/experiments/cta/results", "", "")
-	var r experimentResult
+	var r engine.ExperimentResult
 	if err := json.Unmarshal(raw, &r); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestResultsSRM(t *testing.T) {
 }
 
 func TestDecideHoldout(t *testing.T) {
-	s, _ := testServer(t, Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0.1)})
+	s, _ := testServer(t, engine.Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0.1)}, Options{})
 	held := 0
 	for v := 0; v < 2000; v++ {
 		d := decide(t, s, fmt.Sprintf("page=lp&visitor=h%d", v), "Mozilla/5.0")
@@ -210,29 +210,10 @@ func TestDecideHoldout(t *testing.T) {
 	}
 }
 
-func TestDecideConfigErrors(t *testing.T) {
-	f := func(y, want string) {
-		t.Helper()
-		_, err := ParseConfig([]byte(y), "lp.yaml")
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Fatalf("error %v; want %q", err, want)
-		}
-	}
-	base := "pages:\n  lp:\n    experiment: e1\n    variants:\n      - id: a\n        weight: 1\n"
-	f(base+"    rules:\n      - if: 'keyword contains'\n        variant: a\n", "lp.yaml:8:")
-	f(base+"    rules:\n      - if: 'keyword == \"x\"'\n        variant: zz\n", "lp.yaml:9:")
-	f(base+"    traffic: 2\n", "lp.yaml:7:")
-	f("holdout: 0.9\n"+base, "lp.yaml:1:")
-	f("pages:\n  lp:\n    experiment: 'bad id'\n", "lp.yaml:3:")
-}
-
 // In bandit mode, traffic moves to the variant that converts better, as
 // conversions arrive; visitors already assigned keep their variant.
 func TestDecideBandit(t *testing.T) {
-	old := banditRefresh
-	banditRefresh = 0
-	defer func() { banditRefresh = old }()
-	c, err := ParseConfig([]byte(`pages:
+	c, err := engine.ParseConfig([]byte(`pages:
   lp:
     experiment: bandit1
     mode: bandit
@@ -247,7 +228,8 @@ func TestDecideBandit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, _ := testServer(t, Options{Config: c})
+	// Arms' counters re-read on every decision.
+	s, _ := testServer(t, engine.Options{Config: c, BanditRefresh: time.Nanosecond}, Options{})
 	rate := map[string]int{"a": 5, "b": 40} // conversions per 100
 	shareB := func(from, to int) float64 {
 		b := 0
@@ -274,7 +256,7 @@ func TestDecideBandit(t *testing.T) {
 		t.Fatalf("bandit assignment not sticky: %+v", d)
 	}
 	_, raw := do(t, s.testClient, "GET", "/v1/experiments/bandit1/results", "", "")
-	var r experimentResult
+	var r engine.ExperimentResult
 	if err := json.Unmarshal(raw, &r); err != nil || r.Mode != "bandit" || len(r.Shares) == 0 || r.Shares[0].Shares["b"] < 0.6 {
 		t.Fatalf("bandit results: %s", raw)
 	}
@@ -282,11 +264,12 @@ func TestDecideBandit(t *testing.T) {
 
 // Holdout visitors get popular recommendations, never personal ones.
 func TestHoldoutRecommendations(t *testing.T) {
-	s, c := testServer(t, Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0.5)})
+	cfg := splitConfig(t, [2]int{50, 50}, 1, 0.5)
+	s, c := testServer(t, engine.Options{Config: cfg}, Options{})
 	var held, other string
 	for v := 0; held == "" || other == ""; v++ {
 		id := fmt.Sprintf("hv%d", v)
-		if s.inHoldout([]byte(id)) {
+		if inHoldout(cfg, id) {
 			held = id
 		} else {
 			other = id
@@ -310,7 +293,7 @@ func TestHoldoutRecommendations(t *testing.T) {
 // API key: accepted when the decision_id is the one this server signed for
 // that visitor, refused otherwise.
 func TestBeaconConversion(t *testing.T) {
-	s, c := testServer(t, Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0)})
+	s, c := testServer(t, engine.Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0)}, Options{})
 	d := decide(t, s, "page=lp&visitor=beacon-1", "Mozilla/5.0")
 	ok := fmt.Sprintf(`{"event":"conversion","visitor":"beacon-1","decision_id":%q}`, d.DecisionID)
 	if code, body := do(t, c, "POST", "/v1/events", "", ok); code != 200 {
@@ -336,15 +319,15 @@ func TestBeaconConversion(t *testing.T) {
 // With exposure: event, a decision counts nothing until the page reports
 // the exposure.
 func TestExplicitExposure(t *testing.T) {
-	c, err := ParseConfig([]byte("pages:\n  lp:\n    experiment: ex\n    exposure: event\n    variants:\n      - id: a\n        weight: 1\n      - id: b\n        weight: 1\n"), "e.yaml")
+	c, err := engine.ParseConfig([]byte("pages:\n  lp:\n    experiment: ex\n    exposure: event\n    variants:\n      - id: a\n        weight: 1\n      - id: b\n        weight: 1\n"), "e.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, cl := testServer(t, Options{Config: c})
+	s, cl := testServer(t, engine.Options{Config: c}, Options{})
 	d := decide(t, s, "page=lp&visitor=e1", "Mozilla/5.0")
 	exposures := func() float64 {
 		_, raw := do(t, cl, "GET", "/v1/experiments/ex/results", "", "")
-		var r experimentResult
+		var r engine.ExperimentResult
 		if err := json.Unmarshal(raw, &r); err != nil {
 			t.Fatal(err)
 		}
@@ -358,5 +341,60 @@ func TestExplicitExposure(t *testing.T) {
 	}
 	if n := exposures(); n != 1 {
 		t.Fatalf("exposures after the event: %v", n)
+	}
+}
+
+// TestDecisionKeyPerEngine: each engine signs decision ids with its own
+// key, so a beacon signed by one server is refused by another in the same
+// process (the old server signed with the first server's key).
+func TestDecisionKeyPerEngine(t *testing.T) {
+	cfg := splitConfig(t, [2]int{50, 50}, 1, 0)
+	a, _ := testServer(t, engine.Options{Config: cfg}, Options{})
+	// The second server needs no snapshot for decisions and beacons (the
+	// first holds the ML-100k one).
+	state, err := index.OpenState(t.TempDir(), index.StateOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = state.Close() })
+	e, err := engine.New(engine.Options{Config: cfg}, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	b, err := New(e, Options{APIKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Shutdown() })
+	handle := func(s *Server, method, uri, body string) (int, []byte) {
+		t.Helper()
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod(method)
+		ctx.Request.SetRequestURI(uri)
+		ctx.Request.SetBodyString(body)
+		s.Handle(&ctx)
+		return ctx.Response.StatusCode(), append([]byte(nil), ctx.Response.Body()...)
+	}
+	da := decide(t, a, "page=lp&visitor=key-1", "Mozilla/5.0")
+	code, body := handle(b, "GET", "/v1/decide?page=lp&visitor=key-1", "")
+	var db decision
+	if err := json.Unmarshal(body, &db); code != 200 || err != nil {
+		t.Fatalf("decide on the second server: %d %s", code, body)
+	}
+	if da.DecisionID == db.DecisionID {
+		t.Fatalf("two engines signed %s alike", da.DecisionID)
+	}
+	beacon := func(id string) string {
+		return fmt.Sprintf(`{"event":"conversion","visitor":"key-1","decision_id":%q}`, id)
+	}
+	if code, body := handle(b, "POST", "/v1/events", beacon(da.DecisionID)); code != 401 {
+		t.Fatalf("the first server's decision on the second: %d %s", code, body)
+	}
+	if code, body := handle(a, "POST", "/v1/events", beacon(db.DecisionID)); code != 401 {
+		t.Fatalf("the second server's decision on the first: %d %s", code, body)
+	}
+	if code, body := handle(b, "POST", "/v1/events", beacon(db.DecisionID)); code != 200 {
+		t.Fatalf("the second server's own decision: %d %s", code, body)
 	}
 }

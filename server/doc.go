@@ -1,34 +1,26 @@
-// Package server is edgerec's HTTP front: fasthttp routing and handlers,
-// request parsing, JSON writing, authentication, limits and metrics, over
-// the snapshots and state store of package index.
+// Package server is edgerec's HTTP front: fasthttp routing, request
+// parsing into engine requests, rendering, authentication, limits, CORS
+// and metrics. A handler is parse → one engine call → render; no business
+// rule lives here (package engine has them all).
 //
 // # Request path
 //
-// Handle routes on the path bytes (server.go). A read acquires the served
-// snapshot, takes a pooled reqState, parses the query with fasthttp's byte
-// getters and either answers from the body cache or computes the answer:
-// lists through the cache and Pebble, the visitor's history from the state
-// store, filters, blending and business rules (recommend.go,
-// placement.go), then appends JSON without reflection (json.go). Errors
-// become statuses in one place (errors.go).
+// Handle routes on the path bytes (server.go). A read acquires an
+// engine.View, parses the query with fasthttp's byte getters into the
+// engine's request struct and either answers from the body cache or asks
+// the View, then appends JSON without reflection (internal/jsonw). Errors
+// become statuses in one place (errors.go): engine.Error kinds map to
+// 400, 404, 409, 413, 401 and 503, anything else is a logged 500.
 //
 // # Body cache
 //
-// A non-personal answer is cached in Ristretto under a hash of (snapshot
-// version, catalog-patch generation, path, query). The cached value is
-// the answer's tail, everything after the per-request rec_id, followed by
-// its deflate stream once a client that accepts gzip asked for it, and a
-// 4-byte trailer (compress.go). Values are immutable once Set; a hit
-// writes the head and the cached tail, or the gzip member spliced from a
-// stored block holding the head and the cached deflate stream. Nothing is
-// compressed per request; personal answers and /v1/page are neither
-// cached nor compressed.
-//
-// # Decisions, profiles, segments
-//
-// decide.go makes landing-page decisions (rules, sticky assignment,
-// split or bandit) and results.go measures them; profile.go and
-// segment.go serve profiles and evaluate segments, lowered from
-// expr-lang trees to closures; audience.go exports segment members; page.go
-// answers one page view in one call.
+// A non-personal answer is cached in Ristretto under a hash of the View's
+// epoch (snapshot version, catalog-patch generation), the path and the
+// query. The cached value is the answer's tail, everything after the
+// per-request rec_id, followed by its deflate stream once a client that
+// accepts gzip asked for it, and a 4-byte trailer (compress.go). Values
+// are immutable once Set; a hit writes the head and the cached tail, or
+// the gzip member spliced from a stored block holding the head and the
+// cached deflate stream. Nothing is compressed per request; personal
+// answers and /v1/page are neither cached nor compressed.
 package server

@@ -2,14 +2,15 @@ package server
 
 import (
 	"errors"
-	"log"
-	"sync/atomic"
-	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/edgerec/edgerec/engine"
+	"github.com/edgerec/edgerec/internal/jsonw"
 )
 
-// httpError is an error with the status and code a client sees.
+// httpError is an error of the HTTP layer itself (routes, methods, keys,
+// request syntax), with the status and code a client sees.
 type httpError struct {
 	status  int
 	code    string
@@ -26,35 +27,44 @@ func errorf(status int, code, message string) error {
 var (
 	errNotFoundRoute = errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint")
 	errMethod        = errorf(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint")
-	errNoSnapshot    = errorf(fasthttp.StatusServiceUnavailable, "no_snapshot", "no index snapshot is loaded yet")
 	errUnauthorized  = errorf(fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key: send Authorization: Bearer <key>")
 )
+
+func badParam(name, why string) error {
+	return errorf(fasthttp.StatusBadRequest, "bad_parameter", name+": "+why)
+}
+
+// kindStatus maps the engine's error kinds to statuses.
+var kindStatus = [...]int{
+	engine.Invalid:      fasthttp.StatusBadRequest,
+	engine.NotFound:     fasthttp.StatusNotFound,
+	engine.Unavailable:  fasthttp.StatusServiceUnavailable,
+	engine.Conflict:     fasthttp.StatusConflict,
+	engine.TooLarge:     fasthttp.StatusRequestEntityTooLarge,
+	engine.Unauthorized: fasthttp.StatusUnauthorized,
+}
 
 // writeError is the one place that maps errors to statuses and logs.
 // Unknown errors are internal: 500, logged at most once a second.
 func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 	var he *httpError
-	if !errors.As(err, &he) {
-		s.logThrottled("internal error on %s %q: %v", ctx.Method(), ctx.Path(), err)
+	var ee *engine.Error
+	switch {
+	case errors.As(err, &he):
+	case errors.As(err, &ee) && int(ee.Kind) < len(kindStatus) && kindStatus[ee.Kind] != 0:
+		he = &httpError{status: kindStatus[ee.Kind], code: ee.Code, message: ee.Message}
+	default:
+		s.e.LogThrottled("internal error", "method", string(ctx.Method()), "path", string(ctx.Path()), "err", err)
 		he = &httpError{status: fasthttp.StatusInternalServerError, code: "internal", message: "internal error"}
 	}
 	ctx.SetStatusCode(he.status)
 	ctx.SetContentType("application/json")
 	b := make([]byte, 0, 64+len(he.message))
 	b = append(b, `{"error":{"code":`...)
-	b = appendJSONString(b, he.code)
+	b = jsonw.AppendString(b, he.code)
 	b = append(b, `,"message":`...)
-	b = appendJSONString(b, he.message)
+	b = jsonw.AppendString(b, he.message)
 	b = append(b, "}}\n"...)
 	ctx.SetBody(b)
 	s.m.errors.Inc()
-}
-
-var lastLog atomic.Int64
-
-func (s *Server) logThrottled(format string, args ...any) {
-	now := time.Now().Unix()
-	if last := lastLog.Load(); last != now && lastLog.CompareAndSwap(last, now) {
-		log.Printf(format, args...)
-	}
 }

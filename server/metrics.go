@@ -1,8 +1,6 @@
 package server
 
 import (
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -44,18 +42,14 @@ var routeNames = [routeCount]string{
 // github.com/VictoriaMetrics/metrics: lock-free counters and log-bucket
 // histograms, cheap enough for every request.
 type serverMetrics struct {
-	set             *metrics.Set
-	requests        [routeCount]*metrics.Counter
-	latency         [routeCount]*metrics.Histogram
-	errors          *metrics.Counter
-	cacheHits       *metrics.Counter
-	gzipped         *metrics.Counter
-	audienceSkipped *metrics.Counter
-	cacheMisses     *metrics.Counter
-	eventsIngested  *metrics.Counter
-	segmentErrors   *metrics.Counter
-	snapshotVersion atomic.Uint64
-	served          sync.Map // placement string → *atomic.Uint64
+	set            *metrics.Set
+	requests       [routeCount]*metrics.Counter
+	latency        [routeCount]*metrics.Histogram
+	errors         *metrics.Counter
+	cacheHits      *metrics.Counter // the body cache; the engine counts its list cache
+	gzipped        *metrics.Counter
+	cacheMisses    *metrics.Counter
+	eventsIngested *metrics.Counter
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -65,15 +59,26 @@ func newServerMetrics(s *Server) *serverMetrics {
 		m.latency[r] = m.set.NewHistogram(`edgerec_request_duration_seconds{route="` + routeNames[r] + `"}`)
 	}
 	m.errors = m.set.NewCounter("edgerec_errors_total")
-	m.cacheHits = m.set.NewCounter(`edgerec_cache_requests_total{result="hit"}`)
+	m.cacheHits = m.set.NewCounter(`edgerec_body_cache_requests_total{result="hit"}`)
 	m.gzipped = m.set.NewCounter(`edgerec_responses_gzip_total`)
-	m.audienceSkipped = m.set.NewCounter(`edgerec_audience_skipped_profiles_total`)
-	m.cacheMisses = m.set.NewCounter(`edgerec_cache_requests_total{result="miss"}`)
+	m.cacheMisses = m.set.NewCounter(`edgerec_body_cache_requests_total{result="miss"}`)
 	m.eventsIngested = m.set.NewCounter("edgerec_events_ingested_total")
-	m.segmentErrors = m.set.NewCounter("edgerec_segment_errors_total")
-	m.set.NewGauge("edgerec_snapshot_version", func() float64 { return float64(m.snapshotVersion.Load()) })
+	// The engine's counts, read when scraped.
+	e := s.e
+	m.set.NewGauge(`edgerec_cache_requests_total{result="hit"}`, func() float64 {
+		return float64(m.cacheHits.Get() + e.Stats().Lists.Hits)
+	})
+	m.set.NewGauge(`edgerec_cache_requests_total{result="miss"}`, func() float64 {
+		return float64(m.cacheMisses.Get() + e.Stats().Lists.Misses)
+	})
+	m.set.NewGauge(`edgerec_list_cache_requests_total{result="hit"}`, func() float64 { return float64(e.Stats().Lists.Hits) })
+	m.set.NewGauge(`edgerec_list_cache_requests_total{result="miss"}`, func() float64 { return float64(e.Stats().Lists.Misses) })
+	m.set.NewGauge("edgerec_segment_errors_total", func() float64 { return float64(e.Stats().SegmentErrors) })
+	m.set.NewGauge("edgerec_audience_skipped_profiles_total", func() float64 { return float64(e.Stats().AudienceSkipped) })
+	m.set.NewGauge("edgerec_snapshot_version", func() float64 { return float64(e.SnapshotVersion()) })
 	m.set.NewGauge("edgerec_cache_hit_ratio", func() float64 {
-		h, miss := float64(m.cacheHits.Get()), float64(m.cacheMisses.Get())
+		st := e.Stats().Lists
+		h, miss := float64(m.cacheHits.Get()+st.Hits), float64(m.cacheMisses.Get()+st.Misses)
 		if h+miss == 0 {
 			return 0
 		}
@@ -85,22 +90,6 @@ func newServerMetrics(s *Server) *serverMetrics {
 func (m *serverMetrics) observe(r route, start time.Time) {
 	m.requests[r].Inc()
 	m.latency[r].UpdateDuration(start)
-}
-
-func (m *serverMetrics) countServed(placement []byte) {
-	if v, ok := m.served.Load(string(placement)); ok {
-		v.(*atomic.Uint64).Add(1)
-		return
-	}
-	v, _ := m.served.LoadOrStore(string(placement), new(atomic.Uint64))
-	v.(*atomic.Uint64).Add(1)
-}
-
-func (m *serverMetrics) servedFor(placement []byte) uint64 {
-	if v, ok := m.served.Load(string(placement)); ok {
-		return v.(*atomic.Uint64).Load()
-	}
-	return 0
 }
 
 func (m *serverMetrics) write(ctx *fasthttp.RequestCtx) {

@@ -2,25 +2,19 @@ package server
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"log"
 	"net"
 	"net/url"
-	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/valyala/fasthttp"
 
+	"github.com/edgerec/edgerec/engine"
 	"github.com/edgerec/edgerec/index"
-	"github.com/edgerec/edgerec/model"
 )
 
 // Options configure a Server. The zero value works, except that writes
@@ -32,18 +26,16 @@ type Options struct {
 	// APIKey authorises writes (events, catalog); AdminKey admin calls
 	// and pprof, defaulting to APIKey. Empty keys refuse every write.
 	APIKey, AdminKey string
-	// DefaultK and MaxK bound the list length; defaults 10 and 100.
-	DefaultK, MaxK int
-	// CacheBytes is the Ristretto budget for lists and rendered bodies;
-	// default 64 MiB.
+	// CacheBytes is the Ristretto budget for rendered answers; default
+	// 32 MiB.
 	CacheBytes int64
 	// GzipMinBytes is the smallest cached answer sent gzip-compressed to
 	// clients that accept it (compressed once, then served from the
 	// cache); default 1024, negative: never.
 	GzipMinBytes int
 	// MaxBodySize bounds request bodies; default 1 MiB. MaxBatch bounds the
-	// events of one POST; default 1000. MaxIDLen bounds ids; default 256.
-	MaxBodySize, MaxBatch, MaxIDLen int
+	// events of one POST; default 1000.
+	MaxBodySize, MaxBatch int
 	// Concurrency bounds requests in flight; default 4096.
 	Concurrency int
 	// ReadTimeout, WriteTimeout, IdleTimeout of connections; defaults 5 s,
@@ -51,26 +43,11 @@ type Options struct {
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// CORSOrigins may call the read API from browsers; "*" allows any.
 	CORSOrigins []string
-	// Weights turn a visitor's history into affinity; zero means
-	// model.DefaultWeights.
-	Weights model.Weights
-	// Now returns the time; tests set it. Default time.Now.
-	Now func() time.Time
-	// Config holds the placements; nil means DefaultConfig. ConfigPath, if
-	// set, is what ReloadConfig and POST /v1/admin/config read.
-	Config     *Config
-	ConfigPath string
 }
 
 func (o *Options) withDefaults() {
-	if o.DefaultK == 0 {
-		o.DefaultK = 10
-	}
-	if o.MaxK == 0 {
-		o.MaxK = 100
-	}
 	if o.CacheBytes == 0 {
-		o.CacheBytes = 64 << 20
+		o.CacheBytes = 32 << 20
 	}
 	if o.GzipMinBytes == 0 {
 		o.GzipMinBytes = 1024
@@ -80,9 +57,6 @@ func (o *Options) withDefaults() {
 	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 1000
-	}
-	if o.MaxIDLen == 0 {
-		o.MaxIDLen = 256
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = 4096
@@ -99,98 +73,68 @@ func (o *Options) withDefaults() {
 	if o.AdminKey == "" {
 		o.AdminKey = o.APIKey
 	}
-	if o.Weights == (model.Weights{}) {
-		o.Weights = model.DefaultWeights()
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Config == nil {
-		o.Config = DefaultConfig()
-	}
 }
 
 // Validate reports the first bad option.
 func (o *Options) Validate() error {
-	if o.DefaultK < 1 || o.MaxK < o.DefaultK {
-		return fmt.Errorf("need 1 <= default k <= max k; got %d and %d", o.DefaultK, o.MaxK)
-	}
-	if o.MaxBodySize < 1024 || o.MaxBatch < 1 || o.MaxIDLen < 1 {
-		return fmt.Errorf("body size, batch and id limits must be positive")
+	switch {
+	case o.CacheBytes < 0:
+		return fmt.Errorf("cache size %d: must not be negative", o.CacheBytes)
+	case o.MaxBodySize < 1024 || o.MaxBatch < 1:
+		return fmt.Errorf("body size and batch limits must be positive (body at least 1024 bytes)")
+	case o.Concurrency < 0 || o.ReadTimeout < 0 || o.WriteTimeout < 0 || o.IdleTimeout < 0:
+		return fmt.Errorf("concurrency and timeouts must not be negative")
 	}
 	return nil
 }
 
-// Server answers the edgerec HTTP API. Create it with New; it is safe for
-// concurrent use.
+// Server answers the edgerec HTTP API over an engine: it parses requests
+// into the engine's request structs, asks the engine, renders the answer
+// and counts it. Create it with New; it is safe for concurrent use.
 type Server struct {
 	o     Options
-	live  index.Live
-	state *index.State
+	e     *engine.Engine
 	cache *ristretto.Cache[uint64, []byte]
-	cfg   atomic.Pointer[Config]
-	// cfgGen changes with every config load: cached rule outcomes of an
-	// old config are not reused.
-	cfgGen atomic.Uint64
-	// bandits holds each bandit experiment's *banditArms.
-	bandits sync.Map
+	reqs  sync.Pool // *reqState
+	srv   *fasthttp.Server
+	m     *serverMetrics
 
-	// gen changes whenever cached bodies may be stale (catalog patches).
-	gen     atomic.Uint64
-	patches atomic.Pointer[map[string]itemPatch]
-	patchMu sync.Mutex
-
-	reqs       sync.Pool // *reqState
-	recNonce   uint64
-	signKey    []byte // signs decision ids
-	recSeq     atomic.Uint64
-	srv        *fasthttp.Server
-	m          *serverMetrics
 	started    time.Time
 	addr       string           // tests: the loopback address served
 	testClient *fasthttp.Client // tests: a client of addr
 }
 
-// New returns a Server over the state store. Load a snapshot with
-// LoadSnapshot before serving reads.
-func New(o Options, state *index.State) (*Server, error) {
+// New returns a Server over e. The engine, and its state store, stay the
+// caller's: close them after Shutdown.
+func New(e *engine.Engine, o Options) (*Server, error) {
 	o.withDefaults()
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	cache, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
-		NumCounters: max(o.CacheBytes/100, 1000), // ~10 counters per cached item of ~1 KiB
-		MaxCost:     o.CacheBytes,
-		BufferItems: 64,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cannot create cache: %w", err)
+	s := &Server{o: o, e: e, started: time.Now()}
+	if o.CacheBytes > 0 {
+		cache, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
+			NumCounters: max(o.CacheBytes/100, 1000), // ~10 counters per cached answer of ~1 KiB
+			MaxCost:     o.CacheBytes,
+			BufferItems: 64,
+			Metrics:     true, // cost added and evicted, for /v1/admin/status
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cannot create cache: %w", err)
+		}
+		s.cache = cache
 	}
-	s := &Server{o: o, state: state, cache: cache, started: time.Now()}
-	s.setConfig(o.Config)
-	var nonce [8]byte
-	_, _ = rand.Read(nonce[:])
-	s.recNonce = binary.LittleEndian.Uint64(nonce[:])
-	// Decision ids stay valid across restarts: the signing key derives from
-	// the API key, which only the operator knows.
-	sk := sha256.Sum256([]byte("edgerec decision ids\x00" + o.APIKey))
-	s.signKey = sk[:]
-	empty := map[string]itemPatch{}
-	s.patches.Store(&empty)
 	s.m = newServerMetrics(s)
-	s.reqs.New = func() any { return newReqState() }
+	s.reqs.New = func() any { return new(reqState) }
 	s.srv = &fasthttp.Server{
-		Handler:                       s.Handle,
-		Name:                          "edgerec",
-		Concurrency:                   o.Concurrency,
-		ReadTimeout:                   o.ReadTimeout,
-		WriteTimeout:                  o.WriteTimeout,
-		IdleTimeout:                   o.IdleTimeout,
-		MaxRequestBodySize:            o.MaxBodySize,
-		NoDefaultServerHeader:         false,
-		NoDefaultContentType:          true,
-		DisableHeaderNamesNormalizing: false,
-		ReduceMemoryUsage:             false,
+		Handler:              s.Handle,
+		Name:                 "edgerec",
+		Concurrency:          o.Concurrency,
+		ReadTimeout:          o.ReadTimeout,
+		WriteTimeout:         o.WriteTimeout,
+		IdleTimeout:          o.IdleTimeout,
+		MaxRequestBodySize:   o.MaxBodySize,
+		NoDefaultContentType: true,
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
 			status := fasthttp.StatusBadRequest
 			code, msg := "bad_request", "cannot parse request: "+err.Error()
@@ -203,64 +147,12 @@ func New(o Options, state *index.State) (*Server, error) {
 	return s, nil
 }
 
-// LoadSnapshot opens and verifies the snapshot at path (a root or a version
-// directory) and swaps it in. On any error the served snapshot stays. The
-// version already served is not opened twice (Pebble would refuse its
-// lock): its manifest is returned.
-func (s *Server) LoadSnapshot(path string) (*index.Manifest, error) {
-	if dir, err := index.ResolveSnapshot(path); err == nil {
-		if cur := s.live.Acquire(); cur != nil {
-			a, err1 := os.Stat(cur.Dir())
-			b, err2 := os.Stat(dir)
-			same := err1 == nil && err2 == nil && os.SameFile(a, b)
-			m := *cur.Manifest()
-			cur.Release()
-			if same {
-				return &m, nil
-			}
-		}
-	}
-	snap, err := index.OpenSnapshot(path)
-	if err != nil {
-		return nil, err
-	}
-	s.live.Swap(snap, nil)
-	s.m.snapshotVersion.Store(snap.Version())
-	log.Printf("serving snapshot %s: %d items", snap.Dir(), snap.NumItems())
-	return snap.Manifest(), nil
-}
-
-// ReloadConfig reads Options.ConfigPath again and swaps the new
-// configuration in; requests in flight finish with the old one. A bad file
-// changes nothing and its error names the line.
-func (s *Server) ReloadConfig() error {
-	if s.o.ConfigPath == "" {
-		return errorf(fasthttp.StatusConflict, "no_config", "the server was started without a config file")
-	}
-	c, err := LoadConfig(s.o.ConfigPath)
-	if err != nil {
-		return err
-	}
-	s.setConfig(c)
-	log.Printf("loaded config %s: placements %s", s.o.ConfigPath, c.names())
-	return nil
-}
-
-// setConfig swaps in a validated configuration.
-func (s *Server) setConfig(c *Config) {
-	// The generation goes with the config: a request keys cached rule
-	// outcomes by the generation of the config it read its page from.
-	c.gen = s.cfgGen.Add(1)
-	s.cfg.Store(c)
-}
-
 func (s *Server) handleReloadConfig(ctx *fasthttp.RequestCtx) error {
 	if err := authorize(ctx, s.o.AdminKey); err != nil {
 		return err
 	}
-	if err := s.ReloadConfig(); err != nil {
-		var he *httpError
-		if errors.As(err, &he) {
+	if err := s.e.ReloadConfig(); err != nil {
+		if engine.KindOf(err) != 0 {
 			return err
 		}
 		return errorf(fasthttp.StatusBadRequest, "bad_config", err.Error())
@@ -273,12 +165,14 @@ func (s *Server) handleReloadConfig(ctx *fasthttp.RequestCtx) error {
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
 
-// Shutdown stops accepting connections and waits for requests in flight,
-// then releases the snapshot. The state store belongs to the caller.
+// Shutdown stops accepting connections and waits for the requests in
+// flight. Close the engine and its stores after it returns, never before:
+// no request then runs on them.
 func (s *Server) Shutdown() error {
 	err := s.srv.Shutdown()
-	s.live.Close()
-	s.cache.Close()
+	if s.cache != nil {
+		s.cache.Close()
+	}
 	return err
 }
 
@@ -363,7 +257,7 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 	case bytes.HasPrefix(p, []byte("segments/")):
 		id, rest := pathID(ctx, p, "segments/")
 		if string(rest) == "members" {
-			return routeMembers, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleMembers(ctx, id) })
+			return routeMembers, s.onlyGet(ctx, get || ctx.IsPost(), func(ctx *fasthttp.RequestCtx) error { return s.handleMembers(ctx, id) })
 		}
 	case string(p) == "admin/snapshots":
 		if !ctx.IsPost() {
@@ -461,37 +355,15 @@ func authorize(ctx *fasthttp.RequestCtx, key string) error {
 }
 
 func (s *Server) handleReady(ctx *fasthttp.RequestCtx) error {
-	ref := s.live.Acquire()
-	if ref == nil {
-		return errNoSnapshot
+	v := s.e.SnapshotVersion()
+	if v == 0 {
+		return engine.ErrNoSnapshot
 	}
-	v := ref.Version()
-	ref.Release()
 	ctx.SetContentType("application/json")
 	b := append(make([]byte, 0, 64), `{"status":"ready","snapshot":`...)
 	b = fmt.Appendf(b, "%d}\n", v)
 	ctx.SetBody(b)
 	return nil
-}
-
-// itemPatch is a live catalog correction (PUT /v1/items).
-type itemPatch struct {
-	Price    float64
-	HasPrice bool
-	Stock    int64
-	HasStock bool
-}
-
-// newRecID returns a fresh 16-hex-digit recommendation id into dst.
-func (s *Server) appendRecID(dst []byte) []byte {
-	x := s.recSeq.Add(1)*0x9e3779b97f4a7c15 ^ s.recNonce
-	x ^= x >> 31
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 29
-	for i := 60; i >= 0; i -= 4 {
-		dst = append(dst, hexDigits[(x>>uint(i))&0xf])
-	}
-	return dst
 }
 
 func splitComma(b []byte, fn func(part []byte)) {

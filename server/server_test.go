@@ -1,18 +1,21 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/edgerec/edgerec/engine"
 	"github.com/edgerec/edgerec/index"
 	"github.com/edgerec/edgerec/internal/testenv"
 )
@@ -24,8 +27,8 @@ func sharedData(t testing.TB, name string) string {
 	return testenv.SharedData(t, name)
 }
 
-// testSnapshotRoot builds an ML-100k snapshot (movies as items, genres as
-// categories) once per test binary.
+// snapRoot is the ML-100k snapshot (movies as items, genres as
+// categories) buildML100k builds once per test binary.
 var snapRoot string
 
 func buildML100k(t testing.TB) string {
@@ -55,6 +58,19 @@ func buildML100k(t testing.TB) string {
 	return root
 }
 
+// readSnapshot opens the ML-100k snapshot for fn and closes it. Pebble
+// locks a store for one opener, so call it before testServer: an engine
+// holds its snapshot until the test ends.
+func readSnapshot(t testing.TB, fn func(s *index.Snapshot)) {
+	t.Helper()
+	snap, err := index.OpenSnapshot(buildML100k(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	fn(snap)
+}
+
 func TestMain(m *testing.M) {
 	log.SetOutput(io.Discard) // "serving snapshot …" lines would interleave with benchmark output
 	code := m.Run()
@@ -64,24 +80,42 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testServer starts a Server with a real snapshot and state store on real
-// loopback TCP; it is shut down when the test ends.
-func testServer(t testing.TB, o Options) (*Server, *fasthttp.Client) {
+// testStack is a Server with its engine and state store.
+type testStack struct {
+	s     *Server
+	e     *engine.Engine
+	state *index.State
+	c     *fasthttp.Client
+}
+
+// newTestStack starts a Server over an engine with the ML-100k snapshot
+// and a real state store (whose clock is eo.Now), on real loopback TCP.
+// When the test ends it closes the server, then the engine, then the
+// state store.
+func newTestStack(t testing.TB, eo engine.Options, o Options) *testStack {
 	t.Helper()
 	root := buildML100k(t)
-	state, err := index.OpenState(t.TempDir(), index.StateOptions{NoSync: true, Now: o.Now})
+	state, err := index.OpenState(t.TempDir(), index.StateOptions{NoSync: true, Now: eo.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Cleanups run last in, first out: server, engine, state.
+	t.Cleanup(func() { _ = state.Close() })
+	e, err := engine.New(eo, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
 	o.SnapshotRoot = root
 	if o.APIKey == "" {
 		o.APIKey = testKey
 	}
-	s, err := New(o, state)
+	s, err := New(e, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.LoadSnapshot(root); err != nil {
+	t.Cleanup(func() { _ = s.Shutdown() })
+	if _, err := e.LoadSnapshot(context.Background(), root); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -90,14 +124,17 @@ func testServer(t testing.TB, o Options) (*Server, *fasthttp.Client) {
 	}
 	s.addr = ln.Addr().String()
 	go func() { _ = s.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = s.Shutdown()
-		_ = state.Close()
-	})
 	addr := ln.Addr().String()
 	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return net.Dial("tcp", addr) }}
 	s.testClient = c
-	return s, c
+	return &testStack{s: s, e: e, state: state, c: c}
+}
+
+// testServer is newTestStack for tests that need only the server.
+func testServer(t testing.TB, eo engine.Options, o Options) (*Server, *fasthttp.Client) {
+	t.Helper()
+	ts := newTestStack(t, eo, o)
+	return ts.s, ts.c
 }
 
 type apiItem struct {
@@ -151,7 +188,7 @@ func getList(t testing.TB, c *fasthttp.Client, uri string) apiList {
 }
 
 func TestReadEndpoints(t *testing.T) {
-	_, c := testServer(t, Options{})
+	_, c := testServer(t, engine.Options{}, Options{})
 	// Toy Story (1995) is item 1.
 	l := getList(t, c, "/v1/items/1/similar?k=5")
 	if len(l.Items) != 5 || l.Fallback || l.Items[0].Reason != "similar_to" || l.Items[0].Because != "1" {
@@ -213,7 +250,7 @@ func TestReadEndpoints(t *testing.T) {
 }
 
 func TestBadInputs(t *testing.T) {
-	s, c := testServer(t, Options{})
+	s, c := testServer(t, engine.Options{}, Options{})
 	f := func(method, uri, key, body string, want int) {
 		t.Helper()
 		code, resp := do(t, c, method, uri, key, body)
@@ -275,23 +312,23 @@ func TestBadInputs(t *testing.T) {
 // After a visitor views items of one genre, their recommendations move
 // toward it, without a rebuild.
 func TestPersonalization(t *testing.T) {
-	s, c := testServer(t, Options{})
-	ref := s.live.Acquire()
-	horror, _ := ref.Category([]byte("Horror"))
+	// The snapshot's horror films, read before the server holds it.
 	var horrorItems []string
-	pop, _ := ref.AppendList(nil, index.ListPopular, horror)
-	for _, n := range pop[:8] {
-		horrorItems = append(horrorItems, ref.Item(n.Item).ID)
-	}
-	isHorror := func(id string) bool {
-		n, _ := ref.Lookup([]byte(id))
-		for _, c := range ref.Item(n).Cats {
-			if c == horror {
-				return true
+	horrorIDs := map[string]bool{}
+	readSnapshot(t, func(ref *index.Snapshot) {
+		horror, _ := ref.Category([]byte("Horror"))
+		pop, _ := ref.AppendList(nil, index.ListPopular, horror)
+		for _, n := range pop[:8] {
+			horrorItems = append(horrorItems, ref.Item(n.Item).ID)
+		}
+		for n := range ref.NumItems() {
+			if slices.Contains(ref.Item(uint32(n)).Cats, horror) {
+				horrorIDs[ref.Item(uint32(n)).ID] = true
 			}
 		}
-		return false
-	}
+	})
+	isHorror := func(id string) bool { return horrorIDs[id] }
+	_, c := testServer(t, engine.Options{}, Options{})
 	count := func(l apiList) int {
 		n := 0
 		for _, it := range l.Items {
@@ -311,7 +348,6 @@ func TestPersonalization(t *testing.T) {
 	}
 	l := getList(t, c, "/v1/users/fan/recommendations?k=20")
 	after := count(l)
-	ref.Release()
 	t.Logf("horror items in 20 recommendations: %d before, %d after", before, after)
 	if after < before+3 || l.Fallback {
 		t.Fatalf("recommendations did not move toward horror: %d before, %d after: %+v", before, after, l)
@@ -327,7 +363,7 @@ func TestPersonalization(t *testing.T) {
 
 // A stock correction takes effect on the next request.
 func TestPutItems(t *testing.T) {
-	_, c := testServer(t, Options{})
+	_, c := testServer(t, engine.Options{}, Options{})
 	top := getList(t, c, "/v1/items/1/similar?k=3").Items[0].ID
 	if code, resp := do(t, c, "PUT", "/v1/items", testKey, `[{"item_id":"`+top+`","stock":0}]`); code != 200 {
 		t.Fatalf("put: %d %s", code, resp)
@@ -348,7 +384,7 @@ func TestPutItems(t *testing.T) {
 
 // Placement stats count impressions, clicks and attributed conversions.
 func TestPlacementStats(t *testing.T) {
-	_, c := testServer(t, Options{})
+	_, c := testServer(t, engine.Options{}, Options{})
 	l := getList(t, c, "/v1/recommend?placement=home&visitor=v9&k=3")
 	evs := fmt.Sprintf(`{"user_id":"v9","item_id":%q,"event":"impression","placement":"home","rec_id":%q}
 {"user_id":"v9","item_id":%q,"event":"impression","placement":"home","rec_id":%q}
@@ -374,7 +410,7 @@ func TestPlacementStats(t *testing.T) {
 // An anonymous visitor's history follows them when a login event names
 // both the visitor and the user.
 func TestLoginMerge(t *testing.T) {
-	_, c := testServer(t, Options{})
+	_, c := testServer(t, engine.Options{}, Options{})
 	evs := `{"visitor":"anon-7","item_id":"50","event":"view"}
 {"visitor":"anon-7","item_id":"181","event":"view"}`
 	if code, resp := do(t, c, "POST", "/v1/events", testKey, evs); code != 200 {
@@ -407,5 +443,43 @@ func postEvents(t *testing.T, s *Server, body string) {
 	}
 	if code, resp := do(t, s.testClient, "POST", "/v1/events", testKey, body); code != 200 {
 		t.Fatalf("events: %d %s", code, resp)
+	}
+}
+
+// TestAnonymousPlacementNoHistory: a placement asked without a visitor
+// blends no history, whichever visitor's request ran on the same pooled
+// memory before (the old server leaked the last visitor's affinities into
+// such answers).
+func TestAnonymousPlacementNoHistory(t *testing.T) {
+	s, c := testServer(t, engine.Options{}, Options{})
+	if code, resp := do(t, c, "POST", "/v1/events", testKey, `{"user_id":"leaky","item_id":"50","event":"view"}
+{"user_id":"leaky","item_id":"181","event":"view"}
+{"user_id":"leaky","item_id":"258","event":"purchase"}`); code != 200 {
+		t.Fatalf("events: %d %s", code, resp)
+	}
+	// Through the handler on one goroutine, so that the pooled request
+	// state of the visitor's request is the one the anonymous one gets.
+	handle := func(uri string) map[string]any {
+		t.Helper()
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(uri)
+		s.Handle(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			t.Fatalf("%s: %d %s", uri, ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+		return withoutRecID(t, ctx.Response.Body())
+	}
+	for _, anon := range []string{
+		"/v1/recommend?placement=product_page&item=1&k=10",
+		"/v1/recommend?placement=home&k=10",
+		"/v1/recommend?placement=email&item=1&k=10",
+	} {
+		want := handle(anon)
+		for range 5 {
+			handle(anon + "&visitor=leaky")
+			if got := handle(anon); !jsonEqual(got, want) {
+				t.Fatalf("%s after a visitor's request:\n%v\nwant\n%v", anon, got, want)
+			}
+		}
 	}
 }

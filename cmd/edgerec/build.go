@@ -1,15 +1,17 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"math"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/edgerec/edgerec/index"
@@ -38,8 +40,8 @@ func (f *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.weights, "weights", "view=1,click=1,cart=3,purchase=5,rating=1", "interest weight per event type")
 	fs.BoolVar(&f.ratingValue, "rating-value", false, "multiply rating events by their value")
 	fs.StringVar(&f.halfLife, "half-life", "0", "half-life of user affinity decay (0 disables); e.g. 30d, 12h")
-	fs.StringVar(&f.popularHalfLife, "popular-half-life", "30d", "half-life of the popular lists")
-	fs.StringVar(&f.trendingHalfLife, "trending-half-life", "3d", "half-life of the trending lists")
+	fs.StringVar(&f.popularHalfLife, "popular-half-life", "30d", "half-life of the popular lists; 0: no decay (counts)")
+	fs.StringVar(&f.trendingHalfLife, "trending-half-life", "3d", "half-life of the trending lists; 0: no decay")
 	fs.IntVar(&f.maxBad, "max-bad", 100, "bad input lines tolerated before the build fails")
 }
 
@@ -79,10 +81,11 @@ func (f *buildFlags) weightsValue() (model.Weights, error) {
 }
 
 func (f *buildFlags) options() (index.BuildOptions, error) {
+	logger := newLogger()
 	o := index.BuildOptions{
 		K: f.k, PopularK: f.popularK, EASELambda: f.lambda, EASEMaxItems: f.easeMaxItems, EASEMinUsers: f.easeMinUsers,
 		MinSupport: f.minSupport, MaxUserItems: f.maxUserItems, MaxBad: f.maxBad,
-		Log: log.Printf,
+		Log: func(format string, args ...any) { logger.Info(fmt.Sprintf(format, args...)) },
 	}
 	if f.maxBad == 0 {
 		o.MaxBad = -1
@@ -152,28 +155,30 @@ func runBuild(args []string) error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	start := time.Now()
 	b, err := index.NewBuilder(o)
 	if err != nil {
 		return err
 	}
 	if *items != "" {
-		if err := readFile(*items, b.ReadItems); err != nil {
+		if err := readFile(ctx, *items, b.ReadItems); err != nil {
 			return err
 		}
 	}
 	for _, f := range splitList(*events) {
-		if err := readFile(f, b.ReadEvents); err != nil {
+		if err := readFile(ctx, f, b.ReadEvents); err != nil {
 			return err
 		}
 	}
-	m, err := b.Build(*out)
+	m, err := b.BuildContext(ctx, *out)
 	if err != nil {
 		return err
 	}
 	bad, samples := b.BadLines()
 	for _, s := range samples {
-		log.Printf("bad line: %s", s)
+		fmt.Fprintf(os.Stderr, "bad line: %s\n", s)
 	}
 	fmt.Printf("snapshot v%d in %s: %d items, %d users, %d categories, %d events (%d bad lines), %d baskets; lists %v; similarity %s; %.2fs, peak RSS %s\n",
 		m.Version, *out, m.Items, m.Users, m.Categories, m.Events, bad, m.Baskets, m.Lists,
@@ -183,7 +188,7 @@ func runBuild(args []string) error {
 
 // readFile feeds a file to read, showing progress on the compressed bytes:
 // a bar when stderr is a terminal, a log line every 5 s otherwise.
-func readFile(path string, read func(r io.Reader, name string) error) error {
+func readFile(ctx context.Context, path string, read func(r io.Reader, name string) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("cannot open %q: %w", path, err)
@@ -195,7 +200,7 @@ func readFile(path string, read func(r io.Reader, name string) error) error {
 	}
 	p := newProgress(filepath.Base(path), st.Size())
 	defer p.stop()
-	r, err := index.NewDecompressReader(&countingReader{r: f, n: &p.done})
+	r, err := index.NewDecompressReader(&countingReader{ctx: ctx, r: f, n: &p.done})
 	if err != nil {
 		return fmt.Errorf("cannot read %q: %w", path, err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,8 +20,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/edgerec/edgerec/engine"
 	"github.com/edgerec/edgerec/index"
-	"github.com/edgerec/edgerec/server"
 )
 
 // runExport dispatches the export subcommands.
@@ -43,7 +45,7 @@ func runExportAudience(args []string) error {
 	since := fs.String("since", "", "only users who joined or left since: RFC 3339, Unix seconds, or a duration before now such as 24h or 7d (env EDGEREC_SINCE)")
 	channel := fs.String("channel", "email", "consent channel: members need the attribute consent_<channel> true (env EDGEREC_CHANNEL)")
 	out := fs.String("out", "", "output file; default stdout (env EDGEREC_OUT)")
-	serverURL := fs.String("url", "", "export through a running server, http://host:port, paging GET /v1/segments/{id}/members; see also --api-key (env EDGEREC_URL)")
+	serverURL := fs.String("url", "", "export through a running server, http://host:port, paging POST /v1/segments/{id}/members; see also --api-key (env EDGEREC_URL)")
 	apiKey := fs.String("api-key", "", "the server's API key, with --url (env EDGEREC_API_KEY)")
 	rawCSV := fs.Bool("raw-csv", false, "write CSV text cells as they are; by default a cell a spreadsheet would run as a formula (= + - @ first) gets a leading ' (env EDGEREC_RAW_CSV)")
 	_ = fs.Parse(args)
@@ -53,14 +55,16 @@ func runExportAudience(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	if *segment == "" {
 		return fmt.Errorf("--segment is required")
 	}
 	if *format != "csv" && *format != "ndjson" {
 		return fmt.Errorf("--format %q: want csv or ndjson", *format)
 	}
-	if *withRecs < 0 || *withRecs > server.MaxAudienceRecs {
-		return fmt.Errorf("--with-recs %d: want 0 to %d", *withRecs, server.MaxAudienceRecs)
+	if *withRecs < 0 || *withRecs > engine.MaxAudienceRecs {
+		return fmt.Errorf("--with-recs %d: want 0 to %d", *withRecs, engine.MaxAudienceRecs)
 	}
 	comp := *compress
 	if comp == "" {
@@ -76,7 +80,9 @@ func runExportAudience(args []string) error {
 	if comp != "zstd" && comp != "gzip" && comp != "none" {
 		return fmt.Errorf("--compress %q: want zstd, gzip or none", comp)
 	}
-	o := server.AudienceOptions{Segment: *segment, WithRecs: *withRecs, Format: *format, Channel: *channel, RawCSV: *rawCSV}
+	// An export job records the membership changes it notices: the next
+	// export with --since lists them.
+	o := engine.AudienceOptions{Segment: *segment, WithRecs: *withRecs, Format: *format, Channel: *channel, RawCSV: *rawCSV, Record: true}
 	if *since != "" {
 		t, err := parseSince(*since, time.Now())
 		if err != nil {
@@ -90,19 +96,19 @@ func runExportAudience(args []string) error {
 
 	// Local mode opens the stores before the output, so a refused open
 	// leaves no empty file behind.
-	var export func(w io.Writer) (server.AudienceStats, error)
+	var export func(w io.Writer) (engine.AudienceStats, error)
 	if *serverURL == "" {
-		srv, closeAll, err := openForExport(*data, *configPath, *withRecs > 0)
+		e, closeAll, err := openForExport(ctx, *data, *configPath, *withRecs > 0)
 		if err != nil {
 			return err
 		}
 		defer closeAll()
-		export = func(w io.Writer) (server.AudienceStats, error) { return srv.ExportAudience(w, o) }
+		export = func(w io.Writer) (engine.AudienceStats, error) { return e.ExportAudience(ctx, w, o) }
 	} else {
-		export = func(w io.Writer) (server.AudienceStats, error) { return exportFromServer(w, *serverURL, *apiKey, o) }
+		export = func(w io.Writer) (engine.AudienceStats, error) { return exportFromServer(w, *serverURL, *apiKey, o) }
 	}
 
-	var st server.AudienceStats
+	var st engine.AudienceStats
 	err := writeOut(*out, func(dst io.Writer) error {
 		w, finish, err := compressor(dst, comp)
 		if err != nil {
@@ -133,9 +139,9 @@ func runExportAudience(args []string) error {
 }
 
 // openForExport opens the state store, the config and, for
-// recommendations, the current snapshot under data.
-func openForExport(data, configPath string, snapshot bool) (*server.Server, func(), error) {
-	cfg, err := server.LoadConfig(configPath)
+// recommendations, the current snapshot under data, in an engine.
+func openForExport(ctx context.Context, data, configPath string, snapshot bool) (*engine.Engine, func(), error) {
+	cfg, err := engine.LoadConfig(configPath)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--config: %w", err)
 	}
@@ -143,7 +149,8 @@ func openForExport(data, configPath string, snapshot bool) (*server.Server, func
 	if _, err := os.Stat(dir); err != nil {
 		return nil, nil, fmt.Errorf("--data: no state store at %q: %w", dir, err)
 	}
-	state, err := index.OpenState(dir, index.StateOptions{})
+	logger := newLogger()
+	state, err := index.OpenState(dir, index.StateOptions{Logger: logger})
 	if err != nil {
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) || strings.Contains(err.Error(), "lock") {
 			return nil, nil, fmt.Errorf("the state store %q is in use, probably by a running edgerec serve: "+
@@ -151,26 +158,26 @@ func openForExport(data, configPath string, snapshot bool) (*server.Server, func
 		}
 		return nil, nil, err
 	}
-	srv, err := server.New(server.Options{Config: cfg}, state)
+	e, err := engine.New(engine.Options{Config: cfg, Logger: logger}, state)
 	if err != nil {
 		_ = state.Close()
 		return nil, nil, err
 	}
 	closeAll := func() {
-		_ = srv.Shutdown()
+		e.Close()
 		_ = state.Close()
 	}
-	if err := srv.LoadPatches(); err != nil {
+	if err := e.LoadPatches(); err != nil {
 		closeAll()
 		return nil, nil, err
 	}
 	if snapshot {
-		if _, err := srv.LoadSnapshot(filepath.Join(data, "snapshots")); err != nil {
+		if _, err := e.LoadSnapshot(ctx, filepath.Join(data, "snapshots")); err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("--with-recs needs a snapshot: %w", err)
 		}
 	}
-	return srv, closeAll, nil
+	return e, closeAll, nil
 }
 
 // writeOut runs write on the file path, created for it, or on stdout when
@@ -240,12 +247,12 @@ func parseSince(v string, now time.Time) (int64, error) {
 	return now.Add(-d).Unix(), nil
 }
 
-// exportFromServer pages through GET /v1/segments/{id}/members as NDJSON
+// exportFromServer pages through POST /v1/segments/{id}/members as NDJSON
 // and writes what ExportAudience would: the NDJSON as is, or CSV with one
 // header, converted from a spooled copy of the pages once their attribute
 // columns are known.
-func exportFromServer(w io.Writer, base, key string, o server.AudienceOptions) (server.AudienceStats, error) {
-	var st server.AudienceStats
+func exportFromServer(w io.Writer, base, key string, o engine.AudienceOptions) (engine.AudienceStats, error) {
+	var st engine.AudienceStats
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return st, fmt.Errorf("--url %q: want http://host:port", base)
@@ -274,7 +281,9 @@ func exportFromServer(w io.Writer, base, key string, o server.AudienceOptions) (
 			q.Set("after", after)
 		}
 		page := strings.TrimRight(base, "/") + "/v1/segments/" + url.PathEscape(o.Segment) + "/members?" + q.Encode()
-		req, err := http.NewRequest("GET", page, nil)
+		// POST: an export job records the membership changes it notices
+		// (a GET only reads).
+		req, err := http.NewRequest("POST", page, nil)
 		if err != nil {
 			return st, fmt.Errorf("--url: %w", err)
 		}
@@ -307,7 +316,7 @@ func exportFromServer(w io.Writer, base, key string, o server.AudienceOptions) (
 		}
 	}
 	if spool != nil {
-		if _, err := server.WriteAudienceCSV(w, spool, o.WithRecs, nil, o.RawCSV); err != nil {
+		if _, err := engine.WriteAudienceCSV(w, spool, o.WithRecs, nil, o.RawCSV); err != nil {
 			return st, fmt.Errorf("cannot convert the pages to CSV: %w", err)
 		}
 	}

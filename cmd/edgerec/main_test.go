@@ -388,14 +388,17 @@ func TestFlagErrors(t *testing.T) {
 	f(1, "-events and -out are required", "build", "--events", events)
 	f(2, "flag provided but not defined: -nope", append(buildArgs, "--nope")...)
 	f(2, `invalid value "many" for flag -max-bad`, append(buildArgs, "--max-bad", "many")...)
-	f(1, "-train and -test are required", "eval", "--train", events)
+	f(1, "-test is required, and -train", "eval", "--train", events)
+	f(1, "-test is required, and -train", "eval", "--test", events)
+	f(1, "-k and -history must be at least 1", "eval", "--train", events, "--test", events, "--history", "0")
 	f(1, "-similarity", "eval", "--train", events, "--test", events, "--similarity", "pearson")
 	f(1, missing, "eval", "--train", missing, "--test", events)
 	f(1, "-events and -items are required", "gen", "--events", filepath.Join(dir, "gen.csv"))
 }
 
 // TestEvalJSON runs SAR through the CLI on the MovieLens 100k user split
-// and pins its figures.
+// and pins its figures. SAR blends every training item of a user: the
+// history window is opened to all of them.
 func TestEvalJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: runs without -short")
@@ -413,7 +416,7 @@ func TestEvalJSON(t *testing.T) {
 		}
 	}
 	code, out, errs := run(t, "eval", "--json", "--train", train, "--test", test,
-		"--similarity", "jaccard", "--topk", "-1", "--rating-value", "--half-life", "30d", "--min-support", "1")
+		"--similarity", "jaccard", "--topk", "-1", "--rating-value", "--half-life", "30d", "--min-support", "1", "--history", "10000")
 	if code != 0 {
 		t.Fatalf("eval: exit %d: %s", code, errs)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log"
@@ -12,11 +13,15 @@ import (
 )
 
 type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
+	ctx context.Context // the read fails with ctx's error once it is done
+	r   io.Reader
+	n   *atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err

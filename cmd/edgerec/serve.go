@@ -1,19 +1,23 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"log"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/edgerec/edgerec/engine"
 	"github.com/edgerec/edgerec/index"
 	"github.com/edgerec/edgerec/server"
 )
@@ -44,86 +48,145 @@ func runServe(args []string) error {
 	data := fs.String("data", "data/run", "data directory: snapshots/ (built by 'edgerec build --out DIR/snapshots') and state/ (env EDGEREC_DATA)")
 	apiKey := fs.String("api-key", "", "bearer key for writes; a random one is generated and printed when empty (env EDGEREC_API_KEY)")
 	adminKey := fs.String("admin-key", "", "bearer key for admin calls and pprof; default the API key (env EDGEREC_ADMIN_KEY)")
-	cacheMB := fs.Int64("cache-mb", 64, "Ristretto cache budget for lists and rendered answers, MiB (env EDGEREC_CACHE_MB)")
+	cacheMB := fs.Int64("cache-mb", 64, "Ristretto budget, MiB, at least 2: half for decoded lists shared by every answer, half for rendered answers (env EDGEREC_CACHE_MB)")
 	gzipMin := fs.Int("gzip-min", 1024, "smallest cached answer sent gzip-compressed to clients that accept it, bytes; compressed once per cached answer; 0 never (env EDGEREC_GZIP_MIN)")
 	maxK := fs.Int("max-k", 100, "largest k a request may ask for (env EDGEREC_MAX_K)")
 	cors := fs.String("cors", "", "origins allowed to call the read API from browsers, comma-separated, or * (env EDGEREC_CORS)")
 	maxBody := fs.Int("max-body", 1<<20, "largest request body in bytes (env EDGEREC_MAX_BODY)")
 	configPath := fs.String("config", "", "edgerec.yaml with placements; reloaded on SIGHUP and POST /v1/admin/config (env EDGEREC_CONFIG)")
-	history := fs.Int("history", 50, "newest events of a visitor that personalise their answers (env EDGEREC_HISTORY)")
+	history := fs.Int("history", engine.DefaultHistoryWindow, "newest history entries of a visitor blended into their recommendations; edgerec eval uses the same default (env EDGEREC_HISTORY)")
+	seen := fs.Int("max-user-items", 0, "newest history entries of a visitor whose items are left out as seen; 0: the snapshot's build setting (default 1000) (env EDGEREC_MAX_USER_ITEMS)")
 	retention := fs.Duration("profile-retention", index.DefaultProfileRetention, "how long profiles keep behaviour counts, at least 1h (env EDGEREC_PROFILE_RETENTION)")
+	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, how long requests in flight may take before the process exits anyway (env EDGEREC_DRAIN)")
 	_ = fs.Parse(args)
 	if err := envTwins(fs); err != nil {
 		return err
 	}
+	if err := nonNegative(fs, "max-k", "max-body", "history", "max-user-items", "gzip-min"); err != nil {
+		return err
+	}
+	if *cacheMB < 2 {
+		return fmt.Errorf("-cache-mb %d: want at least 2 (MiB)", *cacheMB)
+	}
+	logger := newLogger()
 	if *apiKey == "" {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		*apiKey = hex.EncodeToString(b[:])
-		log.Printf("no -api-key given: generated %s for this run", *apiKey)
+		logger.Info("no -api-key given: generated one for this run", "api_key", *apiKey)
 	}
-	var cfg *server.Config
+	var cfg *engine.Config
 	if *configPath != "" {
-		c, err := server.LoadConfig(*configPath)
+		c, err := engine.LoadConfig(*configPath)
 		if err != nil {
 			return err
 		}
 		cfg = c
 	}
-	state, err := index.OpenState(filepath.Join(*data, "state"), index.StateOptions{HistoryLen: *history, ProfileRetention: *retention})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	state, err := index.OpenState(filepath.Join(*data, "state"), index.StateOptions{ProfileRetention: *retention, Logger: logger})
 	if err != nil {
 		return err
 	}
-	defer state.Close()
-	root := filepath.Join(*data, "snapshots")
-	srv, err := server.New(server.Options{
-		SnapshotRoot: root, APIKey: *apiKey, AdminKey: *adminKey, CacheBytes: *cacheMB << 20,
-		GzipMinBytes: gzipOption(*gzipMin), MaxK: *maxK, MaxBodySize: *maxBody, CORSOrigins: splitList(*cors),
-		Config: cfg, ConfigPath: *configPath,
+	e, err := engine.New(engine.Options{
+		MaxK: *maxK, CacheBytes: *cacheMB << 19, HistoryWindow: *history, SeenItems: *seen,
+		Config: cfg, ConfigPath: *configPath, SignKey: signKey(*apiKey), Logger: logger,
 	}, state)
 	if err != nil {
+		_ = state.Close()
 		return err
 	}
-	if err := srv.LoadPatches(); err != nil {
+	root := filepath.Join(*data, "snapshots")
+	srv, err := server.New(e, server.Options{
+		SnapshotRoot: root, APIKey: *apiKey, AdminKey: *adminKey, CacheBytes: *cacheMB << 19,
+		GzipMinBytes: gzipOption(*gzipMin), MaxBodySize: *maxBody, CORSOrigins: splitList(*cors),
+	})
+	if err != nil {
+		e.Close()
+		_ = state.Close()
 		return err
 	}
-	if _, err := srv.LoadSnapshot(root); err != nil {
+	if err := e.LoadPatches(); err != nil {
+		e.Close()
+		_ = state.Close()
+		return err
+	}
+	if _, err := e.LoadSnapshot(ctx, root); err != nil {
 		// Serve anyway: /readyz says not ready until POST /v1/admin/snapshots loads one.
-		log.Printf("no snapshot loaded: %v", err)
+		logger.Warn("no snapshot loaded", "err", err)
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
+		e.Close()
+		_ = state.Close()
 		return fmt.Errorf("cannot listen on %q: %w", *addr, err)
 	}
-	log.Printf("edgerec %s listening on http://%s", version, ln.Addr())
+	logger.Info("listening", "version", version, "url", "http://"+ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 wait:
 	select {
 	case err := <-errc:
+		e.Close()
+		_ = state.Close()
 		return err
-	case s := <-sig:
-		if s == syscall.SIGHUP {
-			if err := srv.ReloadConfig(); err != nil {
-				log.Printf("SIGHUP: config not reloaded, the old one stays: %v", err)
-			}
-			goto wait
+	case <-hup:
+		if err := e.ReloadConfig(); err != nil {
+			logger.Warn("SIGHUP: config not reloaded, the old one stays", "err", err)
 		}
-		log.Printf("%s: finishing requests in flight", s)
+		goto wait
+	case <-ctx.Done():
+		logger.Info("stopping: no new connections, finishing requests in flight")
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown() }()
 	select {
 	case err := <-done:
+		// No request runs now: the stores can close.
+		e.Close()
+		if cerr := state.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			return err
 		}
-	case <-time.After(30 * time.Second):
-		log.Printf("shutdown took over 30s; closing stores anyway")
+	case <-time.After(*drain):
+		// Requests still run on the stores: closing Pebble under them
+		// would crash them. Acknowledged events are in the WAL already;
+		// the next start replays it.
+		logger.Warn("requests still in flight after the drain timeout; exiting without closing the stores", "drain", drain.String())
+		return nil
 	}
-	log.Printf("stopped")
+	logger.Info("stopped")
+	return nil
+}
+
+// signKey derives the key that signs decision ids from the API key: ids
+// then stay valid across restarts, and only the operator can make them.
+func signKey(apiKey string) []byte {
+	k := sha256.Sum256([]byte("edgerec decision ids\x00" + apiKey))
+	return k[:]
+}
+
+// newLogger is the process's structured logger: text lines on stderr.
+func newLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// nonNegative refuses negative values of the named int flags of fs.
+func nonNegative(fs *flag.FlagSet, names ...string) error {
+	for _, n := range names {
+		f := fs.Lookup(n)
+		if f == nil {
+			panic("BUG: no flag " + n)
+		}
+		if v, err := strconv.ParseInt(f.Value.String(), 10, 64); err == nil && v < 0 {
+			return fmt.Errorf("-%s %d: must not be negative", n, v)
+		}
+	}
 	return nil
 }
 
@@ -133,7 +196,7 @@ func runCheck(args []string) error {
 	fs := flag.NewFlagSet("check", flag.ExitOnError)
 	configPath := fs.String("config", "edgerec.yaml", "configuration file to validate")
 	_ = fs.Parse(args)
-	c, err := server.LoadConfig(*configPath)
+	c, err := engine.LoadConfig(*configPath)
 	if err != nil {
 		return err
 	}

@@ -10,18 +10,24 @@ import (
 const module = "github.com/edgerec/edgerec"
 
 // TestImportDirection enforces the package graph of STYLE.md:
-// cmd → server → index → model, cmd → bench → model.
+// cmd → server → engine → index → model, cmd → bench → model. HTTP lives
+// in server alone: engine, index and model never see fasthttp, and only
+// cmd builds a Server.
 func TestImportDirection(t *testing.T) {
 	allowed := map[string][]string{
-		"model":  {},
-		"index":  {"model"},
-		"server": {"index", "model"},
-		"bench":  {"model"},
+		"model":       {},
+		"index":       {"model"},
+		"engine":      {"engine/rule", "index", "model"},
+		"engine/rule": {"model"},
+		"server":      {"engine", "engine/rule", "index", "model"},
+		"bench":       {"model"},
 	}
 	forbiddenExternal := map[string][]string{
-		"model": {"github.com/valyala/fasthttp", "github.com/cockroachdb/pebble"},
-		"index": {"github.com/valyala/fasthttp"},
-		"bench": {"github.com/cockroachdb/pebble", "github.com/dgraph-io/ristretto"},
+		"model":       {"github.com/valyala/fasthttp", "github.com/cockroachdb/pebble"},
+		"index":       {"github.com/valyala/fasthttp"},
+		"engine":      {"github.com/valyala/fasthttp"},
+		"engine/rule": {"github.com/valyala/fasthttp", "github.com/cockroachdb/pebble"},
+		"bench":       {"github.com/cockroachdb/pebble", "github.com/dgraph-io/ristretto"},
 	}
 	for pkg, ok := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", module+"/"+pkg).CombinedOutput()
@@ -44,6 +50,23 @@ func TestImportDirection(t *testing.T) {
 				if strings.HasPrefix(dep, bad) {
 					t.Errorf("%s depends on %s", pkg, dep)
 				}
+			}
+		}
+	}
+}
+
+// TestOnlyCmdImportsServer: every other door (eval, export, a test of the
+// engine) goes through package engine, never through a Server.
+func TestOnlyCmdImportsServer(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		for _, imp := range fields[1:] {
+			if imp == module+"/server" && fields[0] != module+"/cmd/edgerec" {
+				t.Errorf("%s imports server: only cmd/edgerec may", fields[0])
 			}
 		}
 	}

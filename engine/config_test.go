@@ -1,7 +1,7 @@
-package server
+package engine
 
 import (
-	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,7 +21,7 @@ func TestParseConfigErrors(t *testing.T) {
 	f("placements:\n  pdp:\n    strategy: similar\n    colour: red\n", "edgerec.yaml:4:5: unknown field \"colour\"")
 	f("placements:\n  pdp: [1, 2\n", "edgerec.yaml:2:8: sequence end token")
 	f("placements:\n  pdp:\n    strategy: similar\n    history_weight: -1\n", "edgerec.yaml:4:")
-	// Filters (TestPlacementFilters serves them).
+	// Filters (server's TestPlacementFilters serves them).
 	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - factor: 2\n", "edgerec.yaml:5")
 	f("placements:\n  home:\n    strategy: popular\n    only:\n      - category: x\n        factor: 2\n", "an only rule needs one of category or item, and no factor")
 	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - item: x\n        segment: nope\n", `unknown segment "nope"`)
@@ -67,8 +67,8 @@ placements:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, c := testServer(t, Options{Config: cfg})
-	ref := s.live.Acquire()
+	e, _ := testEngine(t, Options{Config: cfg})
+	ref := e.live.Acquire()
 	defer ref.Release()
 	firstCat := func(id string) string {
 		n, _ := ref.Lookup([]byte(id))
@@ -76,48 +76,52 @@ placements:
 	}
 	hasCat := func(id, cat string) bool {
 		n, _ := ref.Lookup([]byte(id))
-		for _, c := range ref.Item(n).Categories {
-			if c == cat {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(ref.Item(n).Categories, cat)
 	}
-	l := getList(t, c, "/v1/recommend?placement=capped&item=1&k=10")
+	rec := func(placement, item string, k int, user string) []pick {
+		t.Helper()
+		req := RecRequest{Placement: []byte(placement), K: k}
+		if item != "" {
+			req.Item = []byte(item)
+		}
+		if user != "" {
+			req.User = []byte(user)
+		}
+		return recommend(t, e, req)
+	}
+	l := rec("capped", "1", 10, "")
 	per := map[string]int{}
-	for _, it := range l.Items {
+	for _, it := range l {
 		per[firstCat(it.ID)]++
 		if per[firstCat(it.ID)] > 2 {
-			t.Fatalf("capped: more than 2 of %s: %+v", firstCat(it.ID), l.Items)
+			t.Fatalf("capped: more than 2 of %s: %+v", firstCat(it.ID), l)
 		}
 	}
-	l = getList(t, c, "/v1/recommend?placement=boosted&k=5")
-	for _, it := range l.Items {
+	l = rec("boosted", "", 5, "")
+	for _, it := range l {
 		if !hasCat(it.ID, "Horror") {
 			t.Fatalf("boosted: %s is not horror", it.ID)
 		}
 	}
-	l = getList(t, c, "/v1/recommend?placement=buried&k=10")
-	for _, it := range l.Items {
+	l = rec("buried", "", 10, "")
+	for _, it := range l {
 		if hasCat(it.ID, "Drama") {
 			t.Fatalf("buried: drama %s in the top 10", it.ID)
 		}
 	}
-	l = getList(t, c, "/v1/recommend?placement=pinned&k=5")
-	if len(l.Items) != 5 || l.Items[1].ID != "1682" || l.Items[1].Reason != "pinned" {
-		t.Fatalf("pinned: %+v", l.Items)
+	l = rec("pinned", "", 5, "")
+	if len(l) != 5 || l[1].ID != "1682" || l[1].Reason != "pinned" {
+		t.Fatalf("pinned: %+v", l)
 	}
 	// exclude_seen: none lets a viewed item come back; the default drops it.
-	body := ""
+	var evs []ev
 	for _, id := range []string{"50", "181", "100", "258", "7"} {
-		body += fmt.Sprintf(`{"user_id":"seer","item_id":%q,"event":"view"}`+"\n", id)
+		evs = append(evs, view("seer", id))
 	}
-	if code, resp := do(t, c, "POST", "/v1/events", testKey, body); code != 200 {
-		t.Fatalf("events: %d %s", code, resp)
-	}
-	seen := func(l apiList) int {
+	post(t, e, evs...)
+	seen := func(l []pick) int {
 		n := 0
-		for _, it := range l.Items {
+		for _, it := range l {
 			switch it.ID {
 			case "50", "181", "100", "258", "7":
 				n++
@@ -125,10 +129,10 @@ placements:
 		}
 		return n
 	}
-	if n := seen(getList(t, c, "/v1/recommend?placement=home&user=seer&k=30")); n != 0 {
+	if n := seen(rec("home", "", 30, "seer")); n != 0 {
 		t.Fatalf("home shows %d seen items", n)
 	}
-	if n := seen(getList(t, c, "/v1/recommend?placement=keepseen&user=seer&k=30")); n == 0 {
+	if n := seen(rec("keepseen", "", 30, "seer")); n == 0 {
 		t.Fatal("exclude_seen none dropped every seen item")
 	}
 }

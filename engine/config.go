@@ -1,4 +1,4 @@
-package server
+package engine
 
 import (
 	"fmt"
@@ -23,9 +23,9 @@ type Config struct {
 	Profiles Profiles            `yaml:"profiles"`
 	Segments map[string]*Segment `yaml:"segments"`
 
-	segments     []*Segment // sorted by name; a segSet indexes them
+	segments     []*Segment // sorted by name; a SegSet indexes them
 	segmentIndex map[string]int
-	gen          uint64 // set by Server.setConfig
+	gen          uint64 // set by Engine.SetConfig
 }
 
 // Placement names the strategy, filters and business rules of one place on

@@ -1,16 +1,20 @@
-package server
+// Package jsonw appends JSON without reflection, for the answers server
+// renders and the exports engine writes.
+package jsonw
 
 import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/edgerec/edgerec/model"
 )
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string literal. Invalid UTF-8 becomes
+// AppendString appends s as a JSON string literal. Invalid UTF-8 becomes
 // U+FFFD, so the output is always valid JSON.
-func appendJSONString[T string | []byte](dst []byte, s T) []byte {
+func AppendString[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -45,11 +49,38 @@ func appendJSONString[T string | []byte](dst []byte, s T) []byte {
 	return append(dst, '"')
 }
 
-// appendJSONFloat appends f as a JSON number; NaN and infinities, which
+// AppendFloat appends f as a JSON number; NaN and infinities, which
 // JSON cannot carry, become 0.
-func appendJSONFloat(dst []byte, f float64, bits int) []byte {
+func AppendFloat(dst []byte, f float64, bits int) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(dst, '0')
 	}
 	return strconv.AppendFloat(dst, f, 'g', -1, bits)
+}
+
+// AppendAttrs appends p's attributes as a JSON object.
+func AppendAttrs(dst []byte, p *model.Profile) []byte {
+	dst = append(dst, '{')
+	for i := range p.Attrs {
+		a := &p.Attrs[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendString(dst, a.Key)
+		dst = append(dst, ':')
+		dst = AppendAttrValue(dst, a)
+	}
+	return append(dst, '}')
+}
+
+// AppendAttrValue appends an attribute's value: a string, a boolean or a
+// number.
+func AppendAttrValue(dst []byte, a *model.ProfileAttr) []byte {
+	switch a.Type {
+	case model.AttrString:
+		return AppendString(dst, a.Str)
+	case model.AttrBool:
+		return strconv.AppendBool(dst, a.Num == 1)
+	}
+	return strconv.AppendFloat(dst, a.Num, 'f', -1, 64)
 }

@@ -1,9 +1,10 @@
-package server
+package engine
 
 import (
 	"fmt"
 	"testing"
 
+	"github.com/edgerec/edgerec/engine/rule"
 	"github.com/edgerec/edgerec/model"
 )
 
@@ -13,7 +14,7 @@ import (
 // ns/rule metric is the per-rule cost including the decode.
 func BenchmarkSegments(b *testing.B) {
 	cfg := sampleConfig(b)
-	s := &Server{m: newServerMetrics(nil)}
+	e := newEngine(b, Options{Config: cfg}, nil, "")
 	now := int64(1_750_000_000)
 	var p model.Profile
 	for i := range 60 {
@@ -27,15 +28,15 @@ func BenchmarkSegments(b *testing.B) {
 	p.SetAttr([]byte("employees"), model.AttrNumber, nil, 250)
 	p.Compact(now, 90*86400)
 	raw := p.Append(nil)
-	sc := &segCtx{now: now}
+	sc := &rule.Ctx{Now: now}
 	rules := len(cfg.segments)
 	b.ReportAllocs()
-	var set segSet
+	var set SegSet
 	for b.Loop() {
-		if err := sc.p.Decode(raw); err != nil {
+		if err := sc.P.Decode(raw); err != nil {
 			b.Fatal(err)
 		}
-		set = s.evalSegments(sc, cfg)
+		set = e.evalSegments(sc, cfg.segments)
 	}
 	if !set.has(cfg.segmentIndex["info_gathering"]) || !set.has(cfg.segmentIndex["cart_abandoner"]) {
 		b.Fatalf("segments %v", set)

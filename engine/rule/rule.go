@@ -1,30 +1,14 @@
-package server
-
-import (
-	"fmt"
-	"math"
-	"reflect"
-	"regexp"
-	"strconv"
-	"strings"
-
-	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/ast"
-
-	"github.com/edgerec/edgerec/model"
-)
-
-// Segment is a marketing hypothesis over the profile, as an expr-lang
-// expression ("visited pricing twice in 30 days, never the contact page":
-// views("/pricing", "30d") >= 2 && views("/contact", "30d") == 0).
+// Package rule compiles segment rules: expr-lang expressions over a
+// visitor's profile ("visited pricing twice in 30 days, never the contact
+// page": views("/pricing", "30d") >= 2 && views("/contact", "30d") == 0).
 //
-// expr-lang parses and type-checks the expression at load; the checked
-// tree is then lowered to Go closures, so a request evaluates every
-// segment without the VM's boxing: no allocation, tens of nanoseconds a
-// rule. The language is expr's, restricted to what a profile needs:
-// literals, purchases, purchase_value, the functions below, ! && || and
-// or not, comparisons, + - * /, `in [...]`, contains, startsWith,
-// endsWith. Function arguments are constants, checked at load.
+// expr-lang parses and type-checks an expression; the checked tree is
+// then lowered to Go closures, so evaluating a rule neither boxes values
+// through expr's VM nor allocates: tens of nanoseconds a rule. The language
+// is expr's, restricted to what a profile needs: literals, purchases,
+// purchase_value, the functions below, ! && || and or not, comparisons,
+// + - * /, `in [...]`, contains, startsWith, endsWith. Function arguments
+// are constants, checked at compile time.
 //
 //	views(path, window)      pageviews of path ("/blog/*": every path under /blog/)
 //	events(type, window)     events of a type (view, cart, purchase, pageview …)
@@ -37,64 +21,52 @@ import (
 //	consent(channel)         whether the attribute consent_<channel> is true
 //
 // A window is a number and a unit: 24h, 7d, 2w. A run-time type mismatch
-// (attr of a number, num of a string) makes the segment not match; the
-// server logs it and counts it in edgerec_segment_errors_total.
-type Segment struct {
-	Description string `yaml:"description"`
-	If          string `yaml:"if"`
+// (attr of a number, num of a string) makes the rule not match and is
+// reported in Ctx.Err.
+package rule
 
-	name string
-	eval boolFn
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+
+	"github.com/edgerec/edgerec/internal/bytesconv"
+	"github.com/edgerec/edgerec/model"
+)
+
+// Ctx is what a rule sees: one decoded profile at one time. Reuse one
+// per goroutine; it is not safe for concurrent use.
+type Ctx struct {
+	P model.Profile
+	// Raw is the encoded profile P was decoded from; callers keep it here
+	// to reuse its memory.
+	Raw []byte
+	// Now is the evaluation time, Unix seconds.
+	Now int64
+	// Err is the first run-time error of the rule being evaluated; callers
+	// clear it before each rule.
+	Err error
 }
 
-// Profiles configure what GET /v1/users/{id} reports.
-type Profiles struct {
-	// Windows are the rolling windows of the counts; default 1d, 7d, 30d.
-	Windows []string `yaml:"windows"`
-
-	windows []int64
-}
-
-// maxSegments bounds the segments of a config: membership is a segSet.
-const maxSegments = 256
-
-type segSet [maxSegments / 64]uint64
-
-func (s *segSet) add(i int)     { s[i/64] |= 1 << (i % 64) }
-func (s segSet) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
-
-// applies reports whether a placement rule or pin whose seg field is seg
-// (1 + the segment's index; 0: everyone) applies to a visitor in s.
-func (s segSet) applies(seg int) bool { return seg == 0 || s.has(seg-1) }
-func (s *segSet) hasAny(o segSet) bool {
-	for i := range s {
-		if s[i]&o[i] != 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// segCtx is what a segment sees: one decoded profile at one time.
-type segCtx struct {
-	p   model.Profile
-	raw []byte
-	now int64
-	// err is the first run-time error of the segment being evaluated.
-	err error
-}
+// Func is a compiled rule: whether it holds for the profile in c.
+type Func func(c *Ctx) bool
 
 type (
-	boolFn func(*segCtx) bool
-	numFn  func(*segCtx) float64
-	strFn  func(*segCtx) string
+	numFunc func(*Ctx) float64
+	strFunc func(*Ctx) string
 )
 
 // lowered is a checked expression node as a closure of its type.
 type lowered struct {
-	b boolFn
-	n numFn
-	s strFn
+	b Func
+	n numFunc
+	s strFunc
 }
 
 // segFuncs declare the profile functions to expr's checker; lower
@@ -115,8 +87,9 @@ func unused(...any) (any, error) { return nil, fmt.Errorf("segments run lowered,
 
 var segEnv = map[string]any{"purchases": 0, "purchase_value": 0.0}
 
-// compileSegment checks src with expr and lowers it.
-func compileSegment(src string) (boolFn, error) {
+// Compile checks src with expr and lowers it to a Func; the error names
+// the column of what is wrong.
+func Compile(src string) (Func, error) {
 	opts := append([]expr.Option{expr.Env(segEnv), expr.AsBool(), expr.Optimize(false)}, segFuncs...)
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {
@@ -134,8 +107,8 @@ func compileSegment(src string) (boolFn, error) {
 
 var windowPattern = regexp.MustCompile(`^([1-9][0-9]{0,4})(h|d|w)$`)
 
-// parseWindow reads a window ("24h", "30d", "2w") as seconds.
-func parseWindow(w string) (int64, error) {
+// ParseWindow reads a window ("24h", "30d", "2w") as seconds.
+func ParseWindow(w string) (int64, error) {
 	m := windowPattern.FindStringSubmatch(w)
 	if m == nil {
 		return 0, fmt.Errorf("window %q: want a number and h, d or w (24h, 30d, 2w)", w)
@@ -161,22 +134,22 @@ func lower(node ast.Node) (lowered, error) {
 	switch n := node.(type) {
 	case *ast.BoolNode:
 		v := n.Value
-		return lowered{b: func(*segCtx) bool { return v }}, nil
+		return lowered{b: func(*Ctx) bool { return v }}, nil
 	case *ast.IntegerNode:
 		v := float64(n.Value)
-		return lowered{n: func(*segCtx) float64 { return v }}, nil
+		return lowered{n: func(*Ctx) float64 { return v }}, nil
 	case *ast.FloatNode:
 		v := n.Value
-		return lowered{n: func(*segCtx) float64 { return v }}, nil
+		return lowered{n: func(*Ctx) float64 { return v }}, nil
 	case *ast.StringNode:
 		v := n.Value
-		return lowered{s: func(*segCtx) string { return v }}, nil
+		return lowered{s: func(*Ctx) string { return v }}, nil
 	case *ast.IdentifierNode:
 		switch n.Value {
 		case "purchases":
-			return lowered{n: func(c *segCtx) float64 { return float64(c.p.Purchases) }}, nil
+			return lowered{n: func(c *Ctx) float64 { return float64(c.P.Purchases) }}, nil
 		case "purchase_value":
-			return lowered{n: func(c *segCtx) float64 { return c.p.PurchaseValue }}, nil
+			return lowered{n: func(c *Ctx) float64 { return c.P.PurchaseValue }}, nil
 		}
 	case *ast.UnaryNode:
 		x, err := lower(n.Node)
@@ -185,9 +158,9 @@ func lower(node ast.Node) (lowered, error) {
 		}
 		switch {
 		case (n.Operator == "!" || n.Operator == "not") && x.b != nil:
-			return lowered{b: func(c *segCtx) bool { return !x.b(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return !x.b(c) }}, nil
 		case n.Operator == "-" && x.n != nil:
-			return lowered{n: func(c *segCtx) float64 { return -x.n(c) }}, nil
+			return lowered{n: func(c *Ctx) float64 { return -x.n(c) }}, nil
 		case n.Operator == "+" && x.n != nil:
 			return x, nil
 		}
@@ -226,51 +199,51 @@ func lowerBinary(n *ast.BinaryNode) (lowered, error) {
 	ln, rn, lb, rb, ls, rs := l.n, r.n, l.b, r.b, l.s, r.s
 	switch op := n.Operator; {
 	case (op == "&&" || op == "and") && lb != nil && rb != nil:
-		return lowered{b: func(c *segCtx) bool { return lb(c) && rb(c) }}, nil
+		return lowered{b: func(c *Ctx) bool { return lb(c) && rb(c) }}, nil
 	case (op == "||" || op == "or") && lb != nil && rb != nil:
-		return lowered{b: func(c *segCtx) bool { return lb(c) || rb(c) }}, nil
+		return lowered{b: func(c *Ctx) bool { return lb(c) || rb(c) }}, nil
 	case ln != nil && rn != nil:
 		switch op {
 		case "==":
-			return lowered{b: func(c *segCtx) bool { return ln(c) == rn(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return ln(c) == rn(c) }}, nil
 		case "!=":
-			return lowered{b: func(c *segCtx) bool { return ln(c) != rn(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return ln(c) != rn(c) }}, nil
 		case "<":
-			return lowered{b: func(c *segCtx) bool { return ln(c) < rn(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return ln(c) < rn(c) }}, nil
 		case "<=":
-			return lowered{b: func(c *segCtx) bool { return ln(c) <= rn(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return ln(c) <= rn(c) }}, nil
 		case ">":
-			return lowered{b: func(c *segCtx) bool { return ln(c) > rn(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return ln(c) > rn(c) }}, nil
 		case ">=":
-			return lowered{b: func(c *segCtx) bool { return ln(c) >= rn(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return ln(c) >= rn(c) }}, nil
 		case "+":
-			return lowered{n: func(c *segCtx) float64 { return ln(c) + rn(c) }}, nil
+			return lowered{n: func(c *Ctx) float64 { return ln(c) + rn(c) }}, nil
 		case "-":
-			return lowered{n: func(c *segCtx) float64 { return ln(c) - rn(c) }}, nil
+			return lowered{n: func(c *Ctx) float64 { return ln(c) - rn(c) }}, nil
 		case "*":
-			return lowered{n: func(c *segCtx) float64 { return ln(c) * rn(c) }}, nil
+			return lowered{n: func(c *Ctx) float64 { return ln(c) * rn(c) }}, nil
 		case "/":
-			return lowered{n: func(c *segCtx) float64 { return ln(c) / rn(c) }}, nil
+			return lowered{n: func(c *Ctx) float64 { return ln(c) / rn(c) }}, nil
 		}
 	case ls != nil && rs != nil:
 		switch op {
 		case "==":
-			return lowered{b: func(c *segCtx) bool { return ls(c) == rs(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return ls(c) == rs(c) }}, nil
 		case "!=":
-			return lowered{b: func(c *segCtx) bool { return ls(c) != rs(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return ls(c) != rs(c) }}, nil
 		case "contains":
-			return lowered{b: func(c *segCtx) bool { return strings.Contains(ls(c), rs(c)) }}, nil
+			return lowered{b: func(c *Ctx) bool { return strings.Contains(ls(c), rs(c)) }}, nil
 		case "startsWith":
-			return lowered{b: func(c *segCtx) bool { return strings.HasPrefix(ls(c), rs(c)) }}, nil
+			return lowered{b: func(c *Ctx) bool { return strings.HasPrefix(ls(c), rs(c)) }}, nil
 		case "endsWith":
-			return lowered{b: func(c *segCtx) bool { return strings.HasSuffix(ls(c), rs(c)) }}, nil
+			return lowered{b: func(c *Ctx) bool { return strings.HasSuffix(ls(c), rs(c)) }}, nil
 		}
 	case lb != nil && rb != nil:
 		switch op {
 		case "==":
-			return lowered{b: func(c *segCtx) bool { return lb(c) == rb(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return lb(c) == rb(c) }}, nil
 		case "!=":
-			return lowered{b: func(c *segCtx) bool { return lb(c) != rb(c) }}, nil
+			return lowered{b: func(c *Ctx) bool { return lb(c) != rb(c) }}, nil
 		}
 	}
 	return lowered{}, fmt.Errorf("column %d: operator %q is not supported on these operands in segments", n.Location().From, n.Operator)
@@ -303,7 +276,7 @@ func lowerIn(n *ast.BinaryNode) (lowered, error) {
 	switch {
 	case l.s != nil && nums == nil:
 		ls := l.s
-		return lowered{b: func(c *segCtx) bool {
+		return lowered{b: func(c *Ctx) bool {
 			v := ls(c)
 			for _, s := range strs {
 				if s == v {
@@ -314,7 +287,7 @@ func lowerIn(n *ast.BinaryNode) (lowered, error) {
 		}}, nil
 	case l.n != nil && strs == nil:
 		ln := l.n
-		return lowered{b: func(c *segCtx) bool {
+		return lowered{b: func(c *Ctx) bool {
 			v := ln(c)
 			for _, x := range nums {
 				if x == v {
@@ -341,7 +314,7 @@ func lowerCall(n *ast.CallNode) (lowered, error) {
 	}
 	switch id.Value {
 	case "views", "events", "category":
-		w, err := parseWindow(args[1])
+		w, err := ParseWindow(args[1])
 		if err != nil {
 			return lowered{}, fmt.Errorf("%s: %w", id.Value, err)
 		}
@@ -356,9 +329,9 @@ func lowerCall(n *ast.CallNode) (lowered, error) {
 		case "category":
 			kind = model.DimCategory
 		default:
-			name = rulePath(name)
+			name = Path(name)
 		}
-		return lowered{n: func(c *segCtx) float64 { return float64(c.p.Count(kind, name, w, c.now)) }}, nil
+		return lowered{n: func(c *Ctx) float64 { return float64(c.P.Count(kind, name, w, c.Now)) }}, nil
 	case "hours_since", "days_since":
 		unit := 3600.0
 		if id.Value == "days_since" {
@@ -377,17 +350,17 @@ func lowerCall(n *ast.CallNode) (lowered, error) {
 			}
 			at = func(p *model.Profile) int64 { return p.Last[t] }
 		}
-		return lowered{n: func(c *segCtx) float64 {
-			t := at(&c.p)
+		return lowered{n: func(c *Ctx) float64 {
+			t := at(&c.P)
 			if t == 0 {
 				return math.Inf(1)
 			}
-			return float64(c.now-t) / unit
+			return float64(c.Now-t) / unit
 		}}, nil
 	case "attr":
 		key := args[0]
-		return lowered{s: func(c *segCtx) string {
-			a := c.p.Attr(key)
+		return lowered{s: func(c *Ctx) string {
+			a := c.P.Attr(key)
 			if a == nil {
 				return ""
 			}
@@ -395,12 +368,12 @@ func lowerCall(n *ast.CallNode) (lowered, error) {
 				c.fail("attr(%q): the attribute is not a string", key)
 				return ""
 			}
-			return b2s(a.Str)
+			return bytesconv.B2S(a.Str)
 		}}, nil
 	case "num":
 		key := args[0]
-		return lowered{n: func(c *segCtx) float64 {
-			a := c.p.Attr(key)
+		return lowered{n: func(c *Ctx) float64 {
+			a := c.P.Attr(key)
 			if a == nil {
 				return math.NaN()
 			}
@@ -412,17 +385,17 @@ func lowerCall(n *ast.CallNode) (lowered, error) {
 		}}, nil
 	case "has":
 		key := args[0]
-		return lowered{b: func(c *segCtx) bool { return c.p.Attr(key) != nil }}, nil
+		return lowered{b: func(c *Ctx) bool { return c.P.Attr(key) != nil }}, nil
 	case "consent":
 		key := "consent_" + args[0]
-		return lowered{b: func(c *segCtx) bool { return hasConsent(&c.p, key) }}, nil
+		return lowered{b: func(c *Ctx) bool { return HasConsent(&c.P, key) }}, nil
 	}
 	return lowered{}, fmt.Errorf("column %d: unknown function %q", n.Location().From, id.Value)
 }
 
-// hasConsent reports whether the attribute key (consent_<channel>) is
+// HasConsent reports whether the attribute key (consent_<channel>) is
 // true: a bool true, or the string "true" or "yes", or a number 1.
-func hasConsent(p *model.Profile, key string) bool {
+func HasConsent(p *model.Profile, key string) bool {
 	a := p.Attr(key)
 	if a == nil {
 		return false
@@ -436,59 +409,21 @@ func hasConsent(p *model.Profile, key string) bool {
 
 // fail records the first run-time error of the segment being evaluated.
 // The message is built only then: the common path stays allocation-free.
-func (c *segCtx) fail(format string, args ...any) {
-	if c.err == nil {
-		c.err = fmt.Errorf(format, args...)
+func (c *Ctx) fail(format string, args ...any) {
+	if c.Err == nil {
+		c.Err = fmt.Errorf(format, args...)
 	}
 }
 
-// validateSegments checks the profile windows and compiles the segments.
-func (c *Config) validateSegments(at func(path, msg string) error) error {
-	if len(c.Profiles.Windows) == 0 {
-		c.Profiles.Windows = []string{"1d", "7d", "30d"}
-	}
-	c.Profiles.windows = c.Profiles.windows[:0]
-	for i, w := range c.Profiles.Windows {
-		s, err := parseWindow(w)
-		if err != nil {
-			return at(fmt.Sprintf("$.profiles.windows[%d]", i), err.Error())
-		}
-		c.Profiles.windows = append(c.Profiles.windows, s)
-	}
-	if len(c.Segments) > maxSegments {
-		return at("$.segments", fmt.Sprintf("%d segments: at most %d", len(c.Segments), maxSegments))
-	}
-	c.segments = c.segments[:0]
-	c.segmentIndex = map[string]int{}
-	for _, name := range sortedKeys(c.Segments) {
-		seg := c.Segments[name]
-		base := "$.segments." + name
-		if !idPattern.MatchString(name) {
-			return at(base, fmt.Sprintf("segment name %q: want 1-64 of A-Z a-z 0-9 _ -", name))
-		}
-		if seg == nil || strings.TrimSpace(seg.If) == "" {
-			return at(base, fmt.Sprintf("segment %q: needs an `if` expression", name))
-		}
-		eval, err := compileSegment(seg.If)
-		if err != nil {
-			return at(base+".if", fmt.Sprintf("segment %q: %v", name, err))
-		}
-		seg.name, seg.eval = name, eval
-		c.segmentIndex[name] = len(c.segments)
-		c.segments = append(c.segments, seg)
-	}
-	return nil
-}
-
-// rulePath writes a views() path the way profiles store page paths: as
+// Path writes a views() path the way profiles store page paths: as
 // pagePath cuts them from the URLs browsers send, percent-encoded. So
 // "/pricing/" counts the views of /pricing, and "/料金" those of
 // /%E6%96%99%E9%87%91. A path ending in * is a prefix and keeps its
 // trailing slash; a path that holds a % is taken as already encoded.
-func rulePath(p string) string {
+func Path(p string) string {
 	prefix, star := strings.CutSuffix(p, "*")
 	if !star {
-		prefix = string(pagePath([]byte(prefix)))
+		prefix = string(model.PagePath([]byte(prefix)))
 	}
 	if !strings.Contains(prefix, "%") {
 		prefix = escapePath(prefix)

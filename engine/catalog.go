@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"encoding/json"
+
+	"github.com/edgerec/edgerec/index"
+)
+
+// ItemPatch is a live catalog correction of one item (PUT /v1/items):
+// it takes effect on the next answer, is stored durably, and outlives
+// snapshot swaps. Its JSON form is how the state store keeps it.
+type ItemPatch struct {
+	Price    float64
+	HasPrice bool
+	Stock    int64
+	HasStock bool
+}
+
+// ItemUpdate is a patch for the item ID.
+type ItemUpdate struct {
+	ID string
+	ItemPatch
+}
+
+// patchSet is an immutable set of patches; gen changes with every set,
+// so answers cached under an older one are not served.
+type patchSet struct {
+	m   map[string]ItemPatch
+	gen uint64
+}
+
+const patchPrefix = "item/"
+
+// PatchItems stores live catalog corrections and applies them. A field
+// not set in an update keeps its earlier patch.
+func (e *Engine) PatchItems(ups []ItemUpdate) error {
+	if e.state != nil {
+		for _, u := range ups {
+			b, _ := json.Marshal(u.ItemPatch)
+			if err := e.state.PutMeta(append([]byte(patchPrefix), u.ID...), b); err != nil {
+				return err
+			}
+		}
+	}
+	e.patchMu.Lock()
+	defer e.patchMu.Unlock()
+	old := e.patches.Load()
+	next := &patchSet{m: make(map[string]ItemPatch, len(old.m)+len(ups)), gen: old.gen + 1}
+	for k, v := range old.m {
+		next.m[k] = v
+	}
+	for _, u := range ups {
+		cur := next.m[u.ID]
+		if u.HasPrice {
+			cur.Price, cur.HasPrice = u.Price, true
+		}
+		if u.HasStock {
+			cur.Stock, cur.HasStock = u.Stock, true
+		}
+		next.m[u.ID] = cur
+	}
+	e.patches.Store(next)
+	return nil
+}
+
+// LoadPatches restores the live catalog corrections from the state store.
+func (e *Engine) LoadPatches() error {
+	if e.state == nil {
+		return nil
+	}
+	m := map[string]ItemPatch{}
+	err := e.state.ScanMeta([]byte(patchPrefix), func(key, value []byte) error {
+		var p ItemPatch
+		if err := json.Unmarshal(value, &p); err != nil {
+			return nil // written by us; skip what cannot be read rather than refuse to start
+		}
+		m[string(key[len(patchPrefix):])] = p
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.patchMu.Lock()
+	e.patches.Store(&patchSet{m: m, gen: e.patches.Load().gen + 1})
+	e.patchMu.Unlock()
+	return nil
+}
+
+// Item is what an answer shows of an item: its catalog record with the
+// live corrections applied. The strings are shared with the snapshot.
+type Item struct {
+	ID, Title string
+	// Category is the first category, "" when none.
+	Category string
+	Price    float64
+	HasPrice bool
+	InStock  bool
+	info     *index.ItemInfo
+}
+
+// item returns what answers show of item n of snap under ps.
+func (ps *patchSet) item(snap *index.Snapshot, n uint32) Item {
+	info := snap.Item(n)
+	it := Item{ID: info.ID, Title: info.Title, Price: info.Price, HasPrice: info.HasPrice, InStock: info.InStock(), info: info}
+	if len(info.Categories) > 0 {
+		it.Category = info.Categories[0]
+	}
+	if len(ps.m) > 0 {
+		if p, ok := ps.m[info.ID]; ok {
+			if p.HasPrice {
+				it.Price, it.HasPrice = p.Price, true
+			}
+			if p.HasStock {
+				it.InStock = p.Stock > 0
+			}
+		}
+	}
+	return it
+}

@@ -1,0 +1,415 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/edgerec/edgerec/index"
+	"github.com/edgerec/edgerec/internal/bytesconv"
+	"github.com/edgerec/edgerec/model"
+)
+
+// DecideRequest asks which variant of a landing page a visitor sees. Its
+// byte slices are borrowed for the call only.
+type DecideRequest struct {
+	// Page names a configured landing page.
+	Page []byte
+	// Visitor is the visitor's id; empty for a first visit, for which the
+	// decision makes one (Decision.NewVisitor).
+	Visitor []byte
+	// User, when set, is a logged-in shopper: landing-page rules read
+	// their segments; the assignment stays the visitor's.
+	User []byte
+	// UserAgent tells bots (who get the control) and the device.
+	UserAgent []byte
+	// Q is the search term; Ref the referrer URL (its host, and its search
+	// term when Q and UTMTerm are empty); then the campaign parameters.
+	Q, Ref                                                 []byte
+	UTMSource, UTMMedium, UTMCampaign, UTMTerm, UTMContent []byte
+}
+
+// Decision is the variant a visitor sees. Its slices are valid until the
+// View that made it is released.
+type Decision struct {
+	Page, Experiment, Variant string
+	// Payload is the variant's payload as JSON.
+	Payload []byte
+	// DecisionID names the decision in conversion events: experiment,
+	// variant, whether it was randomised, and a signature binding it to the
+	// visitor, so a beacon without the API key can carry it.
+	DecisionID []byte
+	// Reason: rule, sticky, split, holdout, bot or not_in_experiment.
+	Reason  string
+	Holdout bool
+	// Visitor is the visitor decided for; NewVisitor says the decision
+	// made the id (a front end keeps it for the visitor, in a cookie).
+	Visitor    []byte
+	NewVisitor bool
+}
+
+// Decision reasons.
+const (
+	reasonRule      = "rule"
+	reasonSticky    = "sticky"
+	reasonSplit     = "split"
+	reasonHoldout   = "holdout"
+	reasonBot       = "bot"
+	reasonNotInTest = "not_in_experiment"
+)
+
+// decideState is the scratch of decisions in a View.
+type decideState struct {
+	keyword, visitor, key, val, id, sig, refVal []byte
+	env                                         ruleEnv
+	vm                                          vm.VM
+	counters                                    [2]index.Counter
+	ckey                                        [2][]byte
+	h                                           *xxhash.Digest
+	rng                                         *rand.Rand
+	arms                                        []model.ArmStats
+	armIdx                                      []int
+	mac                                         hash.Hash
+	sum, msg                                    []byte
+	segNames                                    []string
+}
+
+func newDecideState() decideState {
+	return decideState{h: xxhash.New(), rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+}
+
+// release drops what aliases request memory.
+func (ds *decideState) release() {
+	ds.env = ruleEnv{}
+	clear(ds.segNames)
+}
+
+// Decide decides which variant of req.Page the visitor sees. Order: bots
+// and the universal holdout get the control; then the page's rules, first
+// match wins; then the visitor's earlier assignment (sticky across weight
+// changes and ramps); then the split by the visitor's bucket, or the
+// bandit. The first randomised assignment of a visitor is stored and
+// counted as an exposure; nothing else is written.
+func (v *View) Decide(req *DecideRequest, out *Decision) error {
+	page, ok := v.cfg.Pages[string(req.Page)]
+	if !ok {
+		return badParam("page", "unknown page")
+	}
+	ds := &v.ds
+	visitor := req.Visitor
+	*out = Decision{}
+	if len(visitor) == 0 {
+		// First visit without an id: make one.
+		ds.visitor = v.e.AppendRecID(ds.visitor[:0])
+		visitor, out.NewVisitor = ds.visitor, true
+	}
+	if err := v.e.CheckID("visitor", visitor); err != nil {
+		return err
+	}
+	who := visitor
+	if len(req.User) > 0 {
+		if err := v.e.CheckID("user", req.User); err != nil {
+			return err
+		}
+		who = req.User
+	}
+	variant, reason, holdout := page.control, reasonSplit, false
+	switch {
+	case isBot(req.UserAgent):
+		reason = reasonBot
+	case v.inHoldout(visitor):
+		reason, holdout = reasonHoldout, true
+	default:
+		var err error
+		if variant, reason, err = v.assign(req, page, visitor, who); err != nil {
+			return err
+		}
+	}
+	vr := page.Variants[variant]
+	// 's': the decision came from the randomised split (split or sticky)
+	// and its conversions count in the results; 'n': rule, holdout, bot or
+	// out of the experiment's traffic.
+	flag := byte('n')
+	if reason == reasonSplit || reason == reasonSticky {
+		flag = 's'
+	}
+	id := append(ds.id[:0], page.Experiment...)
+	id = append(append(id, '.'), vr.ID...)
+	id = append(append(id, '.'), flag)
+	id = v.e.appendDecisionSig(id, ds, page.Experiment, vr.ID, flag, visitor)
+	ds.id = id
+	out.Page, out.Experiment, out.Variant, out.Payload = page.name, page.Experiment, vr.ID, vr.payload
+	out.DecisionID, out.Reason, out.Holdout, out.Visitor = id, reason, holdout, visitor
+	return nil
+}
+
+// assign runs rules, the stored assignment and the split.
+func (v *View) assign(req *DecideRequest, page *Page, visitor, who []byte) (int, string, error) {
+	ds := &v.ds
+	st := v.e.state
+	// Stored assignment first: it also tells whether the visitor returns.
+	ds.key = append(append(append(append(ds.key[:0], "as/"...), page.Experiment...), '/'), visitor...)
+	var stored []byte
+	found := false
+	if st != nil {
+		var err error
+		if ds.val, found, err = st.AppendMeta(ds.val[:0], ds.key); err != nil {
+			return 0, "", err
+		}
+		stored = ds.val
+	}
+	if len(page.Rules) > 0 {
+		v.fillRuleEnv(req, found)
+		var segs SegSet
+		if page.segmented {
+			var err error
+			if segs, err = v.segmentsOf(who); err != nil {
+				return 0, "", err
+			}
+			ds.segNames = ds.segNames[:0]
+			for i, seg := range v.cfg.segments {
+				if segs.has(i) {
+					ds.segNames = append(ds.segNames, seg.name)
+				}
+			}
+			ds.env.Segments = ds.segNames
+		}
+		if i := v.matchRule(page, segs); i >= 0 {
+			return page.Rules[i].variant, reasonRule, nil
+		}
+	}
+	if found {
+		for i, vr := range page.Variants {
+			if string(stored) == vr.ID {
+				return i, reasonSticky, nil
+			}
+		}
+		// The stored variant was removed from the config: assign anew.
+	}
+	if page.traffic < 1 && float64(model.Bucket(page.Seed+"/traffic", visitor)) >= page.traffic*model.Buckets {
+		return page.control, reasonNotInTest, nil
+	}
+	var i int
+	if page.Mode == "bandit" {
+		i = v.e.banditPick(ds, page)
+	} else {
+		i = model.PickWeighted(page.weights, model.Bucket(page.Seed, visitor))
+	}
+	if st != nil {
+		ds.ckey[0] = append(append(append(append(ds.ckey[0][:0], "x/"...), page.Experiment...), '/'), page.Variants[i].ID...)
+		ds.ckey[0] = append(ds.ckey[0], "/exposures"...)
+		ds.counters[0] = index.Counter{Key: ds.ckey[0], Delta: 1}
+		// And per hour, for the traffic share over time in the results.
+		ds.ckey[1] = append(append(ds.ckey[1][:0], ds.ckey[0]...), '@')
+		ds.ckey[1] = strconv.AppendInt(ds.ckey[1], v.now/3600*3600, 10)
+		ds.counters[1] = index.Counter{Key: ds.ckey[1], Delta: 1}
+		counters := ds.counters[:2]
+		if page.Exposure == "event" {
+			counters = nil // counted when the page reports the exposure
+		}
+		if err := st.SetMetaAndCount(ds.key, []byte(page.Variants[i].ID), counters); err != nil {
+			return 0, "", err
+		}
+	}
+	return i, reasonSplit, nil
+}
+
+// ruleCache remembers rule outcomes by a hash of the rule environment:
+// most visitors share a few input tuples (no keyword, the same
+// campaigns), and expr boxes every field it reads, which allocates. It
+// is direct-mapped and lock-free: a slot holds the key's upper 56 bits
+// and 1 + the index of the matching rule (0 for none) in its low 8 bits;
+// a collision overwrites.
+type ruleCache struct {
+	slots [1 << 16]atomic.Uint64
+}
+
+func (c *ruleCache) get(key uint64) (int, bool) {
+	s := c.slots[key&(1<<16-1)].Load()
+	if s == 0 || s>>8 != key>>8 {
+		return 0, false
+	}
+	return int(s&0xff) - 1, true
+}
+
+func (c *ruleCache) put(key uint64, match int) {
+	if match+1 < 0xff {
+		c.slots[key&(1<<16-1)].Store(key&^0xff | uint64(match+1))
+	}
+}
+
+// matchRule returns the index of the first rule of page that holds for
+// ds.env, or -1.
+func (v *View) matchRule(page *Page, segs SegSet) int {
+	ds := &v.ds
+	e := &ds.env
+	ds.h.Reset()
+	for _, f := range [...]string{page.Experiment, e.Keyword, e.Ref, e.SearchEngine, e.UTMSource, e.UTMMedium, e.UTMCampaign, e.UTMTerm, e.UTMContent, e.Device} {
+		_, _ = ds.h.WriteString(f)
+		_, _ = ds.h.Write([]byte{0})
+	}
+	if e.Returning {
+		_, _ = ds.h.Write([]byte{1})
+	}
+	var b [8]byte
+	for _, w := range segs {
+		binary.LittleEndian.PutUint64(b[:], w)
+		_, _ = ds.h.Write(b[:])
+	}
+	binary.LittleEndian.PutUint64(b[:], v.cfg.gen)
+	_, _ = ds.h.Write(b[:])
+	key := ds.h.Sum64()
+	if m, ok := v.e.rules.get(key); ok && m < len(page.Rules) {
+		return m
+	}
+	match := -1
+	for i, r := range page.Rules {
+		out, err := ds.vm.Run(r.program, e)
+		if err != nil {
+			// A rule that fails at run time does not match.
+			v.e.LogThrottled("landing-page rule failed", "page", page.name, "rule", i+1, "err", err)
+			continue
+		}
+		if m, _ := out.(bool); m {
+			match = i
+			break
+		}
+	}
+	v.e.rules.put(key, match)
+	return match
+}
+
+// fillRuleEnv fills the rule environment from the request. Its strings
+// alias request memory through B2S and die with the request.
+func (v *View) fillRuleEnv(req *DecideRequest, returning bool) {
+	ds := &v.ds
+	e := &ds.env
+	*e = ruleEnv{Returning: returning}
+	b2s := bytesconv.B2S
+	e.UTMSource = b2s(req.UTMSource)
+	e.UTMMedium = b2s(req.UTMMedium)
+	e.UTMCampaign = b2s(req.UTMCampaign)
+	e.UTMTerm = b2s(req.UTMTerm)
+	e.UTMContent = b2s(req.UTMContent)
+	e.Device = device(req.UserAgent)
+	host, query := splitURL(req.Ref)
+	e.Ref = b2s(host)
+	e.SearchEngine = searchEngine(host)
+	term := req.Q
+	if len(term) == 0 {
+		term = req.UTMTerm
+	}
+	if len(term) == 0 && len(query) > 0 {
+		for _, k := range [...]string{"q", "p", "wd", "text", "query"} {
+			var found bool
+			if ds.refVal, found = queryValue(ds.refVal[:0], query, k); found && len(ds.refVal) > 0 {
+				term = ds.refVal
+				break
+			}
+		}
+	}
+	ds.keyword = normalizeKeyword(ds.keyword[:0], term)
+	e.Keyword = b2s(ds.keyword)
+}
+
+// appendDecisionSig appends 16 hex digits of HMAC-SHA256 over the
+// decision (experiment, variant, flag, visitor) under the signing key. A
+// browser can then report a conversion with navigator.sendBeacon, which
+// cannot send an API key: the signature proves the decision_id came from
+// this engine for this visitor.
+func (e *Engine) appendDecisionSig(dst []byte, ds *decideState, exp, variant string, flag byte, visitor []byte) []byte {
+	if ds.mac == nil {
+		ds.mac = hmac.New(sha256.New, e.o.SignKey)
+	}
+	m := append(ds.msg[:0], exp...)
+	m = append(append(m, 0), variant...)
+	m = append(append(m, 0, flag, 0), visitor...)
+	ds.msg = m
+	ds.mac.Reset()
+	_, _ = ds.mac.Write(m)
+	ds.sum = ds.mac.Sum(ds.sum[:0])
+	for _, c := range ds.sum[:8] {
+		dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return dst
+}
+
+// verifyDecision reports whether decisionID was signed by this engine
+// for visitor.
+func (v *View) verifyDecision(decisionID, visitor []byte) bool {
+	exp, rest, ok := bytes.Cut(decisionID, []byte("."))
+	if !ok {
+		return false
+	}
+	variant, tail, ok := bytes.Cut(rest, []byte("."))
+	if !ok || len(tail) != 17 {
+		return false
+	}
+	ds := &v.ds
+	sig := v.e.appendDecisionSig(ds.sig[:0], ds, string(exp), string(variant), tail[0], visitor)
+	ds.sig = sig
+	return hmac.Equal(sig, tail[1:])
+}
+
+// banditArms are an experiment's counts as the bandit sees them,
+// refreshed from the state store's counters at most every
+// Options.BanditRefresh.
+type banditArms struct {
+	mu   sync.Mutex
+	at   time.Time
+	arms []model.ArmStats
+}
+
+// banditPick chooses the variant of a new visitor by Thompson sampling
+// over the variants with a positive weight.
+func (e *Engine) banditPick(ds *decideState, page *Page) int {
+	x, _ := e.bandits.LoadOrStore(page.Experiment, &banditArms{})
+	ba := x.(*banditArms)
+	ds.arms, ds.armIdx = ds.arms[:0], ds.armIdx[:0]
+	ba.mu.Lock()
+	if time.Since(ba.at) > e.o.BanditRefresh || len(ba.arms) != len(page.Variants) {
+		ba.arms = e.readArms(page, ba.arms[:0])
+		ba.at = time.Now()
+	}
+	for i, a := range ba.arms {
+		if page.Variants[i].Weight > 0 {
+			ds.arms = append(ds.arms, a)
+			ds.armIdx = append(ds.armIdx, i)
+		}
+	}
+	ba.mu.Unlock()
+	if len(ds.armIdx) == 0 {
+		return page.control
+	}
+	return ds.armIdx[model.Bandit{BurnIn: page.BurnIn, MinShare: page.MinShare}.Pick(ds.arms, ds.rng)]
+}
+
+// readArms reads every variant's exposures and conversions.
+func (e *Engine) readArms(page *Page, dst []model.ArmStats) []model.ArmStats {
+	for _, vr := range page.Variants {
+		var a model.ArmStats
+		if e.state != nil {
+			a.Exposures, _ = e.state.Counter(expKey([]byte(page.Experiment), []byte(vr.ID), "exposures"))
+			a.Conversions, _ = e.state.Counter(expKey([]byte(page.Experiment), []byte(vr.ID), "conversions"))
+		}
+		dst = append(dst, a)
+	}
+	return dst
+}
+
+func expKey(exp, variant []byte, name string) []byte {
+	k := make([]byte, 0, 4+len(exp)+len(variant)+len(name))
+	k = append(append(append(k, "x/"...), exp...), '/')
+	k = append(append(k, variant...), '/')
+	return append(k, name...)
+}

@@ -1,0 +1,17 @@
+package engine
+
+import "testing"
+
+func TestNormalizeKeyword(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := string(normalizeKeyword(nil, []byte(in))); got != want {
+			t.Fatalf("normalizeKeyword(%q) = %q; want %q", in, got, want)
+		}
+	}
+	f("営業　成約率改善", "営業 成約率改善")
+	f("  ＳＥＯ　対策  ", "seo 対策")
+	f("ｴｲｷﾞｮｳ", "エイギョウ")
+	f("Sales  Close\tRate", "sales close rate")
+	f("", "")
+}

@@ -1,0 +1,207 @@
+package index
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/edgerec/edgerec/model"
+)
+
+// # Users' histories in a snapshot
+//
+// A snapshot carries each user's newest events, so that the server knows
+// the build's users without their events being sent again:
+//
+//	'u' user → uvarint count, then per event, newest first: uvarint item
+//	           (dense id), type byte, varint ts, float32 LE value (NaN: none)
+//
+// A user's events are those the build kept (a positive weight), ordered
+// as the state store orders history entries (newest first, then by
+// histHash), one per (time, type, item) as the store keeps them, cut at
+// MaxUserItems. The server writes them into its state store when it first
+// serves the snapshot (State.NewHistoryWriter), where they read as if
+// the user's events had been posted.
+
+const prefixHistory = 'u'
+
+// writeHistories writes every user's history record; it returns the
+// number of records.
+func (b *Builder) writeHistories(w *batchWriter) (int, error) {
+	names := make([]string, len(b.userID))
+	for name, u := range b.userID {
+		names[u] = name
+	}
+	byUser := make([][]uint32, len(names))
+	for e, u := range b.evUser {
+		byUser[u] = append(byUser[u], uint32(e))
+	}
+	type entry struct {
+		e uint32
+		h uint64
+	}
+	var es []entry
+	var key, val []byte
+	n := 0
+	for u, evs := range byUser {
+		es = es[:0]
+		for _, e := range evs {
+			es = append(es, entry{e, histHash(b.evType[e], b.items[b.evItem[e]].ID)})
+		}
+		// Key order of the state store: ts descending, then ^h ascending;
+		// arrival order last, so that of equal keys the newest arrival,
+		// which a store write would keep, comes first.
+		slices.SortStableFunc(es, func(x, y entry) int {
+			if c := cmp.Compare(b.evTS[y.e], b.evTS[x.e]); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(y.h, x.h); c != 0 {
+				return c
+			}
+			return cmp.Compare(y.e, x.e)
+		})
+		val = val[:0]
+		count := 0
+		for i, x := range es {
+			if i > 0 {
+				p := es[i-1]
+				if b.evTS[p.e] == b.evTS[x.e] && p.h == x.h && b.evType[p.e] == b.evType[x.e] && b.evItem[p.e] == b.evItem[x.e] {
+					continue // one store entry
+				}
+			}
+			if count == b.o.MaxUserItems {
+				break
+			}
+			count++
+			val = binary.AppendUvarint(val, uint64(b.evItem[x.e]))
+			val = append(val, byte(b.evType[x.e]))
+			val = binary.AppendVarint(val, b.evTS[x.e])
+			val = binary.LittleEndian.AppendUint32(val, math.Float32bits(b.evValue[x.e]))
+		}
+		if count == 0 {
+			continue
+		}
+		key = append(append(key[:0], prefixHistory), names[u]...)
+		rec := binary.AppendUvarint(make([]byte, 0, len(val)+4), uint64(count))
+		if err := w.set(key, append(rec, val...)); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// ScanHistories calls fn for every user's history in the snapshot, users
+// in key order, entries newest first. user and the entries (whose Items
+// are the snapshot's item ids) are valid only during fn.
+func (s *Snapshot) ScanHistories(fn func(user []byte, entries []HistoryEntry) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixHistory}, UpperBound: []byte{prefixHistory + 1}})
+	if err != nil {
+		return fmt.Errorf("cannot scan the histories of %q: %w", s.dir, err)
+	}
+	var h History
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("cannot scan the histories of %q: %w", s.dir, err)
+		}
+		user := it.Key()[1:]
+		if err := s.decodeHistory(&h, v); err != nil {
+			_ = it.Close()
+			return fmt.Errorf("cannot decode the history of %q in %q: %w", user, s.dir, err)
+		}
+		if err := fn(user, h.entries); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("cannot scan the histories of %q: %w", s.dir, err)
+	}
+	return nil
+}
+
+// decodeHistory decodes a history record into h.
+func (s *Snapshot) decodeHistory(h *History, v []byte) error {
+	h.Reset()
+	d := decoder{b: v}
+	n := d.count()
+	for i := 0; i < n && !d.err; i++ {
+		item := d.uvarint()
+		t := model.EventType(d.byte())
+		ts := d.varint()
+		if len(d.b) < 4 {
+			d.err = true
+			break
+		}
+		value := math.Float32frombits(binary.LittleEndian.Uint32(d.b))
+		d.b = d.b[4:]
+		if item >= uint64(len(s.items)) {
+			return fmt.Errorf("item %d out of range: %w", item, ErrCorrupt)
+		}
+		h.buf = append(h.buf, s.items[item].ID...)
+		h.ends = append(h.ends, len(h.buf))
+		h.entries = append(h.entries, HistoryEntry{Type: t, TS: ts, Value: value})
+	}
+	if d.err || len(d.b) != 0 {
+		return ErrCorrupt
+	}
+	h.pointItems()
+	return nil
+}
+
+// HistoryWriter writes history entries into the state store in large
+// batches, without waiting for each to sync: for imports, which Close
+// makes durable at once. It is not safe for concurrent use.
+type HistoryWriter struct {
+	s   *State
+	b   *pebble.Batch
+	buf []byte
+	n   int
+}
+
+// NewHistoryWriter returns a writer of history entries.
+func (s *State) NewHistoryWriter() *HistoryWriter {
+	return &HistoryWriter{s: s, b: s.db.NewBatch()}
+}
+
+// Add writes one entry of user's history, keyed as AppendEvents keys it:
+// an entry already there (the same time, type and item) is overwritten.
+// user and item are not retained.
+func (w *HistoryWriter) Add(user []byte, e *HistoryEntry) error {
+	w.buf = appendHistKey(w.buf[:0], user, e.TS, e.Type, e.Item)
+	k := len(w.buf)
+	has := !math.IsNaN(float64(e.Value))
+	w.buf = appendHistValue(w.buf, e.Type, float64(e.Value), has, e.Item)
+	if err := w.b.Set(w.buf[:k], w.buf[k:], nil); err != nil {
+		return fmt.Errorf("cannot batch the history of %q: %w", user, err)
+	}
+	w.n++
+	// Under half the memtable (Pebble flushes a larger batch as a memtable
+	// of its own, and reads allocate until that flush is done).
+	if w.b.Len() > 1<<20 {
+		if err := w.b.Commit(pebble.NoSync); err != nil {
+			return fmt.Errorf("cannot write histories: %w", err)
+		}
+		w.b = w.s.db.NewBatch()
+	}
+	return nil
+}
+
+// Close commits what is left and syncs the store: every entry added is
+// durable when it returns nil.
+func (w *HistoryWriter) Close() error {
+	defer w.b.Close()
+	if err := w.b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("cannot write histories: %w", err)
+	}
+	return nil
+}
+
+// Entries returns the number of entries added.
+func (w *HistoryWriter) Entries() int { return w.n }
