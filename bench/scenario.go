@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Scenarios are mixes of requests a shop's pages send, drawn with Zipf
@@ -159,14 +160,16 @@ func TargetsFile(path string) ([]Target, error) {
 	return ts, nil
 }
 
-// RoundRobin returns targeters that cycle through ts, each worker from its
-// own offset.
+// RoundRobin returns targeters that together cycle through ts in order,
+// as vegeta does: every worker takes the next target of one shared
+// cursor, so a run of N requests sends min(N, len(ts)) distinct targets.
+// (Each worker cycling from its own offset sent every target once per
+// worker, and a file of distinct requests mostly hit the server's cache.)
 func RoundRobin(ts []Target) func(seed uint64) Targeter {
-	return func(seed uint64) Targeter {
-		i := int(seed) % len(ts)
+	var next atomic.Uint64
+	return func(uint64) Targeter {
 		return func(t *Target) {
-			*t = ts[i]
-			i = (i + 1) % len(ts)
+			*t = ts[(next.Add(1)-1)%uint64(len(ts))]
 		}
 	}
 }

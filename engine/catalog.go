@@ -95,25 +95,32 @@ type Item struct {
 	Price    float64
 	HasPrice bool
 	InStock  bool
-	info     *index.ItemInfo
 }
 
 // item returns what answers show of item n of snap under ps.
 func (ps *patchSet) item(snap *index.Snapshot, n uint32) Item {
 	info := snap.Item(n)
-	it := Item{ID: info.ID, Title: info.Title, Price: info.Price, HasPrice: info.HasPrice, InStock: info.InStock(), info: info}
+	it := Item{ID: info.ID, Title: info.Title}
 	if len(info.Categories) > 0 {
 		it.Category = info.Categories[0]
 	}
+	it.Price, it.HasPrice, it.InStock = ps.priceStock(info)
+	return it
+}
+
+// priceStock returns info's price and whether it is in stock, live
+// corrections applied.
+func (ps *patchSet) priceStock(info *index.ItemInfo) (price float64, hasPrice, inStock bool) {
+	price, hasPrice, inStock = info.Price, info.HasPrice, info.InStock()
 	if len(ps.m) > 0 {
 		if p, ok := ps.m[info.ID]; ok {
 			if p.HasPrice {
-				it.Price, it.HasPrice = p.Price, true
+				price, hasPrice = p.Price, true
 			}
 			if p.HasStock {
-				it.InStock = p.Stock > 0
+				inStock = p.Stock > 0
 			}
 		}
 	}
-	return it
+	return price, hasPrice, inStock
 }

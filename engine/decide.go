@@ -146,7 +146,7 @@ func (v *View) Decide(req *DecideRequest, out *Decision) error {
 	id := append(ds.id[:0], page.Experiment...)
 	id = append(append(id, '.'), vr.ID...)
 	id = append(append(id, '.'), flag)
-	id = v.e.appendDecisionSig(id, ds, page.Experiment, vr.ID, flag, visitor)
+	id = v.appendSig(id, page.Experiment, vr.ID, flag, visitor)
 	ds.id = id
 	out.Page, out.Experiment, out.Variant, out.Payload = page.name, page.Experiment, vr.ID, vr.payload
 	out.DecisionID, out.Reason, out.Holdout, out.Visitor = id, reason, holdout, visitor
@@ -158,15 +158,24 @@ func (v *View) assign(req *DecideRequest, page *Page, visitor, who []byte) (int,
 	ds := &v.ds
 	st := v.e.state
 	// Stored assignment first: it also tells whether the visitor returns.
+	// Once read (or made) it is remembered: it never changes.
 	ds.key = append(append(append(append(ds.key[:0], "as/"...), page.Experiment...), '/'), visitor...)
-	var stored []byte
+	stuck := -1 // the stored variant's index
 	found := false
-	if st != nil {
+	sticky := v.stickyKey(page, visitor)
+	if x, ok := v.e.cache.word(sticky); ok {
+		stuck, found = int(x)-1, true
+	} else if st != nil {
 		var err error
 		if ds.val, found, err = st.AppendMeta(ds.val[:0], ds.key); err != nil {
 			return 0, "", err
 		}
-		stored = ds.val
+		if found {
+			stuck = page.variant(ds.val)
+			if stuck >= 0 {
+				v.e.cache.setWord(sticky, uint64(stuck+1))
+			}
+		}
 	}
 	if len(page.Rules) > 0 {
 		v.fillRuleEnv(req, found)
@@ -188,14 +197,11 @@ func (v *View) assign(req *DecideRequest, page *Page, visitor, who []byte) (int,
 			return page.Rules[i].variant, reasonRule, nil
 		}
 	}
-	if found {
-		for i, vr := range page.Variants {
-			if string(stored) == vr.ID {
-				return i, reasonSticky, nil
-			}
-		}
-		// The stored variant was removed from the config: assign anew.
+	if stuck >= 0 {
+		return stuck, reasonSticky, nil
 	}
+	// Not stored, or the stored variant was removed from the config:
+	// assign anew.
 	if page.traffic < 1 && float64(model.Bucket(page.Seed+"/traffic", visitor)) >= page.traffic*model.Buckets {
 		return page.control, reasonNotInTest, nil
 	}
@@ -220,6 +226,7 @@ func (v *View) assign(req *DecideRequest, page *Page, visitor, who []byte) (int,
 		if err := st.SetMetaAndCount(ds.key, []byte(page.Variants[i].ID), counters); err != nil {
 			return 0, "", err
 		}
+		v.e.cache.setWord(sticky, uint64(i+1))
 	}
 	return i, reasonSplit, nil
 }
@@ -342,6 +349,39 @@ func (e *Engine) appendDecisionSig(dst []byte, ds *decideState, exp, variant str
 		dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
 	}
 	return dst
+}
+
+// appendSig appends the decision's signature (appendDecisionSig),
+// remembered once made: it never changes.
+func (v *View) appendSig(dst []byte, exp, variant string, flag byte, visitor []byte) []byte {
+	k := &v.key
+	k.start(keySig)
+	k.str(exp)
+	k.str(variant)
+	k.u64(uint64(flag))
+	k.bytes(visitor)
+	key := k.sum()
+	if x, ok := v.e.cache.word(key); ok {
+		for i := 56; i >= 0; i -= 8 {
+			c := byte(x >> uint(i))
+			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		return dst
+	}
+	dst = v.e.appendDecisionSig(dst, &v.ds, exp, variant, flag, visitor)
+	v.e.cache.setWord(key, binary.BigEndian.Uint64(v.ds.sum[:8]))
+	return dst
+}
+
+// stickyKey keys the remembered assignment of visitor on page; the
+// config generation is in it, as the variant is kept by its index.
+func (v *View) stickyKey(page *Page, visitor []byte) uint64 {
+	k := &v.key
+	k.start(keySticky)
+	k.str(page.Experiment)
+	k.bytes(visitor)
+	k.u64(v.cfg.gen)
+	return k.sum()
 }
 
 // verifyDecision reports whether decisionID was signed by this engine

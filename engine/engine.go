@@ -38,8 +38,9 @@ const (
 type Options struct {
 	// DefaultK and MaxK bound the list length; defaults 10 and 100.
 	DefaultK, MaxK int
-	// CacheBytes is the budget of the list cache (decoded lists shared by
-	// every caller); default 32 MiB.
+	// CacheBytes is the budget of the engine's caches: two thirds for
+	// decoded lists shared by every caller, a sixth for answers, a sixth
+	// for segments and decisions (cache.go); default 32 MiB.
 	CacheBytes int64
 	// MaxIDLen bounds ids; default 256.
 	MaxIDLen int
@@ -65,7 +66,9 @@ type Options struct {
 	// BanditRefresh is how often a bandit page re-reads its arms'
 	// counters; default 1 s.
 	BanditRefresh time.Duration
-	// Now returns the time; tests set it. Default time.Now.
+	// Now returns the time; tests set it. Default: the system clock, read
+	// every 100 ms (answers need seconds; a clock read costs about as much
+	// as a cached answer's lookup).
 	Now func() time.Time
 	// Logger receives the engine's logs; default slog.Default().
 	Logger *slog.Logger
@@ -89,9 +92,6 @@ func (o *Options) withDefaults() {
 	}
 	if o.BanditRefresh == 0 {
 		o.BanditRefresh = time.Second
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	if o.Config == nil {
 		o.Config = DefaultConfig()
@@ -143,6 +143,9 @@ type Engine struct {
 	live  index.Live
 	state *index.State
 	lists *index.ListCache
+	cache caches
+	// gens are the visitors' write generations (cache.go).
+	gens [userGens]atomic.Uint64
 
 	cfg    atomic.Pointer[Config]
 	cfgGen atomic.Uint64
@@ -156,6 +159,12 @@ type Engine struct {
 	views    sync.Pool // *View
 	recNonce uint64
 	recSeq   atomic.Uint64
+
+	// clock is the time in Unix seconds when Options.Now is not set,
+	// ticked by tick until Close.
+	clock     atomic.Int64
+	stopClock chan struct{}
+	closeOnce sync.Once
 
 	served          sync.Map // placement name → *atomic.Uint64
 	segmentErrors   atomic.Uint64
@@ -172,9 +181,21 @@ func New(o Options, state *index.State) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{o: o, log: o.Logger, state: state}
+	if e.o.Now == nil {
+		e.clock.Store(time.Now().Unix())
+		e.stopClock = make(chan struct{})
+		go e.tick()
+		e.o.Now = func() time.Time { return time.Unix(e.clock.Load(), 0) }
+	}
 	if o.CacheBytes > 0 {
+		// Two thirds for lists, which every computed answer reads; a
+		// sixth for answers, a sixth for segments and decisions.
 		var err error
-		if e.lists, err = index.NewListCache(o.CacheBytes); err != nil {
+		if e.lists, err = index.NewListCache(max(o.CacheBytes*2/3, 1)); err != nil {
+			return nil, err
+		}
+		if e.cache, err = newCaches(max(o.CacheBytes/6, 1), max(o.CacheBytes/6, 1)); err != nil {
+			e.lists.Close()
 			return nil, err
 		}
 	}
@@ -188,12 +209,32 @@ func New(o Options, state *index.State) (*Engine, error) {
 }
 
 // Close releases the served snapshot (it closes once its readers are
-// done) and the cache. Call it after the last request; the state store
-// belongs to the caller.
+// done) and the caches. Call it after the last request; the state store
+// belongs to the caller. A second Close does nothing.
 func (e *Engine) Close() {
-	e.live.Close()
-	if e.lists != nil {
-		e.lists.Close()
+	e.closeOnce.Do(func() {
+		if e.stopClock != nil {
+			close(e.stopClock)
+		}
+		e.live.Close()
+		if e.lists != nil {
+			e.lists.Close()
+		}
+		e.cache.close()
+	})
+}
+
+// tick keeps e.clock current until Close.
+func (e *Engine) tick() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stopClock:
+			return
+		case now := <-t.C:
+			e.clock.Store(now.Unix())
+		}
 	}
 }
 
@@ -255,13 +296,13 @@ func (e *Engine) Snapshot() *index.Manifest {
 }
 
 // SnapshotVersion returns the served snapshot's version, 0 when none.
-func (e *Engine) SnapshotVersion() uint64 {
-	ref := e.live.Acquire()
-	if ref == nil {
-		return 0
-	}
-	defer ref.Release()
-	return ref.Version()
+func (e *Engine) SnapshotVersion() uint64 { return e.live.Version() }
+
+// Epoch is View.Epoch without a View, for a front end that looks up a
+// cached rendering before it asks anything: the snapshot version (0 when
+// none is loaded) and the generation of the catalog corrections.
+func (e *Engine) Epoch() (snapshot, patches uint64) {
+	return e.live.Version(), e.patches.Load().gen
 }
 
 // ReloadConfig reads Options.ConfigPath again and swaps the new
@@ -357,4 +398,5 @@ func (e *Engine) WaitCache() {
 	if e.lists != nil {
 		e.lists.Wait()
 	}
+	e.cache.wait()
 }

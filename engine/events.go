@@ -48,11 +48,19 @@ func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) er
 	if err := e.state.AppendEventsAndCount(evs, counters); err != nil {
 		return err
 	}
-	for _, l := range logins {
-		if err := e.state.MergeHistory(l.Visitor, l.User, v.seenN); err != nil {
-			return err
+	// Visible now: the users' cached answers and segments are stale.
+	for i := range evs {
+		if i == 0 || !bytes.Equal(evs[i].User, evs[i-1].User) {
+			e.touchUser(evs[i].User)
 		}
-		if err := e.state.MergeProfile(l.Visitor, l.User); err != nil {
+	}
+	for _, l := range logins {
+		err := e.state.MergeHistory(l.Visitor, l.User, v.seenN)
+		if err == nil {
+			err = e.state.MergeProfile(l.Visitor, l.User)
+		}
+		e.touchUser(l.User)
+		if err != nil {
 			return err
 		}
 	}

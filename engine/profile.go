@@ -104,7 +104,7 @@ func (e *Engine) SetAttributes(user []byte, ups []AttrUpdate) error {
 			return badAttrs("attribute " + name + ": want a string, number, boolean or null")
 		}
 	}
-	return e.state.UpdateProfile(user, func(p *model.Profile) error {
+	err := e.state.UpdateProfile(user, func(p *model.Profile) error {
 		for _, u := range ups {
 			p.SetAttr(u.Key, u.Type, u.Str, u.Num)
 		}
@@ -113,6 +113,10 @@ func (e *Engine) SetAttributes(user []byte, ups []AttrUpdate) error {
 		}
 		return nil
 	})
+	if err == nil {
+		e.touchUser(user) // their segments may have changed
+	}
+	return err
 }
 
 // printable reports whether b is valid UTF-8 without control characters.

@@ -207,7 +207,7 @@ func (v *View) BoughtTogether(req *RecRequest, out *Recs) error {
 	return v.itemList(req, out, index.ListBought)
 }
 
-func (v *View) itemList(req *RecRequest, out *Recs, kind index.ListKind) error {
+func (v *View) itemList(req *RecRequest, out *Recs, kind index.ListKind) (err error) {
 	if err := v.e.CheckID("item id", req.Item); err != nil {
 		return err
 	}
@@ -217,6 +217,13 @@ func (v *View) itemList(req *RecRequest, out *Recs, kind index.ListKind) error {
 	item, ok := v.snap.Lookup(req.Item)
 	if !ok {
 		return errorf(NotFound, "unknown_item", "no item with this id in the catalog")
+	}
+	if v.call.user != nil { // anonymous lists are cached rendered, by the server
+		key := v.answerKey(kind.String(), req, SegSet{})
+		if v.cachedAnswer(key, out) {
+			return nil
+		}
+		defer v.keepAnswerUnless(key, out, &err)
 	}
 	if err := v.excludeSeen(seenAll); err != nil {
 		return err
@@ -249,9 +256,16 @@ func (v *View) itemList(req *RecRequest, out *Recs, kind index.ListKind) error {
 
 // Popular answers the popular items (of req.Category), the visitor's
 // seen items left out.
-func (v *View) Popular(req *RecRequest, out *Recs) error {
+func (v *View) Popular(req *RecRequest, out *Recs) (err error) {
 	if err := v.begin(req, out); err != nil {
 		return err
+	}
+	if v.call.user != nil { // anonymous lists are cached rendered, by the server
+		key := v.answerKey("popular", req, SegSet{})
+		if v.cachedAnswer(key, out) {
+			return nil
+		}
+		defer v.keepAnswerUnless(key, out, &err)
 	}
 	if err := v.excludeSeen(seenAll); err != nil {
 		return err
@@ -263,7 +277,7 @@ func (v *View) Popular(req *RecRequest, out *Recs) error {
 // (req.User, if set, is checked and then ignored): the similar lists of
 // their newest history entries weighted by affinity, seen items left out,
 // filled with popular items. The universal holdout gets popular items.
-func (v *View) Personal(user []byte, req *RecRequest, out *Recs) error {
+func (v *View) Personal(user []byte, req *RecRequest, out *Recs) (err error) {
 	if err := v.e.CheckID("user id", user); err != nil {
 		return err
 	}
@@ -271,6 +285,11 @@ func (v *View) Personal(user []byte, req *RecRequest, out *Recs) error {
 		return err
 	}
 	v.call.user = user
+	key := v.answerKey("personal", req, SegSet{})
+	if v.cachedAnswer(key, out) {
+		return nil
+	}
+	defer v.keepAnswerUnless(key, out, &err)
 	if err := v.excludeSeen(seenAll); err != nil {
 		return err
 	}
@@ -297,18 +316,19 @@ func (v *View) keep(item uint32) bool {
 	if v.scorer.Excluded(item) {
 		return false
 	}
-	it := v.Item(item)
+	info := v.snap.Item(item)
+	price, hasPrice, inStock := v.patches.priceStock(info)
 	c := &v.call
-	if !it.InStock || v.filtered(it.info) {
+	if !inStock || v.filtered(info) {
 		return false
 	}
-	if c.hasCat && !slices.Contains(it.info.Cats, c.cat) {
+	if c.hasCat && !slices.Contains(info.Cats, c.cat) {
 		return false
 	}
-	if (c.hasMin || c.hasMax) && !it.HasPrice {
+	if (c.hasMin || c.hasMax) && !hasPrice {
 		return false
 	}
-	if c.hasMin && it.Price < c.priceMin || c.hasMax && it.Price > c.priceMax {
+	if c.hasMin && price < c.priceMin || c.hasMax && price > c.priceMax {
 		return false
 	}
 	return true
@@ -416,7 +436,35 @@ func (v *View) Recommend(req *RecRequest, out *Recs) error {
 	if err := v.begin(req, out); err != nil {
 		return err
 	}
-	return v.recommend(req, pl, out)
+	if len(req.Item) > 0 {
+		if err := v.e.CheckID("item", req.Item); err != nil {
+			return err
+		}
+	}
+	var segs SegSet
+	if pl.segmented {
+		if segs, err = v.segmentsOf(v.call.user); err != nil {
+			return err
+		}
+	}
+	out.Placement = pl.name
+	key := v.answerKey(pl.name, req, segs)
+	if !v.cachedAnswer(key, out) {
+		if err := v.recommend(req, pl, segs, out); err != nil {
+			return err
+		}
+		v.keepAnswer(key, out)
+	}
+	v.e.countServed(out.Placement)
+	return nil
+}
+
+// keepAnswerUnless caches out under key when *err is nil: deferred by
+// the answers that compute.
+func (v *View) keepAnswerUnless(key uint64, out *Recs, err *error) {
+	if *err == nil {
+		v.keepAnswer(key, out)
+	}
 }
 
 // placement returns the configured placement called name.
@@ -438,10 +486,10 @@ func (v *View) inHoldout(visitor []byte) bool {
 	return h > 0 && len(visitor) > 0 && float64(model.Bucket("holdout", visitor)) < h*model.Buckets
 }
 
-// recommend answers for placement pl, begin done.
-func (v *View) recommend(req *RecRequest, pl *Placement, out *Recs) error {
+// recommend answers for placement pl, begin done; segs are the visitor's
+// segments when pl's rules read them.
+func (v *View) recommend(req *RecRequest, pl *Placement, segs SegSet, out *Recs) error {
 	c := &v.call
-	out.Placement = pl.name
 	if v.inHoldout(c.user) {
 		k := pl.K
 		if pl = pl.holdout; pl == nil {
@@ -456,9 +504,6 @@ func (v *View) recommend(req *RecRequest, pl *Placement, out *Recs) error {
 	}
 	item := uint32(noItem)
 	if len(req.Item) > 0 {
-		if err := v.e.CheckID("item", req.Item); err != nil {
-			return err
-		}
 		if n, ok := v.snap.Lookup(req.Item); ok {
 			item = n
 			v.scorer.Exclude(n)
@@ -505,10 +550,7 @@ func (v *View) recommend(req *RecRequest, pl *Placement, out *Recs) error {
 	}
 	c.pl = pl
 	if pl.segmented {
-		var err error
-		if c.segs, err = v.segmentsOf(c.user); err != nil {
-			return err
-		}
+		c.segs = segs
 	}
 	v.applyBoostBury(pl)
 	v.take(v.cands, r, because, hasBc)
@@ -524,7 +566,6 @@ func (v *View) recommend(req *RecRequest, pl *Placement, out *Recs) error {
 		}
 	}
 	v.applyPins(pl)
-	v.e.countServed(out.Placement)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 
@@ -117,19 +118,39 @@ func (c *Config) NumSegments() int { return len(c.segments) }
 func (c *Config) SegmentName(i int) string { return c.segments[i].name }
 
 // segmentsOf returns the segments of cfg that user is in, evaluated over
-// their profile once per View.
+// their profile once per View, and kept for the minute unless they write
+// (cache.go).
 func (v *View) segmentsOf(user []byte) (SegSet, error) {
 	if len(v.cfg.segments) == 0 || len(user) == 0 {
 		return SegSet{}, nil
 	}
+	if v.segsOK && bytes.Equal(v.segsUser, user) {
+		return v.segs, nil
+	}
+	var key uint64
+	c := v.e.cache.segs
+	if c != nil {
+		key = v.segmentsKey(user)
+		var segs SegSet
+		if c.get(key, segs[:]) {
+			v.keepSegments(user, segs)
+			return segs, nil
+		}
+	}
 	if err := v.loadProfile(user); err != nil {
 		return SegSet{}, err
 	}
-	if !v.segsOK {
-		v.segs = v.e.evalSegments(&v.rc, v.cfg.segments)
-		v.segsOK = true
+	segs := v.e.evalSegments(&v.rc, v.cfg.segments)
+	if c != nil {
+		c.set(key, segs[:])
 	}
-	return v.segs, nil
+	v.keepSegments(user, segs)
+	return segs, nil
+}
+
+// keepSegments remembers user's segments for the rest of the View.
+func (v *View) keepSegments(user []byte, segs SegSet) {
+	v.segs, v.segsUser, v.segsOK = segs, append(v.segsUser[:0], user...), true
 }
 
 // Segments returns the segments user is in (Config.SegmentName names

@@ -32,6 +32,7 @@ type View struct {
 	ctxItem uint32
 	memo    listMemo
 	call    recCall
+	key     keyHash
 
 	// The loaded history: whose, all entries read (the seen set), and the
 	// affinity of the newest HistoryWindow of them.
@@ -42,10 +43,11 @@ type View struct {
 	window   []model.HistoryEvent
 	aff      []model.ItemWeight
 
-	// The loaded profile and, once evaluated, the segments of cfg.
+	// The loaded profile, and the segments of cfg of segsUser.
 	profUser []byte
 	profOK   bool
 	rc       rule.Ctx
+	segsUser []byte
 	segs     SegSet
 	segsOK   bool
 
@@ -256,7 +258,7 @@ func (v *View) loadProfile(user []byte) error {
 	if v.profOK && bytes.Equal(v.profUser, user) {
 		return nil
 	}
-	v.profOK, v.segsOK = false, false
+	v.profOK = false
 	c := &v.rc
 	c.Now = v.now
 	c.Raw = c.Raw[:0]
@@ -275,4 +277,13 @@ func (v *View) loadProfile(user []byte) error {
 	v.profUser = append(v.profUser[:0], user...)
 	v.profOK = true
 	return nil
+}
+
+// NumItems returns the number of items of v's snapshot (Pick.Item is
+// below it), 0 when none is loaded.
+func (v *View) NumItems() int {
+	if v.snap == nil {
+		return 0
+	}
+	return v.snap.NumItems()
 }

@@ -182,9 +182,11 @@ func (w *HistoryWriter) Add(user []byte, e *HistoryEntry) error {
 		return fmt.Errorf("cannot batch the history of %q: %w", user, err)
 	}
 	w.n++
-	// Under half the memtable (Pebble flushes a larger batch as a memtable
-	// of its own, and reads allocate until that flush is done).
-	if w.b.Len() > 1<<20 {
+	// Well under half the memtable as Pebble counts it (its skiplist's
+	// nodes included: about twice the batch's bytes for entries this
+	// small). Pebble flushes a larger batch as a memtable of its own, and
+	// every read allocates an iterator over it until that flush is done.
+	if w.b.Len() > 256<<10 {
 		if err := w.b.Commit(pebble.NoSync); err != nil {
 			return fmt.Errorf("cannot write histories: %w", err)
 		}

@@ -39,6 +39,15 @@ func (l *Live) Acquire() *SnapshotRef {
 	}
 }
 
+// Version returns the current snapshot's version, 0 when none is loaded,
+// without taking a reference.
+func (l *Live) Version() uint64 {
+	if r := l.cur.Load(); r != nil {
+		return r.Version()
+	}
+	return 0
+}
+
 // Release gives a reference back.
 func (r *SnapshotRef) Release() {
 	if r.refs.Add(-1) == 0 {

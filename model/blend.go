@@ -16,7 +16,23 @@ type Scorer struct {
 	mark    []uint32 // mark[i] == gen: touched; == gen+1: excluded
 	gen     uint32
 	touched []uint32
-	topIdx  []uint32
+	top     []cand // AppendTop's heap
+}
+
+// cand is a candidate in AppendTop's heap: the score beside the item, so
+// that comparisons read no other memory.
+type cand struct {
+	score float64
+	item  uint32
+}
+
+// worse reports whether a ranks after b: a lower score, or on a tie a
+// higher item number.
+func (a cand) worse(b cand) bool {
+	if a.score != b.score {
+		return a.score < b.score
+	}
+	return a.item > b.item
 }
 
 // NewScorer returns a Scorer for items numbered below n.
@@ -66,11 +82,27 @@ func (s *Scorer) Excluded(item uint32) bool {
 	return int(item) < len(s.mark) && s.mark[item] == s.gen+1
 }
 
-// Add blends list with weight w.
+// Add blends list with weight w. It is AddScore for every entry, as one
+// loop over local slices: it is most of a personal answer's work.
 func (s *Scorer) Add(list []Neighbour, w float64) {
+	acc, gen, touched := s.acc, s.gen, s.touched
+	mark := s.mark[:len(acc)]
 	for _, n := range list {
-		s.AddScore(n.Item, w*float64(n.Score))
+		i := n.Item
+		if int(i) >= len(acc) {
+			continue
+		}
+		switch m := mark[i]; m {
+		case gen:
+			acc[i] += w * float64(n.Score)
+		case gen + 1: // excluded
+		default:
+			mark[i] = gen
+			touched = append(touched, i)
+			acc[i] += w * float64(n.Score)
+		}
 	}
+	s.touched = touched
 }
 
 // AddScore adds w to the score of one item.
@@ -100,69 +132,64 @@ func (s *Scorer) AppendTop(dst []Neighbour, k int) []Neighbour {
 	if k <= 0 {
 		return dst
 	}
-	// idx is a min-heap of kept items: idx[0] ranks last.
-	idx := s.topIdx[:0]
+	// h is a min-heap of the best so far: h[0] ranks last. Once it is
+	// full, most candidates fall below h[0] and cost one comparison.
+	h := s.top[:0]
+	acc, mark, gen := s.acc, s.mark, s.gen
 	for _, i := range s.touched {
-		if s.mark[i] != s.gen || s.acc[i] <= 0 {
+		score := acc[i]
+		if mark[i] != gen || score <= 0 {
 			continue
 		}
-		if len(idx) < k {
-			idx = append(idx, i)
-			for c := len(idx) - 1; c > 0; {
-				p := (c - 1) / 2
-				if !s.worse(idx[c], idx[p]) {
+		c := cand{score, i}
+		if len(h) < k {
+			h = append(h, c)
+			for j := len(h) - 1; j > 0; {
+				p := (j - 1) / 2
+				if !h[j].worse(h[p]) {
 					break
 				}
-				idx[c], idx[p] = idx[p], idx[c]
-				c = p
+				h[j], h[p] = h[p], h[j]
+				j = p
 			}
 			continue
 		}
-		if !s.worse(idx[0], i) {
+		if score < h[0].score || !h[0].worse(c) {
 			continue
 		}
-		idx[0] = i
-		s.down(idx)
+		h[0] = c
+		down(h)
 	}
 	// Pop the worst first into the tail of the output.
 	start := len(dst)
-	for range idx {
+	for range h {
 		dst = append(dst, Neighbour{})
 	}
-	for n := len(idx); n > 0; n-- {
-		worst := idx[0]
-		dst[start+n-1] = Neighbour{Item: worst, Score: float32(s.acc[worst])}
-		idx[0] = idx[n-1]
-		idx = idx[:n-1]
-		s.down(idx)
+	for n := len(h); n > 0; n-- {
+		dst[start+n-1] = Neighbour{Item: h[0].item, Score: float32(h[0].score)}
+		h[0] = h[n-1]
+		h = h[:n-1]
+		down(h)
 	}
-	s.topIdx = idx[:0]
+	s.top = h[:0]
 	return dst
 }
 
-// worse reports whether item a ranks after item b.
-func (s *Scorer) worse(a, b uint32) bool {
-	if s.acc[a] != s.acc[b] {
-		return s.acc[a] < s.acc[b]
-	}
-	return a > b
-}
-
-// down restores the heap order of idx from the root.
-func (s *Scorer) down(idx []uint32) {
-	for c := 0; ; {
-		l := 2*c + 1
-		if l >= len(idx) {
+// down restores the heap order of h from the root.
+func down(h []cand) {
+	for j := 0; ; {
+		l := 2*j + 1
+		if l >= len(h) {
 			return
 		}
 		m := l
-		if r := l + 1; r < len(idx) && s.worse(idx[r], idx[l]) {
+		if r := l + 1; r < len(h) && h[r].worse(h[l]) {
 			m = r
 		}
-		if !s.worse(idx[m], idx[c]) {
+		if !h[m].worse(h[j]) {
 			return
 		}
-		idx[c], idx[m] = idx[m], idx[c]
-		c = m
+		h[j], h[m] = h[m], h[j]
+		j = m
 	}
 }

@@ -51,3 +51,32 @@ func BenchmarkTopK(b *testing.B) {
 	}
 	sinkNeighbours = out
 }
+
+// BenchmarkBlendPersonal is a personal answer's blend as the engine runs
+// it on the sample shop (1000 items, `make run`): 20 history items'
+// 100-entry lists, which overlap (similar items of related items), into
+// the top 40 candidates (4 k).
+func BenchmarkBlendPersonal(b *testing.B) {
+	const nItems = 1000
+	r := rand.New(rand.NewPCG(3, 3))
+	lists := make([][]Neighbour, 20)
+	for i := range lists {
+		base := r.IntN(nItems)
+		for j := 0; j < 100; j++ {
+			it := (base + int(r.NormFloat64()*80) + nItems) % nItems
+			lists[i] = append(lists[i], Neighbour{Item: uint32(it), Score: r.Float32()})
+		}
+	}
+	s := NewScorer(nItems)
+	var out []Neighbour
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Reset(nItems)
+		for i, l := range lists {
+			s.Exclude(uint32(i * 7))
+			s.Add(l, 1+float64(i%3))
+		}
+		out = s.AppendTop(out[:0], 40)
+	}
+	sinkNeighbours = out
+}

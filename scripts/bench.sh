@@ -24,8 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -n "$quick" ]; then fixed=3s; scales="1000000"; count=1; benchtime=200ms; runs=1
-else fixed=10s; scales="1000000 3000000 10000000"; count=1; benchtime=1s; runs=3; fi
+if [ -n "$quick" ]; then fixed=3s; scales="1000000"; count=1; benchtime=200ms; runs=1; cpudur=2s
+else fixed=10s; scales="1000000 3000000 10000000"; count=1; benchtime=1s; runs=3; cpudur=5s; fi
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -152,6 +152,18 @@ GOMAXPROCS=1 $bin bench --url "http://127.0.0.1:$sport" --mode closed --connecti
 	--scenario similar --items "$work/ids.csv" | tee "$out/bench-one-core.txt" | sed -n '3p'
 
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+
+# Every kind of answer against the floor: cache hit, Pebble miss, personal
+# (20-event histories), decide, page, each beside a static reply of its
+# own size, the server on core 0 and a closed loop of 16 connections on
+# core 1 (scripts/cpu-ratio.sh; CPU_MODE=open measures at a fixed rate).
+say "server CPU per request by scenario against the floor (scripts/cpu-ratio.sh, closed loop)"
+if taskset -c 1 true 2>/dev/null; then
+	CPU_MODE=closed CPU_DURATION=$cpudur CPU_WARMUP=1s CPU_RUNS=$runs OUT="$out/cpu-ratio" scripts/cpu-ratio.sh "$bin" |
+		tee -a "$out/summary.txt"
+else
+	echo "one core only: skipped (the server and the load need a core each)"
+fi
 
 say "Go benchmarks (-benchmem, -benchtime $benchtime)"
 go test -run NONE -bench . -benchmem -benchtime "$benchtime" -count "$count" ./... 2>/dev/null | grep -E '^(Benchmark|ok|PASS)' | tee "$out/go-bench.txt"

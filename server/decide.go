@@ -120,7 +120,7 @@ func (s *Server) handlePage(ctx *fasthttp.RequestCtx) error {
 		out = jsonw.AppendString(out, p.Placements[i])
 		out = append(out, ':')
 		out = s.appendHead(out)
-		out = appendTail(out, v, &r.Recs[i])
+		out = s.appendTail(out, v, &r.Recs[i])
 		out = out[:len(out)-1] // the tail's newline
 	}
 	out = append(out, `},"segments":`...)

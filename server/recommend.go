@@ -3,14 +3,12 @@ package server
 import (
 	"encoding/binary"
 	"math"
-	"strconv"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/engine"
 	"github.com/edgerec/edgerec/index"
-	"github.com/edgerec/edgerec/internal/jsonw"
 )
 
 // reqState is the per-request memory of the read handlers, pooled: after
@@ -90,14 +88,14 @@ func (s *Server) handleItemList(ctx *fasthttp.RequestCtx, id []byte, kind index.
 	}
 	rs := s.getReq()
 	defer s.putReq(rs)
+	key, hit, err := s.tryCache(ctx, rs)
+	if err != nil || hit {
+		return err
+	}
 	v := s.e.Acquire()
 	defer v.Release()
 	parseRec(ctx.QueryArgs(), &rs.req)
 	rs.req.Item = id
-	key, hit, err := s.tryCache(ctx, v, rs)
-	if err != nil || hit {
-		return err
-	}
 	if kind == index.ListBought {
 		err = v.BoughtTogether(&rs.req, &rs.recs)
 	} else {
@@ -114,13 +112,13 @@ func (s *Server) handleItemList(ctx *fasthttp.RequestCtx, id []byte, kind index.
 func (s *Server) handlePopular(ctx *fasthttp.RequestCtx) error {
 	rs := s.getReq()
 	defer s.putReq(rs)
-	v := s.e.Acquire()
-	defer v.Release()
-	parseRec(ctx.QueryArgs(), &rs.req)
-	key, hit, err := s.tryCache(ctx, v, rs)
+	key, hit, err := s.tryCache(ctx, rs)
 	if err != nil || hit {
 		return err
 	}
+	v := s.e.Acquire()
+	defer v.Release()
+	parseRec(ctx.QueryArgs(), &rs.req)
 	if err := v.Popular(&rs.req, &rs.recs); err != nil {
 		return err
 	}
@@ -158,15 +156,17 @@ func (s *Server) handleRecommend(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-// tryCache answers a non-personal request from the body cache. It returns
-// the key to cache the answer under (0 for personal requests, which are
-// not cached) and whether it answered.
-func (s *Server) tryCache(ctx *fasthttp.RequestCtx, v *engine.View, rs *reqState) (uint64, bool, error) {
-	version, patches := v.Epoch()
+// tryCache answers a non-personal request from the body cache, before
+// anything is parsed or asked of the engine. It returns the key to cache
+// the answer under (0 for personal requests, which the body cache does
+// not keep: the engine caches their picks) and whether it answered.
+func (s *Server) tryCache(ctx *fasthttp.RequestCtx, rs *reqState) (uint64, bool, error) {
+	version, patches := s.e.Epoch()
 	if version == 0 {
 		return 0, false, engine.ErrNoSnapshot
 	}
-	if rs.req.User != nil || s.cache == nil {
+	args := ctx.QueryArgs()
+	if args.Has("user") || args.Has("visitor") || s.cache == nil {
 		return 0, false, nil
 	}
 	key := s.bodyKey(ctx, rs, version, patches)
@@ -215,19 +215,35 @@ func (s *Server) serveCached(ctx *fasthttp.RequestCtx, rs *reqState, key uint64)
 }
 
 // finish renders rs.recs, caching the tail under key when key != 0 (with
-// its deflate stream when this client takes gzip).
+// its deflate stream when this client takes gzip) and the key was asked
+// for before.
 func (s *Server) finish(ctx *fasthttp.RequestCtx, v *engine.View, rs *reqState, key uint64) {
-	rs.body = appendTail(rs.body[:0], v, &rs.recs)
+	rs.body = s.appendTail(rs.body[:0], v, &rs.recs)
 	var def []byte
 	if key != 0 {
 		gz := s.wantGzip(ctx, rs, rs.body)
 		if gz {
 			def = deflate(rs.body)
 		}
-		s.cacheBody(key, rs.body, def, gz)
+		if s.seenBefore(key) {
+			s.cacheBody(key, rs.body, def, gz)
+		}
 	}
 	s.render(ctx, rs, rs.body, def, key != 0)
 }
+
+// seenBefore reports whether key missed the body cache before, lately:
+// an answer is cached from its second miss on. Most requests that miss
+// once and never come again (a distinct exclude= per visitor, crawlers
+// walking the catalog) then cost neither a copy of their answer nor a
+// cache write, which the cache's own admission would refuse anyway. The
+// memory is one key a slot, a later key on a slot replacing it.
+func (s *Server) seenBefore(key uint64) bool {
+	return s.seen[key&(seenSlots-1)].Swap(key) == key
+}
+
+// seenSlots is the size of the body cache's memory of missed keys.
+const seenSlots = 1 << 14
 
 // appendHead appends the head of an answer: {"rec_id":"…",
 func (s *Server) appendHead(dst []byte) []byte {
@@ -253,50 +269,4 @@ func (s *Server) render(ctx *fasthttp.RequestCtx, rs *reqState, tail, def []byte
 	}
 	_, _ = ctx.Write(rs.head)
 	_, _ = ctx.Write(tail)
-}
-
-// appendTail renders an answer after its rec_id:
-// "placement":…,"snapshot":…,"items":[…],"fallback":bool}
-func appendTail(dst []byte, v *engine.View, r *engine.Recs) []byte {
-	if r.Placement != "" {
-		dst = append(dst, `"placement":`...)
-		dst = jsonw.AppendString(dst, r.Placement)
-		dst = append(dst, ',')
-	}
-	dst = append(dst, `"snapshot":`...)
-	dst = strconv.AppendUint(dst, r.Snapshot, 10)
-	dst = append(dst, `,"items":[`...)
-	for i, p := range r.Picks {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		it := v.Item(p.Item)
-		dst = append(dst, `{"id":`...)
-		dst = jsonw.AppendString(dst, it.ID)
-		if it.Title != "" {
-			dst = append(dst, `,"title":`...)
-			dst = jsonw.AppendString(dst, it.Title)
-		}
-		if it.Category != "" {
-			dst = append(dst, `,"category":`...)
-			dst = jsonw.AppendString(dst, it.Category)
-		}
-		if it.HasPrice {
-			dst = append(dst, `,"price":`...)
-			dst = jsonw.AppendFloat(dst, it.Price, 64)
-		}
-		dst = append(dst, `,"score":`...)
-		dst = jsonw.AppendFloat(dst, float64(p.Score), 32)
-		dst = append(dst, `,"reason":"`...)
-		dst = append(dst, p.Reason.String()...)
-		dst = append(dst, '"')
-		if p.HasBecause {
-			dst = append(dst, `,"because":`...)
-			dst = jsonw.AppendString(dst, v.Item(p.Because).ID)
-		}
-		dst = append(dst, '}')
-	}
-	dst = append(dst, `],"fallback":`...)
-	dst = strconv.AppendBool(dst, r.Fallback())
-	return append(dst, "}\n"...)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -96,6 +97,8 @@ type Server struct {
 	e     *engine.Engine
 	cache *ristretto.Cache[uint64, []byte]
 	reqs  sync.Pool // *reqState
+	frags atomic.Pointer[fragments]
+	seen  [seenSlots]atomic.Uint64 // keys that missed the body cache (seenBefore)
 	srv   *fasthttp.Server
 	m     *serverMetrics
 

@@ -48,7 +48,7 @@ func runServe(args []string) error {
 	data := fs.String("data", "data/run", "data directory: snapshots/ (built by 'edgerec build --out DIR/snapshots') and state/ (env EDGEREC_DATA)")
 	apiKey := fs.String("api-key", "", "bearer key for writes; a random one is generated and printed when empty (env EDGEREC_API_KEY)")
 	adminKey := fs.String("admin-key", "", "bearer key for admin calls and pprof; default the API key (env EDGEREC_ADMIN_KEY)")
-	cacheMB := fs.Int64("cache-mb", 64, "Ristretto budget, MiB, at least 2: half for decoded lists shared by every answer, half for rendered answers (env EDGEREC_CACHE_MB)")
+	cacheMB := fs.Int64("cache-mb", 64, "Ristretto budget, MiB, at least 2: three quarters for the engine (decoded lists, answers, segments and decisions), a quarter for rendered answers (env EDGEREC_CACHE_MB)")
 	gzipMin := fs.Int("gzip-min", 1024, "smallest cached answer sent gzip-compressed to clients that accept it, bytes; compressed once per cached answer; 0 never (env EDGEREC_GZIP_MIN)")
 	maxK := fs.Int("max-k", 100, "largest k a request may ask for (env EDGEREC_MAX_K)")
 	cors := fs.String("cors", "", "origins allowed to call the read API from browsers, comma-separated, or * (env EDGEREC_CORS)")
@@ -90,7 +90,7 @@ func runServe(args []string) error {
 		return err
 	}
 	e, err := engine.New(engine.Options{
-		MaxK: *maxK, CacheBytes: *cacheMB << 19, HistoryWindow: *history, SeenItems: *seen,
+		MaxK: *maxK, CacheBytes: *cacheMB << 20 * 3 / 4, HistoryWindow: *history, SeenItems: *seen,
 		Config: cfg, ConfigPath: *configPath, SignKey: signKey(*apiKey), Logger: logger,
 	}, state)
 	if err != nil {
@@ -99,7 +99,7 @@ func runServe(args []string) error {
 	}
 	root := filepath.Join(*data, "snapshots")
 	srv, err := server.New(e, server.Options{
-		SnapshotRoot: root, APIKey: *apiKey, AdminKey: *adminKey, CacheBytes: *cacheMB << 19,
+		SnapshotRoot: root, APIKey: *apiKey, AdminKey: *adminKey, CacheBytes: *cacheMB << 20 / 4,
 		GzipMinBytes: gzipOption(*gzipMin), MaxBodySize: *maxBody, CORSOrigins: splitList(*cors),
 	})
 	if err != nil {
