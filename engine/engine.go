@@ -38,9 +38,9 @@ const (
 type Options struct {
 	// DefaultK and MaxK bound the list length; defaults 10 and 100.
 	DefaultK, MaxK int
-	// CacheBytes is the budget of the engine's caches: two thirds for
-	// decoded lists shared by every caller, a sixth for answers, a sixth
-	// for segments and decisions (cache.go); default 32 MiB.
+	// CacheBytes is the budget of the engine's caches: three quarters for
+	// decoded lists shared by every caller, an eighth for answers, an
+	// eighth for segments and decisions (cache.go); default 32 MiB.
 	CacheBytes int64
 	// MaxIDLen bounds ids; default 256.
 	MaxIDLen int
@@ -188,13 +188,13 @@ func New(o Options, state *index.State) (*Engine, error) {
 		e.o.Now = func() time.Time { return time.Unix(e.clock.Load(), 0) }
 	}
 	if o.CacheBytes > 0 {
-		// Two thirds for lists, which every computed answer reads; a
-		// sixth for answers, a sixth for segments and decisions.
+		// Three quarters for lists, which every computed answer reads;
+		// an eighth for answers, an eighth for segments and decisions.
 		var err error
-		if e.lists, err = index.NewListCache(max(o.CacheBytes*2/3, 1)); err != nil {
+		if e.lists, err = index.NewListCache(max(o.CacheBytes*3/4, 1)); err != nil {
 			return nil, err
 		}
-		if e.cache, err = newCaches(max(o.CacheBytes/6, 1), max(o.CacheBytes/6, 1)); err != nil {
+		if e.cache, err = newCaches(max(o.CacheBytes/8, 1), max(o.CacheBytes/8, 1)); err != nil {
 			e.lists.Close()
 			return nil, err
 		}

@@ -42,6 +42,36 @@ func BenchmarkPersonal20(b *testing.B) {
 	})
 }
 
+// BenchmarkPersonal20Computed is BenchmarkPersonal20 with the answer
+// computed every time: the visitor's write generation moves before each
+// call, as a new event of theirs would move it. It is the cost of a
+// personal answer right after the visitor did something.
+func BenchmarkPersonal20Computed(b *testing.B) {
+	h := newHotEngine(b)
+	req := RecRequest{K: 10}
+	runParallel(b, h, func(out *Recs) error {
+		h.e.touchUser(hotUser20)
+		v := h.e.Acquire()
+		defer v.Release()
+		return v.Personal(hotUser20, &req, out)
+	})
+}
+
+// BenchmarkPageComputed is BenchmarkPage with the lead's answers and
+// segments computed every time (their write generation moves before each
+// call; the assignment and the signature stay remembered).
+func BenchmarkPageComputed(b *testing.B) {
+	h := newHotEngine(b)
+	req := PageRequest{Page: []byte("lp_consulting"), Placements: [][]byte{[]byte("home"), []byte("product_page")},
+		Decide: DecideRequest{Visitor: hotLead}, Rec: RecRequest{Item: []byte("50"), K: 6}}
+	runParallel(b, h, func(out *PageResult) error {
+		h.e.touchUser(hotLead)
+		v := h.e.Acquire()
+		defer v.Release()
+		return v.Page(&req, out)
+	})
+}
+
 // BenchmarkRecommendProductPage is the sample's product page for a
 // visitor with a history: the item's similar list blended with the
 // history's, at most 3 per category.

@@ -287,3 +287,6 @@ func (v *View) NumItems() int {
 	}
 	return v.snap.NumItems()
 }
+
+// ItemID returns the id of item n of v's snapshot.
+func (v *View) ItemID(n uint32) string { return v.snap.Item(n).ID }

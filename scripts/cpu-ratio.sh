@@ -44,6 +44,8 @@
 #   CPU_BENCH_BIN   the edgerec binary whose `bench` generates the load
 #                   (BIN): keep one generator to compare two BINs
 #   CPU_BENCH_PROCS GOMAXPROCS of the generator (2, see below)
+#   CPU_FLOOR_BIN   the edgerec binary whose `bench static` is the floor
+#                   (BIN); CPU_FLOOR_BARE=1: the floor without timeouts
 #   OUT             output directory (a new temp dir): the table goes to
 #                   stdout and $OUT/cpu-ratio.txt, the figures to
 #                   $OUT/cpu-ratio.json; bench reports and logs stay there
@@ -66,6 +68,15 @@ fi
 bin=$(readlink -f "$1")
 [ -x "$bin" ] || { echo "$1: not an executable" >&2; exit 2; }
 bench_bin=$(readlink -f "${CPU_BENCH_BIN:-$bin}")
+floor_bin=$(readlink -f "${CPU_FLOOR_BIN:-$bin}")
+# The floor serves connections as edgerec serve does (its read, write and
+# idle timeouts: deadlines set for every request cost about 0.8 us of
+# them), so the two differ by their handlers alone; CPU_FLOOR_BARE=1, or a
+# floor binary without the flags, serves with fasthttp's defaults.
+floor_flags=()
+if [ -z "${CPU_FLOOR_BARE:-}" ] && "$floor_bin" bench static -h 2>&1 | grep -q -- -read-timeout; then
+	floor_flags=(--read-timeout 5s --write-timeout 5s --idle-timeout 60s)
+fi
 rate=${CPU_RATE:-5000}
 mode=${CPU_MODE:-open}
 connections=${CPU_CONNECTIONS:-16}
@@ -255,7 +266,7 @@ scenario() {
 	local scen=$1 url=$2 pid=$3 size sport spid
 	size=$(py size "$url" "$(targets "$scen" size)")
 	sport=$(free_port)
-	taskset -c 0 "$bin" bench static --addr "127.0.0.1:$sport" --size "$size" 2>"$out/static-$scen.log" &
+	taskset -c 0 "$floor_bin" bench static --addr "127.0.0.1:$sport" --size "$size" "${floor_flags[@]}" 2>"$out/static-$scen.log" &
 	spid=$!
 	pids+=("$spid")
 	wait_up "http://127.0.0.1:$sport/"
@@ -326,9 +337,9 @@ fi
 load_after=$(load)
 
 python3 - "$out" "$rate" "$duration" "$warmup" "$runs" "$(getconf CLK_TCK)" "$bin" "$("$bin" version 2>&1 | head -1)" \
-	"$load_before" "$load_after" "$(nproc --all)" "$bench_bin" "$mode/$connections" <<'PY' | tee "$out/cpu-ratio.txt"
+	"$load_before" "$load_after" "$(nproc --all)" "$bench_bin" "$mode/$connections" "${floor_flags[*]:-bare}" <<'PY' | tee "$out/cpu-ratio.txt"
 import json, statistics, sys
-out, rate, duration, warmup, runs, tck, binary, version, load0, load1, ncpu, bench_bin, mode = sys.argv[1:]
+out, rate, duration, warmup, runs, tck, binary, version, load0, load1, ncpu, bench_bin, mode, floor = sys.argv[1:]
 rate, runs, tck = int(rate), int(runs), int(tck)
 sizes, loads = {}, {}
 for l in open(f"{out}/sizes.tsv"):
@@ -344,13 +355,14 @@ for l in open(f"{out}/runs.tsv"):
         "requests": r["requests"], "achieved_rate": r["achieved_rate"], "p99_us": r["latency_us"]["p99"],
         "cache_hits": None if "-" in (h0, h1) else float(h1) - float(h0),
         "cache_misses": None if "-" in (m0, m1) else float(m1) - float(m0), "report": report})
-result = {"binary": binary, "version": version, "bench_binary": bench_bin, "mode": mode, "rate": rate, "duration": duration,
+result = {"binary": binary, "version": version, "bench_binary": bench_bin, "mode": mode, "floor": floor, "rate": rate, "duration": duration,
           "warmup": warmup, "runs": runs, "cpus": int(ncpu), "load_before": load0, "load_after": load1, "scenarios": []}
 closed = mode.startswith("closed")
 if closed:
     rate = 0  # no rate to hold
 print(f"edgerec {version}: server CPU per request "
       f"{'in a closed loop of ' + mode.split('/')[1] + ' connections' if closed else f'at {rate}/s'}, median of {runs} runs of {duration}; "
+      f"floor: {floor}; "
       f"load average {load0} before, {load1} after")
 print(f"{'scenario':12} {'body B':>7} {'edgerec us/req':>15} {'floor us/req':>13} {'ratio':>7} {'cache miss':>19}  notes")
 for scen in ["cache-hit", "pebble-miss", "personal", "decide", "page"]:

@@ -32,7 +32,7 @@ func (s *Server) appendTail(dst []byte, v *engine.View, r *engine.Recs) []byte {
 		dst = append(dst, '"')
 		if p.HasBecause {
 			dst = append(dst, `,"because":`...)
-			dst = jsonw.AppendString(dst, v.Item(p.Because).ID)
+			dst = jsonw.AppendString(dst, v.ItemID(p.Because))
 		}
 		dst = append(dst, '}')
 	}

@@ -181,7 +181,8 @@ func (s *Server) Shutdown() error {
 
 // Handle routes one request. It is the fasthttp handler.
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
+	// The time fasthttp took when the request began: a clock read saved.
+	start := ctx.Time()
 	path := ctx.Path()
 	r := routeNotFound
 	var err error

@@ -228,12 +228,15 @@ func runBenchStatic(args []string) error {
 	fs := flag.NewFlagSet("bench static", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
 	size := fs.Int("size", 1200, "body size in bytes")
+	readTimeout := fs.Duration("read-timeout", 0, "connection read timeout, as edgerec serve's (0: none)")
+	writeTimeout := fs.Duration("write-timeout", 0, "connection write timeout (0: none)")
+	idleTimeout := fs.Duration("idle-timeout", 0, "keep-alive idle timeout (0: the read timeout)")
 	_ = fs.Parse(args)
 	body := []byte(`{"items":"` + strings.Repeat("x", max(*size-13, 0)) + `"}` + "\n")
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetBody(body)
-	}, Name: "static"}
+	}, Name: "static", ReadTimeout: *readTimeout, WriteTimeout: *writeTimeout, IdleTimeout: *idleTimeout}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
