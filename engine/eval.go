@@ -41,8 +41,8 @@ type EvalResult struct {
 	// Popularity ranks items by their number of training events, undecayed
 	// (ties: the item seen first in the training data first), each user's
 	// training items left out: the baseline of the Microsoft Recommenders
-	// benchmarks.
-	Popularity model.RankingMetrics `json:"popularity"`
+	// benchmarks. Nil when not measured (eval --url).
+	Popularity *model.RankingMetrics `json:"popularity,omitempty"`
 	// NoHistory counts test users the server knew no history of: they were
 	// answered (popular items) and scored like everyone.
 	NoHistory int `json:"users_without_history"`
@@ -150,7 +150,8 @@ func Evaluate(ctx context.Context, snapDir, trainPath, testPath string, o EvalOp
 		popAcc.AddUser(pop.top(v, user, o.K, top[:0]), relevant, len(rel))
 	}
 	res.RankingMetrics = recAcc.Result()
-	res.Popularity = popAcc.Result()
+	pr := popAcc.Result()
+	res.Popularity = &pr
 	return res, nil
 }
 

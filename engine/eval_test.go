@@ -140,7 +140,7 @@ func TestDefaultBuildItemSplit(t *testing.T) {
 	if math.Abs(p.NDCG-r.NDCG) > 0.001 {
 		t.Fatalf("nDCG@10 %.6f with the training events posted; %.6f from the snapshot's histories", p.NDCG, r.NDCG)
 	}
-	if p.Popularity != r.Popularity {
+	if *p.Popularity != *r.Popularity {
 		t.Errorf("popularity %+v posted; %+v", p.Popularity, r.Popularity)
 	}
 }

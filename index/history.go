@@ -36,10 +36,21 @@ func (b *Builder) writeHistories(w *batchWriter) (int, error) {
 	for name, u := range b.userID {
 		names[u] = name
 	}
-	byUser := make([][]uint32, len(names))
-	for e, u := range b.evUser {
-		byUser[u] = append(byUser[u], uint32(e))
+	// The events of each user, by a counting sort: order[ptr[u]:ptr[u+1]].
+	ptr := make([]int64, len(names)+1)
+	for _, u := range b.evUser {
+		ptr[u+1]++
 	}
+	for u := 1; u <= len(names); u++ {
+		ptr[u] += ptr[u-1]
+	}
+	order := make([]uint32, len(b.evUser))
+	next := slices.Clone(ptr[:len(names)])
+	for e, u := range b.evUser {
+		order[next[u]] = uint32(e)
+		next[u]++
+	}
+	next = nil
 	type entry struct {
 		e uint32
 		h uint64
@@ -47,7 +58,8 @@ func (b *Builder) writeHistories(w *batchWriter) (int, error) {
 	var es []entry
 	var key, val []byte
 	n := 0
-	for u, evs := range byUser {
+	for u := range names {
+		evs := order[ptr[u]:ptr[u+1]]
 		es = es[:0]
 		for _, e := range evs {
 			es = append(es, entry{e, histHash(b.evType[e], b.items[b.evItem[e]].ID)})

@@ -107,8 +107,8 @@ func printEval(w io.Writer, r *engine.EvalResult, name string, k int, asJSON boo
 		fmt.Fprintf(w, "%-12s %9.6f %9.6f %9.6f %9.6f %9.4f\n", name, m.MAP, m.NDCG, m.Precision, m.Recall, m.Coverage)
 	}
 	row(name, r.RankingMetrics)
-	if r.Popularity.Users > 0 {
-		row("popularity", r.Popularity)
+	if r.Popularity != nil {
+		row("popularity", *r.Popularity)
 	}
 	return nil
 }
