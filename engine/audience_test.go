@@ -3,8 +3,6 @@ package engine
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
@@ -17,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/edgerec/edgerec/index"
+	"github.com/edgerec/edgerec/internal/testenv"
 	"github.com/edgerec/edgerec/model"
 )
 
@@ -38,54 +37,6 @@ func audienceEngine(t *testing.T) (*Engine, *index.State, *atomic.Int64) {
 	clock.Store(time.Now().Unix() / 3600 * 3600)
 	e, st := testEngine(t, Options{Config: cfg, Now: func() time.Time { return time.Unix(clock.Load(), 0) }})
 	return e, st, clock
-}
-
-// ndjsonRow is a row of the NDJSON form.
-type ndjsonRow struct {
-	UserID          string         `json:"user_id"`
-	Status          string         `json:"status"`
-	ChangedAt       int64          `json:"changed_at"`
-	Attributes      map[string]any `json:"attributes"`
-	Recommendations []struct {
-		ID, Title, Category string
-		Price               *float64
-	} `json:"recommendations"`
-}
-
-func parseNDJSON(t *testing.T, b []byte) []ndjsonRow {
-	t.Helper()
-	var rows []ndjsonRow
-	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		var r ndjsonRow
-		d := json.NewDecoder(bytes.NewReader(line))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&r); err != nil {
-			t.Fatalf("bad NDJSON line %s: %v", line, err)
-		}
-		rows = append(rows, r)
-	}
-	return rows
-}
-
-// parseCSV returns the rows as maps of column → cell, and the header.
-func parseCSV(t *testing.T, b []byte) ([]map[string]string, []string) {
-	t.Helper()
-	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
-	if err != nil || len(recs) == 0 {
-		t.Fatalf("bad CSV %v: %s", err, b)
-	}
-	var rows []map[string]string
-	for _, r := range recs[1:] {
-		m := map[string]string{}
-		for i, h := range recs[0] {
-			m[h] = r[i]
-		}
-		rows = append(rows, m)
-	}
-	return rows, recs[0]
 }
 
 func export(t *testing.T, e *Engine, o AudienceOptions) ([]byte, AudienceStats) {
@@ -116,7 +67,7 @@ func TestExportAudience(t *testing.T) {
 	now := clock.Load()
 
 	b, st := export(t, e, AudienceOptions{Segment: "pricing", WithRecs: 5, Format: "ndjson"})
-	rows := parseNDJSON(t, b)
+	rows := testenv.ParseNDJSON(t, b)
 	if len(rows) != 2 || rows[0].UserID != "u1" || rows[1].UserID != "u4" {
 		t.Fatalf("members: %s", b)
 	}
@@ -146,7 +97,7 @@ func TestExportAudience(t *testing.T) {
 	}
 
 	b, _ = export(t, e, AudienceOptions{Segment: "pricing", WithRecs: 2})
-	crows, header := parseCSV(t, b)
+	crows, header := testenv.ParseCSV(t, b)
 	want := []string{"user_id", "status", "changed_at", "company", "consent_dm", "consent_email", "email", "score",
 		"rec_1_id", "rec_1_title", "rec_1_category", "rec_1_price", "rec_2_id", "rec_2_title", "rec_2_category", "rec_2_price"}
 	if !slices.Equal(header, want) {
@@ -162,12 +113,12 @@ func TestExportAudience(t *testing.T) {
 	}
 	// Fixed columns.
 	b, _ = export(t, e, AudienceOptions{Segment: "pricing", Attrs: []string{"email"}})
-	if crows, header = parseCSV(t, b); !slices.Equal(header, []string{"user_id", "status", "changed_at", "email"}) || crows[1]["email"] != "d@x.jp" {
+	if crows, header = testenv.ParseCSV(t, b); !slices.Equal(header, []string{"user_id", "status", "changed_at", "email"}) || crows[1]["email"] != "d@x.jp" {
 		t.Fatalf("CSV with attrs: %s", b)
 	}
 	// Another channel: only u4 consents to dm.
 	b, _ = export(t, e, AudienceOptions{Segment: "pricing", Format: "ndjson", Channel: "dm"})
-	if rows = parseNDJSON(t, b); len(rows) != 1 || rows[0].UserID != "u4" || rows[0].Recommendations != nil {
+	if rows = testenv.ParseNDJSON(t, b); len(rows) != 1 || rows[0].UserID != "u4" || rows[0].Recommendations != nil {
 		t.Fatalf("dm: %s", b)
 	}
 
@@ -202,7 +153,7 @@ func TestExportAudienceHostileCells(t *testing.T) {
 	setAttrs(t, e, "=1+2", `{"company":"=HYPERLINK(\"http://evil.example\",\"click\")","status":"customer","consent_email":true}`)
 	setAttrs(t, e, "u9", `{"company":"@SUM(A1)","note":"-2+3","rec_1_id":"x","employees":-5,"consent_email":true}`)
 	b, st := export(t, e, AudienceOptions{Segment: "pricing", WithRecs: 1})
-	rows, header := parseCSV(t, b)
+	rows, header := testenv.ParseCSV(t, b)
 	if st.Written != 2 || len(rows) != 2 {
 		t.Fatalf("%+v\n%s", st, b)
 	}
@@ -220,27 +171,27 @@ func TestExportAudienceHostileCells(t *testing.T) {
 	// The same rows through NDJSON, and back to CSV (export --url): the
 	// same cells.
 	nd, _ := export(t, e, AudienceOptions{Segment: "pricing", Format: "ndjson", WithRecs: 1})
-	if r := parseNDJSON(t, nd); r[0].UserID != "=1+2" || r[0].Attributes["company"] != `=HYPERLINK("http://evil.example","click")` {
+	if r := testenv.ParseNDJSON(t, nd); r[0].UserID != "=1+2" || r[0].Attributes["company"] != `=HYPERLINK("http://evil.example","click")` {
 		t.Fatalf("NDJSON: %+v", r[0])
 	}
 	var back bytes.Buffer
 	if _, err := WriteAudienceCSV(&back, bytes.NewReader(nd), 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	brows, bheader := parseCSV(t, back.Bytes())
+	brows, bheader := testenv.ParseCSV(t, back.Bytes())
 	if strings.Join(bheader, ",") != want || brows[0]["user_id"] != "'=1+2" || brows[1]["company"] != "'@SUM(A1)" || brows[1]["employees"] != "-5" {
 		t.Fatalf("from NDJSON:\n%s", back.Bytes())
 	}
 	// RawCSV, for importers that are not spreadsheets: cells as they are.
 	raw, _ := export(t, e, AudienceOptions{Segment: "pricing", RawCSV: true})
-	if rrows, _ := parseCSV(t, raw); rrows[0]["user_id"] != "=1+2" || rrows[1]["note"] != "-2+3" {
+	if rrows, _ := testenv.ParseCSV(t, raw); rrows[0]["user_id"] != "=1+2" || rrows[1]["note"] != "-2+3" {
 		t.Fatalf("raw CSV:\n%s", raw)
 	}
 	// Attribute names that start like formulas, or like the renamed
 	// columns, keep columns of their own; attrs naming one twice get one.
 	setAttrs(t, e, "u9", `{"=x":"1","'=x":"2","attr_=x":"3"}`)
 	b, _ = export(t, e, AudienceOptions{Segment: "pricing", Attrs: []string{"=x", "'=x", "attr_=x", "note", "note"}})
-	if _, h := parseCSV(t, b); strings.Join(h, ",") != "user_id,status,changed_at,attr_=x,attr_'=x,attr_attr_=x,note" {
+	if _, h := testenv.ParseCSV(t, b); strings.Join(h, ",") != "user_id,status,changed_at,attr_=x,attr_'=x,attr_attr_=x,note" {
 		t.Fatalf("header %q", h)
 	}
 }
@@ -311,7 +262,7 @@ func TestExportAudienceDamaged(t *testing.T) {
 	// Both damaged records were rewritten: u1 joined, u2 is out.
 	var out bytes.Buffer
 	stats, err := e.ExportAudience(context.Background(), &out, AudienceOptions{Segment: "pricing", Format: "ndjson", Since: now - 3600, Record: true})
-	if rows := parseNDJSON(t, out.Bytes()); err != nil || stats.Joined != 1 || stats.Left != 1 || len(rows) != 2 || rows[1].UserID != "u2" {
+	if rows := testenv.ParseNDJSON(t, out.Bytes()); err != nil || stats.Joined != 1 || stats.Left != 1 || len(rows) != 2 || rows[1].UserID != "u2" {
 		t.Fatalf("since: %+v, %v\n%s", stats, err, out.String())
 	}
 }
@@ -324,7 +275,7 @@ func TestExportAudienceSince(t *testing.T) {
 	t0 := clock.Load()
 	// The first export notices u1 and u4 joining.
 	b, st := export(t, e, AudienceOptions{Segment: "pricing", Since: t0, Format: "ndjson", Record: true})
-	rows := parseNDJSON(t, b)
+	rows := testenv.ParseNDJSON(t, b)
 	if len(rows) != 2 || rows[0].Status != "joined" || rows[1].Status != "joined" || st.Joined != 2 || rows[0].ChangedAt != t0 {
 		t.Fatalf("first export: %+v %s", st, b)
 	}
@@ -334,7 +285,7 @@ func TestExportAudienceSince(t *testing.T) {
 	setAttrs(t, e, "u1", `{"consent_email":false}`)
 	post(t, e, pageview("u3", "/pricing"))
 	b, st = export(t, e, AudienceOptions{Segment: "pricing", Since: t1, Format: "ndjson", WithRecs: 3, Record: true})
-	rows = parseNDJSON(t, b)
+	rows = testenv.ParseNDJSON(t, b)
 	if len(rows) != 2 || st.Joined != 1 || st.Left != 1 {
 		t.Fatalf("after changes: %+v %s", st, b)
 	}
@@ -349,13 +300,13 @@ func TestExportAudienceSince(t *testing.T) {
 	}
 	// CSV: the left row has only its first three cells.
 	b, _ = export(t, e, AudienceOptions{Segment: "pricing", Since: t1, WithRecs: 1, Record: true})
-	crows, _ := parseCSV(t, b)
+	crows, _ := testenv.ParseCSV(t, b)
 	if len(crows) != 2 || crows[0]["status"] != "left" || crows[0]["email"] != "" || crows[0]["rec_1_id"] != "" || crows[1]["email"] != "c@x.jp" {
 		t.Fatalf("CSV since: %s", b)
 	}
 	// Without since: the current members, u4 since t0, u3 since t1.
 	b, _ = export(t, e, AudienceOptions{Segment: "pricing", Format: "ndjson", Record: true})
-	if rows = parseNDJSON(t, b); len(rows) != 2 || rows[0].UserID != "u3" || rows[0].ChangedAt != t1 || rows[1].UserID != "u4" || rows[1].ChangedAt != t0 {
+	if rows = testenv.ParseNDJSON(t, b); len(rows) != 2 || rows[0].UserID != "u3" || rows[0].ChangedAt != t1 || rows[1].UserID != "u4" || rows[1].ChangedAt != t0 {
 		t.Fatalf("members: %s", b)
 	}
 	// Thirty-one days on, the pricing views have left the window: everyone
@@ -363,7 +314,7 @@ func TestExportAudienceSince(t *testing.T) {
 	t2 := t0 + 31*86400
 	clock.Store(t2)
 	b, st = export(t, e, AudienceOptions{Segment: "pricing", Since: t2, Format: "ndjson", Record: true})
-	if rows = parseNDJSON(t, b); len(rows) != 2 || st.Left != 2 || rows[0].UserID != "u3" || rows[1].UserID != "u4" || rows[1].ChangedAt != t2 {
+	if rows = testenv.ParseNDJSON(t, b); len(rows) != 2 || st.Left != 2 || rows[0].UserID != "u3" || rows[1].UserID != "u4" || rows[1].ChangedAt != t2 {
 		t.Fatalf("after the window: %+v %s", st, b)
 	}
 	// Nothing changed since.

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/engine"
+	"github.com/edgerec/edgerec/internal/testenv"
 )
 
 const audienceYAML = `
@@ -46,54 +46,6 @@ func putAttrs(t *testing.T, s *Server, user, body string) {
 
 func pageview(user, page string) string {
 	return fmt.Sprintf(`{"user_id":%q,"event":"pageview","page":%q}`+"\n", user, "https://shop.example"+page+"?utm_source=x")
-}
-
-// ndjsonRow is a row of the NDJSON form.
-type ndjsonRow struct {
-	UserID          string         `json:"user_id"`
-	Status          string         `json:"status"`
-	ChangedAt       int64          `json:"changed_at"`
-	Attributes      map[string]any `json:"attributes"`
-	Recommendations []struct {
-		ID, Title, Category string
-		Price               *float64
-	} `json:"recommendations"`
-}
-
-func parseNDJSON(t *testing.T, b []byte) []ndjsonRow {
-	t.Helper()
-	var rows []ndjsonRow
-	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		var r ndjsonRow
-		d := json.NewDecoder(bytes.NewReader(line))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&r); err != nil {
-			t.Fatalf("bad NDJSON line %s: %v", line, err)
-		}
-		rows = append(rows, r)
-	}
-	return rows
-}
-
-// parseCSV returns the rows as maps of column → cell, and the header.
-func parseCSV(t *testing.T, b []byte) ([]map[string]string, []string) {
-	t.Helper()
-	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
-	if err != nil || len(recs) == 0 {
-		t.Fatalf("bad CSV %v: %s", err, b)
-	}
-	var rows []map[string]string
-	for _, r := range recs[1:] {
-		m := map[string]string{}
-		for i, h := range recs[0] {
-			m[h] = r[i]
-		}
-		rows = append(rows, m)
-	}
-	return rows, recs[0]
 }
 
 // seedAudience: u1 and u4 are consenting members; u2 is in the segment
@@ -136,13 +88,13 @@ func TestMembersEndpoint(t *testing.T) {
 		return resp.StatusCode(), append([]byte(nil), body...), &h
 	}
 	code, b, h := get("/v1/segments/pricing/members?format=ndjson&limit=1&with_recs=1")
-	rows := parseNDJSON(t, b)
+	rows := testenv.ParseNDJSON(t, b)
 	if code != 200 || len(rows) != 1 || rows[0].UserID != "u1" || string(h.Peek("X-Next-After")) != "u1" ||
 		string(h.ContentType()) != "application/x-ndjson" {
 		t.Fatalf("page 1: %d %s %s", code, h.Peek("X-Next-After"), b)
 	}
 	code, b, h = get("/v1/segments/pricing/members?format=ndjson&limit=1&after=u1")
-	if rows = parseNDJSON(t, b); code != 200 || len(rows) != 1 || rows[0].UserID != "u4" || string(h.Peek("X-Next-After")) != "u4" {
+	if rows = testenv.ParseNDJSON(t, b); code != 200 || len(rows) != 1 || rows[0].UserID != "u4" || string(h.Peek("X-Next-After")) != "u4" {
 		t.Fatalf("page 2: %d %s", code, b)
 	}
 	code, b, h = get("/v1/segments/pricing/members?format=ndjson&limit=1&after=u4")
@@ -150,7 +102,7 @@ func TestMembersEndpoint(t *testing.T) {
 		t.Fatalf("page 3: %d %q", code, b)
 	}
 	code, b, h = get("/v1/segments/pricing/members?with_recs=20", "Accept-Encoding", "gzip")
-	crows, _ := parseCSV(t, b)
+	crows, _ := testenv.ParseCSV(t, b)
 	if code != 200 || len(crows) != 2 || string(h.Peek("Content-Encoding")) != "gzip" || !strings.HasPrefix(string(h.ContentType()), "text/csv") {
 		t.Fatalf("gzip CSV: %d %s %s", code, h.Peek("Content-Encoding"), b)
 	}

@@ -45,8 +45,8 @@ func (s *Server) putReq(rs *reqState) {
 }
 
 // parseRec reads the common query parameters of the read endpoints into
-// r: k, category, price_min, price_max, user (or visitor), exclude and
-// cart. A number that does not parse is passed on as one the engine
+// r: k, category, price_min, price_max, user (or visitor), exclude,
+// cart, item and placement. A number that does not parse is passed on as one the engine
 // refuses, so that errors come in the engine's order.
 func parseRec(args *fasthttp.Args, r *engine.RecRequest) {
 	if v := args.Peek("k"); v != nil {
@@ -66,6 +66,7 @@ func parseRec(args *fasthttp.Args, r *engine.RecRequest) {
 	splitComma(args.Peek("exclude"), func(id []byte) { r.Exclude = append(r.Exclude, id) })
 	splitComma(args.Peek("cart"), func(id []byte) { r.Cart = append(r.Cart, id) })
 	r.Item = args.Peek("item")
+	r.Placement = args.Peek("placement")
 }
 
 // parsePrice reads a price parameter; one that is not a non-negative
@@ -86,73 +87,56 @@ func (s *Server) handleItemList(ctx *fasthttp.RequestCtx, id []byte, kind index.
 	if err := s.e.CheckID("item id", id); err != nil {
 		return err
 	}
-	rs := s.getReq()
-	defer s.putReq(rs)
-	key, hit, err := s.tryCache(ctx, rs)
-	if err != nil || hit {
-		return err
-	}
-	v := s.e.Acquire()
-	defer v.Release()
-	parseRec(ctx.QueryArgs(), &rs.req)
-	rs.req.Item = id
-	if kind == index.ListBought {
-		err = v.BoughtTogether(&rs.req, &rs.recs)
-	} else {
-		err = v.Similar(&rs.req, &rs.recs)
-	}
-	if err != nil {
-		return err
-	}
-	s.finish(ctx, v, rs, key)
-	return nil
+	return s.serveRecs(ctx, true, id, func(v *engine.View, r *engine.RecRequest, out *engine.Recs) error {
+		if kind == index.ListBought {
+			return v.BoughtTogether(r, out)
+		}
+		return v.Similar(r, out)
+	})
 }
 
 // handlePopular answers /v1/popular?category=….
 func (s *Server) handlePopular(ctx *fasthttp.RequestCtx) error {
-	rs := s.getReq()
-	defer s.putReq(rs)
-	key, hit, err := s.tryCache(ctx, rs)
-	if err != nil || hit {
-		return err
-	}
-	v := s.e.Acquire()
-	defer v.Release()
-	parseRec(ctx.QueryArgs(), &rs.req)
-	if err := v.Popular(&rs.req, &rs.recs); err != nil {
-		return err
-	}
-	s.finish(ctx, v, rs, key)
-	return nil
+	return s.serveRecs(ctx, true, nil, (*engine.View).Popular)
 }
 
 // handleUser answers /v1/users/{id}/recommendations.
 func (s *Server) handleUser(ctx *fasthttp.RequestCtx, id []byte) error {
-	rs := s.getReq()
-	defer s.putReq(rs)
-	v := s.e.Acquire()
-	defer v.Release()
-	parseRec(ctx.QueryArgs(), &rs.req)
-	if err := v.Personal(id, &rs.req, &rs.recs); err != nil {
-		return err
-	}
-	s.finish(ctx, v, rs, 0)
-	return nil
+	return s.serveRecs(ctx, false, nil, func(v *engine.View, r *engine.RecRequest, out *engine.Recs) error {
+		return v.Personal(id, r, out)
+	})
 }
 
 // handleRecommend answers /v1/recommend?placement=….
 func (s *Server) handleRecommend(ctx *fasthttp.RequestCtx) error {
+	return s.serveRecs(ctx, false, nil, (*engine.View).Recommend)
+}
+
+// serveRecs answers a recommendation: from the body cache when cacheable
+// (a list that is not personal), else by ask over the parsed query (with
+// item as its context item when given), rendered and, when cacheable,
+// cached.
+func (s *Server) serveRecs(ctx *fasthttp.RequestCtx, cacheable bool, item []byte, ask func(*engine.View, *engine.RecRequest, *engine.Recs) error) error {
 	rs := s.getReq()
 	defer s.putReq(rs)
+	var key uint64
+	if cacheable {
+		var hit bool
+		var err error
+		if key, hit, err = s.tryCache(ctx, rs); err != nil || hit {
+			return err
+		}
+	}
 	v := s.e.Acquire()
 	defer v.Release()
-	args := ctx.QueryArgs()
-	parseRec(args, &rs.req)
-	rs.req.Placement = args.Peek("placement")
-	if err := v.Recommend(&rs.req, &rs.recs); err != nil {
+	parseRec(ctx.QueryArgs(), &rs.req)
+	if item != nil {
+		rs.req.Item = item
+	}
+	if err := ask(v, &rs.req, &rs.recs); err != nil {
 		return err
 	}
-	s.finish(ctx, v, rs, 0)
+	s.finish(ctx, v, rs, key)
 	return nil
 }
 

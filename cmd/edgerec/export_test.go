@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"io"
 	"os"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/edgerec/edgerec/internal/testenv"
 )
 
 // decompressed reads a .zst, .gz or plain file.
@@ -50,18 +51,7 @@ func decompressed(t *testing.T, path string) []byte {
 // csvRows parses CSV into maps of column → cell.
 func csvRows(t *testing.T, b []byte) []map[string]string {
 	t.Helper()
-	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
-	if err != nil || len(recs) == 0 {
-		t.Fatalf("bad CSV %v: %s", err, b)
-	}
-	var rows []map[string]string
-	for _, r := range recs[1:] {
-		m := map[string]string{}
-		for i, h := range recs[0] {
-			m[h] = r[i]
-		}
-		rows = append(rows, m)
-	}
+	rows, _ := testenv.ParseCSV(t, b)
 	return rows
 }
 
