@@ -171,7 +171,7 @@ func (e *Engine) ExportAudience(ctx context.Context, w io.Writer, o AudienceOpti
 	if o.WithRecs > 0 && v.snap == nil {
 		return AudienceStats{}, ErrNoSnapshot
 	}
-	x := &audienceExport{e: e, v: v, ctx: ctx, o: &o, segs: v.cfg.segments[seg : seg+1], now: v.now}
+	x := &audienceExport{e: e, v: v, ctx: ctx, o: &o, segs: v.cfg.segments[seg : seg+1], now: e.exactNow()}
 	x.prefix = fmt.Appendf(nil, "sg/%s/%s/", o.Segment, o.Channel)
 	x.consent = "consent_" + o.Channel
 	x.out = &countingWriter{w: w}

@@ -163,6 +163,7 @@ type Engine struct {
 	// clock is the time in Unix seconds when Options.Now is not set,
 	// ticked by tick until Close.
 	clock     atomic.Int64
+	coarse    bool // Options.Now is the coarse clock
 	stopClock chan struct{}
 	closeOnce sync.Once
 
@@ -183,6 +184,7 @@ func New(o Options, state *index.State) (*Engine, error) {
 	e := &Engine{o: o, log: o.Logger, state: state}
 	if e.o.Now == nil {
 		e.clock.Store(time.Now().Unix())
+		e.coarse = true
 		e.stopClock = make(chan struct{})
 		go e.tick()
 		e.o.Now = func() time.Time { return time.Unix(e.clock.Load(), 0) }
@@ -390,6 +392,16 @@ func (e *Engine) MaxIDLen() int { return e.o.MaxIDLen }
 
 // Now returns the engine's time.
 func (e *Engine) Now() time.Time { return e.o.Now() }
+
+// exactNow is the time in Unix seconds for what a caller compares with
+// its own clock (an audience record's change time against --since): the
+// system clock where the coarse one may lag a tick behind it.
+func (e *Engine) exactNow() int64 {
+	if e.coarse {
+		return time.Now().Unix()
+	}
+	return e.o.Now().Unix()
+}
 
 // WaitCache waits until the list cache has applied the writes it was
 // given (Ristretto's Set is asynchronous): for tests and benchmarks that
