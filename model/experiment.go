@@ -155,3 +155,48 @@ func ProbBestAndLoss(arms []ArmStats, draws int, sample func(alpha, beta float64
 	}
 	return pBest, loss
 }
+
+// DefaultSequentialN is the sample size (both arms) at which the
+// always-valid interval of SequentialLift is tightest, as GrowthBook's
+// default tuning parameter: a test of a few thousand visitors pays little
+// for looking early, and a much larger one pays a little more.
+const DefaultSequentialN = 5000
+
+// SequentialLift is Lift's estimate with an always-valid 1-alpha interval
+// (the normal mixture sequential probability ratio test of Johari, Pekelis
+// and Walsh, "Always valid inference", in the form GrowthBook uses): the
+// interval may be looked at after every visitor and still excludes the
+// true lift with probability at most alpha over the whole test, where a
+// fixed-horizon interval looked at daily would be wrong far more often.
+// The estimate is the log rate ratio with its delta-method variance V;
+// the mixing variance is tuned so the interval is tightest at nStar
+// visitors in all (DefaultSequentialN when 0). ok is false when either
+// arm has no conversion.
+func SequentialLift(a, b ArmStats, alpha float64, nStar float64) (lift, lo, hi float64, ok bool) {
+	pa, pb := a.Rate(), b.Rate()
+	if pa <= 0 || pb <= 0 || alpha <= 0 || alpha >= 1 {
+		return 0, 0, 0, false
+	}
+	if nStar <= 0 {
+		nStar = DefaultSequentialN
+	}
+	v := (1-pa)/(a.Exposures*pa) + (1-pb)/(b.Exposures*pb)
+	n := a.Exposures + b.Exposures
+	hw := SequentialHalfWidth(v*n, n, alpha, nStar)
+	r := math.Log(pb / pa)
+	return pb/pa - 1, math.Exp(r-hw) - 1, math.Exp(r+hw) - 1, true
+}
+
+// SequentialHalfWidth is the half-width of the always-valid interval of
+// an estimate whose variance is s2/n after n observations:
+//
+//	ρ² = (−2 ln α + ln(1 − 2 ln α)) / n*
+//	hw = √s2 · √( 2(nρ² + 1) / (n²ρ²) · ln(√(nρ² + 1) / α) )
+//
+// that is, the set of effects a mixture SPRT with mixing variance s2·ρ²
+// has not rejected at level alpha.
+func SequentialHalfWidth(s2, n, alpha, nStar float64) float64 {
+	l := -2 * math.Log(alpha)
+	rho2 := (l + math.Log(1+l)) / nStar
+	return math.Sqrt(s2) * math.Sqrt(2*(n*rho2+1)/(n*n*rho2)*math.Log(math.Sqrt(n*rho2+1)/alpha))
+}
