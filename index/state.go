@@ -168,6 +168,14 @@ type StateEvent struct {
 	// Category is the item's category and Path a pageview's path (Page
 	// reduced), counted in the profile; neither is logged.
 	Category, Path []byte
+	// Goal names the experiment goal a conversion counts for; logged.
+	Goal []byte
+}
+
+// KV is a metadata record to set in the same batch as events: Key and
+// Value are borrowed for the call only.
+type KV struct {
+	Key, Value []byte
 }
 
 // Counter is a delta to add to the durable float64 counter named Key.
@@ -254,6 +262,13 @@ func (s *State) AppendEvents(evs []StateEvent) error { return s.AppendEventsAndC
 // nothing, when an event has no user or an unknown type: callers validate
 // first. evs and counters are not retained.
 func (s *State) AppendEventsAndCount(evs []StateEvent, counters []Counter) error {
+	return s.Write(evs, counters, nil)
+}
+
+// Write is AppendEventsAndCount that also sets metadata records in the
+// same batch: the records an experiment's accounting keeps (who was
+// exposed, who converted) are durable with the events they count.
+func (s *State) Write(evs []StateEvent, counters []Counter, metas []KV) error {
 	for i := range evs {
 		if len(evs[i].User) == 0 {
 			return fmt.Errorf("%w: event %d has no user", ErrBadEvent, i+1)
@@ -264,7 +279,7 @@ func (s *State) AppendEventsAndCount(evs []StateEvent, counters []Counter) error
 			return fmt.Errorf("%w: event %d has unknown type %d", ErrBadEvent, i+1, evs[i].Type)
 		}
 	}
-	if len(evs) == 0 && len(counters) == 0 {
+	if len(evs) == 0 && len(counters) == 0 && len(metas) == 0 {
 		return nil
 	}
 	b := s.db.NewBatch()
@@ -272,6 +287,12 @@ func (s *State) AppendEventsAndCount(evs []StateEvent, counters []Counter) error
 	// Batch.Set copies key and value: one scratch buffer serves all.
 	var scratch [256]byte
 	buf := scratch[:0]
+	for i := range metas {
+		buf = append(append(buf[:0], stateMeta), metas[i].Key...)
+		if err := b.Set(buf, metas[i].Value, nil); err != nil {
+			return fmt.Errorf("cannot batch %q: %w", metas[i].Key, err)
+		}
+	}
 	first := s.seq.Add(uint64(len(evs))) - uint64(len(evs)) + 1
 	for i := range evs {
 		ev := &evs[i]
@@ -381,8 +402,9 @@ func appendEventKey(dst []byte, seq uint64) []byte {
 
 // appendStateEvent appends the log encoding of ev: type byte, varint ts,
 // a byte 1 and the float64 LE value or a byte 0, then user, item, basket,
-// rec_id, placement and page, each a uvarint length and the bytes. New
-// fields may only be added at the end.
+// rec_id, placement and page, each a uvarint length and the bytes, and
+// the goal in the same form when there is one. New fields may only be
+// added at the end.
 func appendStateEvent(dst []byte, ev *StateEvent) []byte {
 	dst = append(dst, byte(ev.Type))
 	dst = binary.AppendVarint(dst, ev.TS)
@@ -395,6 +417,10 @@ func appendStateEvent(dst []byte, ev *StateEvent) []byte {
 	for _, f := range [...][]byte{ev.User, ev.Item, ev.Basket, ev.RecID, ev.Placement, ev.Page} {
 		dst = binary.AppendUvarint(dst, uint64(len(f)))
 		dst = append(dst, f...)
+	}
+	if len(ev.Goal) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(ev.Goal)))
+		dst = append(dst, ev.Goal...)
 	}
 	return dst
 }
@@ -421,6 +447,13 @@ func decodeStateEvent(ev *StateEvent, src []byte) error {
 			*f = d.b[:n:n]
 		}
 		d.b = d.b[n:]
+	}
+	if !d.err && len(d.b) > 0 {
+		// The goal, added later: older entries end before it.
+		if n := d.count(); !d.err {
+			ev.Goal = d.b[:n:n]
+			d.b = d.b[n:]
+		}
 	}
 	if d.err || len(d.b) != 0 {
 		return ErrCorrupt

@@ -220,7 +220,7 @@ func TestStateEventLog(t *testing.T) {
 
 func cloneStateEvent(ev *StateEvent) StateEvent {
 	c := *ev
-	for _, f := range [...]*[]byte{&c.User, &c.Item, &c.Basket, &c.RecID, &c.Placement, &c.Page} {
+	for _, f := range [...]*[]byte{&c.User, &c.Item, &c.Basket, &c.RecID, &c.Placement, &c.Page, &c.Goal} {
 		*f = bytes.Clone(*f)
 	}
 	return c
@@ -230,7 +230,7 @@ func equalStateEvents(a, b *StateEvent) bool {
 	return bytes.Equal(a.User, b.User) && bytes.Equal(a.Item, b.Item) && a.Type == b.Type && a.TS == b.TS &&
 		a.HasValue == b.HasValue && (a.Value == b.Value || math.IsNaN(a.Value) && math.IsNaN(b.Value)) &&
 		bytes.Equal(a.Basket, b.Basket) && bytes.Equal(a.RecID, b.RecID) &&
-		bytes.Equal(a.Placement, b.Placement) && bytes.Equal(a.Page, b.Page)
+		bytes.Equal(a.Placement, b.Placement) && bytes.Equal(a.Page, b.Page) && bytes.Equal(a.Goal, b.Goal)
 }
 
 func TestStateEventCodec(t *testing.T) {
@@ -244,9 +244,12 @@ func TestStateEventCodec(t *testing.T) {
 		if !equalStateEvents(&got, &ev) {
 			t.Fatalf("decoded %+v; want %+v", got, ev)
 		}
-		// Every truncation is an error, not a panic.
+		// Every truncation is an error, not a panic; except before the
+		// goal, where an entry written before goals ends.
+		noGoal := len(appendStateEvent(nil, &StateEvent{User: ev.User, Item: ev.Item, Type: ev.Type, TS: ev.TS, Value: ev.Value,
+			HasValue: ev.HasValue, Basket: ev.Basket, RecID: ev.RecID, Placement: ev.Placement, Page: ev.Page}))
 		for n := range len(b) {
-			if err := decodeStateEvent(&got, b[:n]); err == nil {
+			if err := decodeStateEvent(&got, b[:n]); err == nil && (n != noGoal || len(got.Goal) != 0) {
 				t.Fatalf("%+v truncated to %d bytes decodes", ev, n)
 			}
 		}
@@ -256,6 +259,7 @@ func TestStateEventCodec(t *testing.T) {
 	f(StateEvent{User: []byte("u"), Type: model.EventConversion, TS: math.MinInt64, Value: math.Inf(1), HasValue: true,
 		Basket: []byte("b"), RecID: []byte("r"), Placement: []byte("p"), Page: []byte(strings.Repeat("x", 300))})
 	f(StateEvent{User: []byte("u"), Type: model.EventRating, TS: math.MaxInt64, Value: math.NaN(), HasValue: true})
+	f(StateEvent{User: []byte("u"), Type: model.EventConversion, TS: 1, RecID: []byte("d"), Goal: []byte("contact")})
 }
 
 func FuzzDecodeStateEvent(f *testing.F) {
@@ -714,4 +718,25 @@ func TestStateLoadHistoryAllocs(t *testing.T) {
 	f("the memtable")
 	must(t, s.db.Flush())
 	f("an sstable")
+}
+
+// Write sets metadata records in the batch of its events and counters:
+// after a reopen all three are there.
+func TestStateWriteMeta(t *testing.T) {
+	dir := t.TempDir()
+	s := openState(t, dir, StateOptions{})
+	ev := StateEvent{User: []byte("v"), Type: model.EventConversion, TS: 5, RecID: []byte("d"), Goal: []byte("contact")}
+	must(t, s.Write([]StateEvent{ev}, []Counter{{Key: []byte("x/c"), Delta: 2}}, []KV{{Key: []byte("xc/v"), Value: []byte("1")}}))
+	closeState(t, s)
+	s = openState(t, dir, StateOptions{})
+	defer closeState(t, s)
+	v, ok, err := s.AppendMeta(nil, []byte("xc/v"))
+	c, err2 := s.Counter([]byte("x/c"))
+	if err != nil || err2 != nil || !ok || string(v) != "1" || c != 2 {
+		t.Fatalf("meta %q %v %v, counter %v %v", v, ok, err, c, err2)
+	}
+	var got StateEvent
+	if _, err := s.ScanEvents(0, func(_ uint64, e *StateEvent) error { got = cloneStateEvent(e); return nil }); err != nil || !equalStateEvents(&got, &ev) {
+		t.Fatalf("logged %+v %v; want %+v", got, err, ev)
+	}
 }
