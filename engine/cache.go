@@ -104,6 +104,7 @@ const (
 	keySegments = 's'
 	keySticky   = 't'
 	keySig      = 'g'
+	keyRuleX    = 'r'
 )
 
 // keyHash builds a cache key. The zero value is ready; it is a

@@ -46,10 +46,12 @@ type Decision struct {
 	// Payload is the variant's payload as JSON.
 	Payload []byte
 	// DecisionID names the decision in conversion events: experiment,
-	// variant, whether it was randomised, and a signature binding it to the
-	// visitor, so a beacon without the API key can carry it.
+	// variant, how it was made, the day it was issued, and a signature
+	// binding all of it to the visitor, so a beacon without the API key
+	// can carry it until Options.DecisionTTL has passed.
 	DecisionID []byte
-	// Reason: rule, sticky, split, holdout, bot or not_in_experiment.
+	// Reason: rule, rule_holdback, sticky, split, holdout, bot or
+	// not_in_experiment.
 	Reason  string
 	Holdout bool
 	// Visitor is the visitor decided for; NewVisitor says the decision
@@ -61,6 +63,7 @@ type Decision struct {
 // Decision reasons.
 const (
 	reasonRule      = "rule"
+	reasonHoldback  = "rule_holdback"
 	reasonSticky    = "sticky"
 	reasonSplit     = "split"
 	reasonHoldout   = "holdout"
@@ -82,6 +85,7 @@ type decideState struct {
 	mac                                         hash.Hash
 	sum, msg                                    []byte
 	segNames                                    []string
+	measured                                    bool // a rule with a holdback decided
 }
 
 func newDecideState() decideState {
@@ -136,17 +140,27 @@ func (v *View) Decide(req *DecideRequest, out *Decision) error {
 		}
 	}
 	vr := page.Variants[variant]
-	// 's': the decision came from the randomised split (split or sticky)
-	// and its conversions count in the results; 'n': rule, holdout, bot or
-	// out of the experiment's traffic.
+	// 's': the randomised split (split or sticky); 'r' and 'h': a rule
+	// with a holdback, its variant or the holdback; 'n': a rule without
+	// one, holdout, bot or out of the experiment's traffic. The results
+	// count what the store recorded for the visitor, not the flag.
 	flag := byte('n')
-	if reason == reasonSplit || reason == reasonSticky {
+	switch reason {
+	case reasonSplit, reasonSticky:
 		flag = 's'
+	case reasonHoldback:
+		flag = 'h'
+	case reasonRule:
+		if ds.measured {
+			flag = 'r'
+		}
 	}
+	day := uint16(v.now / 86400)
 	id := append(ds.id[:0], page.Experiment...)
 	id = append(append(id, '.'), vr.ID...)
 	id = append(append(id, '.'), flag)
-	id = v.appendSig(id, page.Experiment, vr.ID, flag, visitor)
+	id = appendHex16(id, day)
+	id = v.appendSig(id, page.Experiment, vr.ID, flag, day, visitor)
 	ds.id = id
 	out.Page, out.Experiment, out.Variant, out.Payload = page.name, page.Experiment, vr.ID, vr.payload
 	out.DecisionID, out.Reason, out.Holdout, out.Visitor = id, reason, holdout, visitor
@@ -156,23 +170,27 @@ func (v *View) Decide(req *DecideRequest, out *Decision) error {
 // assign runs rules, the stored assignment and the split.
 func (v *View) assign(req *DecideRequest, page *Page, visitor, who []byte) (int, string, error) {
 	ds := &v.ds
+	ds.measured = false
 	st := v.e.state
 	// Stored assignment first: it also tells whether the visitor returns.
-	// Once read (or made) it is remembered: it never changes.
-	ds.key = append(append(append(append(ds.key[:0], "as/"...), page.Experiment...), '/'), visitor...)
+	// Once read in the current phase (or made) it is remembered: it never
+	// changes within a config generation.
+	ds.key = appendAssignKey(ds.key[:0], page.Experiment, visitor)
 	stuck := -1 // the stored variant's index
-	found := false
+	found, current := false, false
 	sticky := v.stickyKey(page, visitor)
 	if x, ok := v.e.cache.word(sticky); ok {
-		stuck, found = int(x)-1, true
+		stuck, found, current = int(x)-1, true, true
 	} else if st != nil {
 		var err error
 		if ds.val, found, err = st.AppendMeta(ds.val[:0], ds.key); err != nil {
 			return 0, "", err
 		}
 		if found {
-			stuck = page.variant(ds.val)
-			if stuck >= 0 {
+			a := decodeAssignment(ds.val)
+			stuck = page.variant(a.variant)
+			current = stuck >= 0 && a.phase == page.phase && (a.exposed || page.Exposure == "event")
+			if current {
 				v.e.cache.setWord(sticky, uint64(stuck+1))
 			}
 		}
@@ -194,41 +212,83 @@ func (v *View) assign(req *DecideRequest, page *Page, visitor, who []byte) (int,
 			ds.env.Segments = ds.segNames
 		}
 		if i := v.matchRule(page, segs); i >= 0 {
-			return page.Rules[i].variant, reasonRule, nil
+			r := page.Rules[i]
+			if r.Holdback <= 0 {
+				return r.variant, reasonRule, nil
+			}
+			ds.measured = true
+			if heldBack(page, r, visitor) {
+				return page.control, reasonHoldback, v.ruleExposure(page, r, visitor, armHoldback)
+			}
+			return r.variant, reasonRule, v.ruleExposure(page, r, visitor, armRule)
+		}
+	}
+	if current {
+		return stuck, reasonSticky, nil
+	}
+	// Not stored, stored in an earlier phase, or the stored variant was
+	// removed from the config: assign anew, or again.
+	i := stuck
+	if i < 0 {
+		if page.traffic < 1 && float64(model.Bucket(page.Seed+"/traffic", visitor)) >= page.traffic*model.Buckets {
+			return page.control, reasonNotInTest, nil
+		}
+		if page.Mode == "bandit" {
+			i = v.e.banditPick(ds, page)
+		} else {
+			i = model.PickWeighted(page.weights, model.Bucket(page.Seed, visitor))
+		}
+	}
+	if st != nil {
+		var err error
+		if i, err = v.recordAssignment(page, visitor, i, sticky); err != nil {
+			return 0, "", err
 		}
 	}
 	if stuck >= 0 {
-		return stuck, reasonSticky, nil
+		return i, reasonSticky, nil
 	}
-	// Not stored, or the stored variant was removed from the config:
-	// assign anew.
-	if page.traffic < 1 && float64(model.Bucket(page.Seed+"/traffic", visitor)) >= page.traffic*model.Buckets {
-		return page.control, reasonNotInTest, nil
+	return i, reasonSplit, nil
+}
+
+// recordAssignment stores that visitor sees variant i of page in the
+// current phase and, with exposure: decision, counts the exposure, unless
+// a concurrent request did so first: then its variant is the answer.
+func (v *View) recordAssignment(page *Page, visitor []byte, i int, sticky uint64) (int, error) {
+	ds := &v.ds
+	st := v.e.state
+	m := v.e.expLocks.of(visitor)
+	m.Lock()
+	defer m.Unlock()
+	var found bool
+	var err error
+	if ds.val, found, err = st.AppendMeta(ds.val[:0], ds.key); err != nil {
+		return 0, err
 	}
-	var i int
-	if page.Mode == "bandit" {
-		i = v.e.banditPick(ds, page)
-	} else {
-		i = model.PickWeighted(page.weights, model.Bucket(page.Seed, visitor))
+	if found {
+		a := decodeAssignment(ds.val)
+		if j := page.variant(a.variant); j >= 0 && a.phase == page.phase && (a.exposed || page.Exposure == "event") {
+			v.e.cache.setWord(sticky, uint64(j+1))
+			return j, nil
+		}
 	}
-	if st != nil {
-		ds.ckey[0] = append(append(append(append(ds.ckey[0][:0], "x/"...), page.Experiment...), '/'), page.Variants[i].ID...)
-		ds.ckey[0] = append(ds.ckey[0], "/exposures"...)
+	exposed := page.Exposure != "event" // else counted when the page reports it
+	ds.val = appendAssignment(ds.val[:0], []byte(page.Variants[i].ID), page.phase, exposed)
+	var counters []index.Counter
+	if exposed {
+		ds.ckey[0] = append(appendSplitKey(ds.ckey[0][:0], page.Experiment, page.phase, []byte(page.Variants[i].ID)), "exposures"...)
 		ds.counters[0] = index.Counter{Key: ds.ckey[0], Delta: 1}
 		// And per hour, for the traffic share over time in the results.
 		ds.ckey[1] = append(append(ds.ckey[1][:0], ds.ckey[0]...), '@')
 		ds.ckey[1] = strconv.AppendInt(ds.ckey[1], v.now/3600*3600, 10)
 		ds.counters[1] = index.Counter{Key: ds.ckey[1], Delta: 1}
-		counters := ds.counters[:2]
-		if page.Exposure == "event" {
-			counters = nil // counted when the page reports the exposure
-		}
-		if err := st.SetMetaAndCount(ds.key, []byte(page.Variants[i].ID), counters); err != nil {
-			return 0, "", err
-		}
-		v.e.cache.setWord(sticky, uint64(i+1))
+		counters = ds.counters[:2]
 	}
-	return i, reasonSplit, nil
+	if err := st.SetMetaAndCount(ds.key, ds.val, counters); err != nil {
+		return 0, err
+	}
+	v.e.cache.setWord(sticky, uint64(i+1))
+	return i, nil
 }
 
 // ruleCache remembers rule outcomes by a hash of the rule environment:
@@ -334,13 +394,14 @@ func (v *View) fillRuleEnv(req *DecideRequest, returning bool) {
 // browser can then report a conversion with navigator.sendBeacon, which
 // cannot send an API key: the signature proves the decision_id came from
 // this engine for this visitor.
-func (e *Engine) appendDecisionSig(dst []byte, ds *decideState, exp, variant string, flag byte, visitor []byte) []byte {
+func (e *Engine) appendDecisionSig(dst []byte, ds *decideState, exp, variant string, flag byte, day uint16, visitor []byte) []byte {
 	if ds.mac == nil {
 		ds.mac = hmac.New(sha256.New, e.o.SignKey)
 	}
 	m := append(ds.msg[:0], exp...)
 	m = append(append(m, 0), variant...)
-	m = append(append(m, 0, flag, 0), visitor...)
+	m = append(m, 0, flag, 0, byte(day>>8), byte(day), 0)
+	m = append(m, visitor...)
 	ds.msg = m
 	ds.mac.Reset()
 	_, _ = ds.mac.Write(m)
@@ -353,12 +414,12 @@ func (e *Engine) appendDecisionSig(dst []byte, ds *decideState, exp, variant str
 
 // appendSig appends the decision's signature (appendDecisionSig),
 // remembered once made: it never changes.
-func (v *View) appendSig(dst []byte, exp, variant string, flag byte, visitor []byte) []byte {
+func (v *View) appendSig(dst []byte, exp, variant string, flag byte, day uint16, visitor []byte) []byte {
 	k := &v.key
 	k.start(keySig)
 	k.str(exp)
 	k.str(variant)
-	k.u64(uint64(flag))
+	k.u64(uint64(flag)<<16 | uint64(day))
 	k.bytes(visitor)
 	key := k.sum()
 	if x, ok := v.e.cache.word(key); ok {
@@ -368,7 +429,7 @@ func (v *View) appendSig(dst []byte, exp, variant string, flag byte, visitor []b
 		}
 		return dst
 	}
-	dst = v.e.appendDecisionSig(dst, &v.ds, exp, variant, flag, visitor)
+	dst = v.e.appendDecisionSig(dst, &v.ds, exp, variant, flag, day, visitor)
 	v.e.cache.setWord(key, binary.BigEndian.Uint64(v.ds.sum[:8]))
 	return dst
 }
@@ -385,20 +446,45 @@ func (v *View) stickyKey(page *Page, visitor []byte) uint64 {
 }
 
 // verifyDecision reports whether decisionID was signed by this engine
-// for visitor.
-func (v *View) verifyDecision(decisionID, visitor []byte) bool {
+// for visitor within Options.DecisionTTL, and returns its experiment and
+// variant.
+func (v *View) verifyDecision(decisionID, visitor []byte) (exp, variant []byte, ok bool) {
 	exp, rest, ok := bytes.Cut(decisionID, []byte("."))
 	if !ok {
-		return false
+		return nil, nil, false
 	}
 	variant, tail, ok := bytes.Cut(rest, []byte("."))
-	if !ok || len(tail) != 17 {
-		return false
+	if !ok || len(tail) != 1+4+16 {
+		return nil, nil, false
+	}
+	day, ok := parseHex16(tail[1:5])
+	today := v.now / 86400
+	if !ok || int64(day) > today+1 || (today-int64(day))*86400 > int64(v.e.o.DecisionTTL/time.Second) {
+		return nil, nil, false
 	}
 	ds := &v.ds
-	sig := v.e.appendDecisionSig(ds.sig[:0], ds, string(exp), string(variant), tail[0], visitor)
+	sig := v.e.appendDecisionSig(ds.sig[:0], ds, string(exp), string(variant), tail[0], day, visitor)
 	ds.sig = sig
-	return hmac.Equal(sig, tail[1:])
+	return exp, variant, hmac.Equal(sig, tail[5:])
+}
+
+func appendHex16(dst []byte, x uint16) []byte {
+	return append(dst, hexDigits[x>>12], hexDigits[x>>8&0xf], hexDigits[x>>4&0xf], hexDigits[x&0xf])
+}
+
+func parseHex16(b []byte) (uint16, bool) {
+	var x uint16
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			x = x<<4 | uint16(c-'0')
+		case c >= 'a' && c <= 'f':
+			x = x<<4 | uint16(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return x, true
 }
 
 // banditArms are an experiment's counts as the bandit sees them,
@@ -434,22 +520,15 @@ func (e *Engine) banditPick(ds *decideState, page *Page) int {
 	return ds.armIdx[model.Bandit{BurnIn: page.BurnIn, MinShare: page.MinShare}.Pick(ds.arms, ds.rng)]
 }
 
-// readArms reads every variant's exposures and conversions.
+// readArms reads every variant's exposures and converters of the primary
+// goal in the current phase.
 func (e *Engine) readArms(page *Page, dst []model.ArmStats) []model.ArmStats {
 	for _, vr := range page.Variants {
 		var a model.ArmStats
 		if e.state != nil {
-			a.Exposures, _ = e.state.Counter(expKey([]byte(page.Experiment), []byte(vr.ID), "exposures"))
-			a.Conversions, _ = e.state.Counter(expKey([]byte(page.Experiment), []byte(vr.ID), "conversions"))
+			a = e.armStats(appendSplitKey(nil, page.Experiment, page.phase, []byte(vr.ID)), page.Goals[page.primary].ID)
 		}
 		dst = append(dst, a)
 	}
 	return dst
-}
-
-func expKey(exp, variant []byte, name string) []byte {
-	k := make([]byte, 0, 4+len(exp)+len(variant)+len(name))
-	k = append(append(append(k, "x/"...), exp...), '/')
-	k = append(append(k, variant...), '/')
-	return append(k, name...)
 }

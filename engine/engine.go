@@ -66,6 +66,9 @@ type Options struct {
 	// BanditRefresh is how often a bandit page re-reads its arms'
 	// counters; default 1 s.
 	BanditRefresh time.Duration
+	// DecisionTTL is how long a decision id is taken in a keyless beacon
+	// after it was issued (to the day); default DefaultDecisionTTL.
+	DecisionTTL time.Duration
 	// Now returns the time; tests set it. Default: the system clock, read
 	// every 100 ms (answers need seconds; a clock read costs about as much
 	// as a cached answer's lookup).
@@ -93,6 +96,9 @@ func (o *Options) withDefaults() {
 	if o.BanditRefresh == 0 {
 		o.BanditRefresh = time.Second
 	}
+	if o.DecisionTTL == 0 {
+		o.DecisionTTL = DefaultDecisionTTL
+	}
 	if o.Config == nil {
 		o.Config = DefaultConfig()
 	}
@@ -118,6 +124,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("history window %d: want 1 to %d", o.HistoryWindow, maxHistoryRead)
 	case o.BanditRefresh < 0:
 		return fmt.Errorf("bandit refresh %v: must not be negative", o.BanditRefresh)
+	case o.DecisionTTL < 0:
+		return fmt.Errorf("decision ttl %v: must not be negative", o.DecisionTTL)
 	case o.SeenItems < 0 || o.SeenItems > maxHistoryRead:
 		return fmt.Errorf("seen items %d: want 0 (the snapshot's) to %d", o.SeenItems, maxHistoryRead)
 	case o.Weights != nil:
@@ -167,6 +175,7 @@ type Engine struct {
 	stopClock chan struct{}
 	closeOnce sync.Once
 
+	expLocks        stripes  // a visitor's experiment records
 	served          sync.Map // placement name → *atomic.Uint64
 	segmentErrors   atomic.Uint64
 	audienceSkipped atomic.Uint64
@@ -328,6 +337,7 @@ func (e *Engine) SetConfig(c *Config) {
 	// The generation goes with the config: a request keys cached rule
 	// outcomes by the generation of the config it read its page from.
 	c.gen = e.cfgGen.Add(1)
+	e.registerPhases(c)
 	e.cfg.Store(c)
 }
 

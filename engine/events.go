@@ -19,15 +19,20 @@ type Login struct {
 // takes no writes.
 func (e *Engine) HasState() bool { return e.state != nil }
 
+// MaxKeylessEvents is the most events a keyless request may carry.
+const MaxKeylessEvents = 10
+
 // Ingest stores a batch of events, validated already (a front end parses
 // them and checks ids with CheckID), all or nothing, and returns once they
 // are durable. Each event also counts in its user's profile, in the
 // placement and experiment counters it names, and in nothing else.
 //
-// keyless says the batch came without the API key: then every event must
-// be a beacon, a conversion or exposure whose decision_id (RecID) this
-// engine signed for the event's user, or the batch is refused with
-// ErrUnauthorized.
+// keyless says the batch came without the API key: then it carries at
+// most MaxKeylessEvents events, each a conversion or exposure whose
+// decision_id (RecID) this engine signed for the event's user within
+// Options.DecisionTTL, or a view or click of a recommendation (with its
+// placement and rec_id); else the batch is refused with ErrUnauthorized. A keyless
+// conversion counts once per visitor, phase and goal, its value too.
 //
 // The events' Category and Path are filled here; the caller owns evs
 // and logins, which are not retained.
@@ -35,17 +40,68 @@ func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) er
 	if e.state == nil {
 		return ErrNoState
 	}
+	if keyless && len(evs) > MaxKeylessEvents {
+		return errorf(TooLarge, "too_many_events", "a request without the API key carries at most "+strconv.Itoa(MaxKeylessEvents)+" events")
+	}
+	if keyless && len(logins) > 0 {
+		return ErrUnauthorized
+	}
 	v := e.Acquire()
 	defer v.Release()
+	var xs []expEvent
 	for i := range evs {
 		ev := &evs[i]
-		if keyless && ((ev.Type != model.EventConversion && ev.Type != model.EventExposure) || !v.verifyDecision(ev.RecID, ev.User)) {
-			return ErrUnauthorized
+		var exp, variant []byte
+		if keyless {
+			switch ev.Type {
+			case model.EventConversion, model.EventExposure:
+				var ok bool
+				if exp, variant, ok = v.verifyDecision(ev.RecID, ev.User); !ok {
+					return ErrUnauthorized
+				}
+			case model.EventView, model.EventClick:
+				// A recommendation's: it names its placement and rec_id.
+				if len(ev.RecID) == 0 || len(ev.Placement) == 0 {
+					return ErrUnauthorized
+				}
+			default:
+				return ErrUnauthorized
+			}
 		}
 		v.profileEvent(ev)
+		x, err := v.experimentEvent(i, ev, exp, variant)
+		if err != nil {
+			return err
+		}
+		if x.page != nil {
+			xs = append(xs, x)
+		}
 	}
 	counters := v.attribution(evs, nil)
-	if err := e.state.AppendEventsAndCount(evs, counters); err != nil {
+	var w expWrite
+	if len(xs) > 0 {
+		w.e = e
+		visitors := make([][]byte, len(xs))
+		for i, x := range xs {
+			visitors[i] = evs[x.i].User
+		}
+		w.lock(visitors)
+		defer w.unlock()
+		for _, x := range xs {
+			ev := &evs[x.i]
+			var err error
+			if ev.Type == model.EventExposure {
+				err = w.exposure(x.page, ev.User, x.variant, ev.TS)
+			} else {
+				err = w.conversion(x.page, x.goal, ev.User, ev.Value, keyless)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		counters = append(counters, w.counters...)
+	}
+	if err := e.state.Write(evs, counters, w.metas); err != nil {
 		return err
 	}
 	// Visible now: the users' cached answers and segments are stale.
@@ -65,6 +121,57 @@ func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) er
 		}
 	}
 	return nil
+}
+
+// expEvent is an event an experiment counts.
+type expEvent struct {
+	i       int
+	page    *Page
+	variant []byte
+	goal    int
+}
+
+// experimentEvent finds the experiment a conversion, purchase or exposure
+// counts for, from the decision_id it carries (exp and variant, when a
+// keyless beacon's signature was checked already), and checks its goal
+// and value: a bad one fails the batch, naming the event. An event of no
+// configured experiment counts for none (x.page nil).
+func (v *View) experimentEvent(i int, ev *index.StateEvent, exp, variant []byte) (expEvent, error) {
+	x := expEvent{i: i}
+	switch ev.Type {
+	case model.EventConversion, model.EventPurchase, model.EventExposure:
+	default:
+		return x, nil
+	}
+	if exp == nil {
+		var rest []byte
+		var ok bool
+		if exp, rest, ok = bytes.Cut(ev.RecID, []byte(".")); !ok {
+			return x, nil
+		}
+		variant, _, _ = bytes.Cut(rest, []byte("."))
+	}
+	page := v.cfg.pageOf(exp)
+	if page == nil {
+		return x, nil
+	}
+	if ev.Type == model.EventExposure {
+		if page.Exposure != "event" || page.variant(variant) < 0 {
+			return x, nil
+		}
+		x.page, x.variant = page, variant
+		return x, nil
+	}
+	goal := ev.Goal
+	if len(goal) == 0 && ev.Type == model.EventPurchase && page.goal([]byte(model.EventPurchase.String())) >= 0 {
+		goal = []byte(model.EventPurchase.String())
+	}
+	g, err := checkConversion(page, goal, ev.Value, ev.HasValue)
+	if err != nil {
+		return x, badParam("event "+strconv.Itoa(i+1), err.Error())
+	}
+	x.page, x.goal = page, g
+	return x, nil
 }
 
 // profileEvent fills what a profile counts from an event: the item's
@@ -90,17 +197,13 @@ const (
 	statRevenue     = "revenue"
 )
 
-// attribution turns events into counters. Conversions and purchases that
-// carry a counted decision_id ("exp.variant.s…") count for that variant
-// of the experiment. Events that carry a placement count for it:
-// impressions, clicks, and conversions and revenue of purchases or
-// conversions that carry the rec_id of a recommendation.
+// attribution turns events into placement counters: events that carry a
+// placement count for it: impressions, clicks, and conversions and
+// revenue of purchases or conversions that carry the rec_id of a
+// recommendation. (Experiments count in experimentEvent.)
 func (v *View) attribution(evs []index.StateEvent, dst []index.Counter) []index.Counter {
 	for i := range evs {
 		ev := &evs[i]
-		if ev.Type == model.EventConversion || ev.Type == model.EventPurchase || ev.Type == model.EventExposure {
-			dst = v.experimentEvent(ev, dst)
-		}
 		if len(ev.Placement) == 0 {
 			continue
 		}
@@ -128,37 +231,6 @@ func statKey(placement []byte, name string) []byte {
 	k = append(k, placement...)
 	k = append(k, '/')
 	return append(k, name...)
-}
-
-// experimentEvent counts a conversion (or, on pages with exposure: event,
-// an exposure) for the experiment variant its decision_id names, when the
-// decision was randomised.
-func (v *View) experimentEvent(ev *index.StateEvent, dst []index.Counter) []index.Counter {
-	exp, rest, ok := bytes.Cut(ev.RecID, []byte("."))
-	if !ok {
-		return dst
-	}
-	variant, tail, ok := bytes.Cut(rest, []byte("."))
-	if !ok || len(tail) == 0 || tail[0] != 's' {
-		return dst
-	}
-	page := v.cfg.pageOf(exp)
-	if page == nil || page.variant(variant) < 0 {
-		return dst
-	}
-	if ev.Type == model.EventExposure {
-		if page.Exposure == "event" {
-			dst = append(dst, index.Counter{Key: expKey(exp, variant, "exposures"), Delta: 1})
-			hour := strconv.AppendInt(append(expKey(exp, variant, "exposures"), '@'), ev.TS/3600*3600, 10)
-			dst = append(dst, index.Counter{Key: hour, Delta: 1})
-		}
-		return dst
-	}
-	dst = append(dst, index.Counter{Key: expKey(exp, variant, "conversions"), Delta: 1})
-	if ev.HasValue {
-		dst = append(dst, index.Counter{Key: expKey(exp, variant, "revenue"), Delta: ev.Value})
-	}
-	return dst
 }
 
 // countServed counts an answer of placement.

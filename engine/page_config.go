@@ -27,9 +27,18 @@ type Page struct {
 	Exposure string  `yaml:"exposure"`
 	BurnIn   float64 `yaml:"burn_in"`
 	MinShare float64 `yaml:"min_share"`
+	// Goals are what a conversion counts for; the primary one is what
+	// results show first and what a bandit optimises. None configured:
+	// one goal, "conversion".
+	Goals []*Goal `yaml:"goals"`
 
 	name      string
-	segmented bool // a rule reads the visitor's segments
+	primary   int     // index of the primary goal
+	holdbacks []int   // indexes of the rules with a holdback
+	fp        uint64  // fingerprint of what starts a new phase
+	phase     uint64  // the current phase, from 1 (SetConfig)
+	phases    []Phase // every phase, oldest first (SetConfig)
+	segmented bool    // a rule reads the visitor's segments
 	traffic   float64
 	control   int
 	weights   []float64
@@ -49,9 +58,16 @@ type Variant struct {
 // term), ref (referrer host), search_engine, utm_source, utm_medium,
 // utm_campaign, utm_term, utm_content, device (mobile, tablet, desktop),
 // returning (bool), segments (the visitor's segments: "name" in segments).
+//
+// Holdback keeps that share of the rule's visitors on the control,
+// sticky by visitor, so the rule's own effect is measured: its exposures
+// and conversions against its holdback's. ID names the rule in results
+// (default rule1, rule2 … by position).
 type PageRule struct {
-	If      string `yaml:"if"`
-	Variant string `yaml:"variant"`
+	ID       string  `yaml:"id"`
+	If       string  `yaml:"if"`
+	Variant  string  `yaml:"variant"`
+	Holdback float64 `yaml:"holdback"`
 
 	program *vm.Program
 	variant int
@@ -163,10 +179,28 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 			return at(base+".control", fmt.Sprintf("page %q: control %q is not a variant", name, p.Control))
 		}
 		p.control = ci
+		if err := p.validateGoals(base, at); err != nil {
+			return err
+		}
+		p.holdbacks = p.holdbacks[:0]
+		ruleIDs := map[string]bool{}
 		for i, r := range p.Rules {
 			rp := fmt.Sprintf("%s.rules[%d]", base, i)
 			if r == nil {
 				return at(rp, fmt.Sprintf("page %q: empty rule", name))
+			}
+			if r.ID == "" {
+				r.ID = fmt.Sprintf("rule%d", i+1)
+			}
+			if !idPattern.MatchString(r.ID) || ruleIDs[r.ID] {
+				return at(rp+".id", fmt.Sprintf("page %q: rule %d: id %q: want a unique id of 1-64 of A-Z a-z 0-9 _ -", name, i+1, r.ID))
+			}
+			ruleIDs[r.ID] = true
+			if r.Holdback < 0 || r.Holdback > 0.5 || r.Holdback != r.Holdback {
+				return at(rp+".holdback", fmt.Sprintf("page %q: rule %d: holdback %v: want a share from 0 to 0.5", name, i+1, r.Holdback))
+			}
+			if r.Holdback > 0 {
+				p.holdbacks = append(p.holdbacks, i)
 			}
 			vi, ok := index[r.Variant]
 			if !ok {
@@ -184,6 +218,7 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 			}
 			p.segmented = p.segmented || uses
 		}
+		p.fp = p.fingerprint()
 	}
 	return nil
 }

@@ -161,12 +161,28 @@ func TestDecideSplitStickyResults(t *testing.T) {
 	if err := json.Unmarshal(raw, &r); code != 200 || err != nil {
 		t.Fatalf("results: %d %s", code, raw)
 	}
+	// The weight change started phase 2: every visitor decided since is
+	// exposed in it once, the sticky ones included.
 	a, b := r.Variants[0], r.Variants[1]
-	if a.Exposures+b.Exposures != 2000 || b.Conversions != b.Exposures || a.Conversions != 0 || b.Revenue != 10*b.Exposures || !a.Control {
+	if r.Phase != 2 || r.CurrentPhase != 2 || len(r.Phases) != 2 || a.Exposures+b.Exposures != 2000 || b.Conversions != b.Exposures ||
+		a.Conversions != 0 || b.Revenue != 10*b.Exposures || !a.Control || *b.Rate != 1 || *a.Rate != 0 {
 		t.Fatalf("results: %s", raw)
 	}
-	if code, csv := do(t, s.testClient, "GET", "/v1/experiments/cta/results?format=csv", "", ""); code != 200 || !strings.HasPrefix(string(csv), "variant,weight,exposures") {
+	// Phase 1 holds the 10% admitted before the change, none converted
+	// (conversions count in the phase they happen in).
+	_, raw = do(t, s.testClient, "GET", "/v1/experiments/cta/results?phase=1", "", "")
+	if err := json.Unmarshal(raw, &r); err != nil || r.Phase != 1 || r.Variants[0].Exposures+r.Variants[1].Exposures != float64(in) ||
+		r.Variants[1].Conversions != 0 {
+		t.Fatalf("phase 1 (%d in): %s", in, raw)
+	}
+	if code, csv := do(t, s.testClient, "GET", "/v1/experiments/cta/results?format=csv", "", ""); code != 200 ||
+		!strings.HasPrefix(string(csv), "phase,goal,variant,weight,exposures") || !strings.Contains(string(csv), "\n2,conversion,b,90,") {
 		t.Fatalf("csv: %d %s", code, csv)
+	}
+	for _, q := range []string{"phase=3", "phase=x", "goal=nope"} {
+		if code, body := do(t, s.testClient, "GET", "/v1/experiments/cta/results?"+q, "", ""); code != 400 || !strings.Contains(string(body), "bad_parameter") {
+			t.Fatalf("%s: %d %s", q, code, body)
+		}
 	}
 }
 
@@ -176,8 +192,8 @@ func TestResultsSRM(t *testing.T) {
 	ts := newTestStack(t, engine.Options{Config: splitConfig(t, [2]int{50, 50}, 1, 0)}, Options{})
 	s := ts.s
 	err := ts.state.SetMetaAndCount(nil, nil, []index.Counter{
-		{Key: []byte("x/cta/a/exposures"), Delta: 10400}, {Key: []byte("x/cta/b/exposures"), Delta: 9600},
-		{Key: []byte("x/cta/a/conversions"), Delta: 312}, {Key: []byte("x/cta/b/conversions"), Delta: 384},
+		{Key: []byte("x/cta/1/v/a/exposures"), Delta: 10400}, {Key: []byte("x/cta/1/v/b/exposures"), Delta: 9600},
+		{Key: []byte("x/cta/1/v/a/conv/conversion"), Delta: 312}, {Key: []byte("x/cta/1/v/b/conv/conversion"), Delta: 384},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 		if err != nil {
 			return errorf(fasthttp.StatusBadRequest, "bad_event", "event "+strconv.Itoa(n)+": "+err.Error())
 		}
-		for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page} {
+		for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page, &ev.Goal} {
 			*f = b.keep(*f)
 		}
 		if ev.Type == model.EventLogin {
@@ -148,6 +148,11 @@ func (s *Server) parseEvent(v *fastjson.Value, now int64) (index.StateEvent, err
 	}
 	ev.Placement = firstString(v, "placement")
 	ev.Page = firstString(v, "page")
+	if ev.Goal = firstString(v, "goal"); len(ev.Goal) > 0 {
+		if err := s.e.CheckID("goal", ev.Goal); err != nil {
+			return ev, err
+		}
+	}
 	for _, f := range [...][]byte{ev.Basket, ev.RecID, ev.Placement, ev.Page} {
 		if len(f) > s.e.MaxIDLen() {
 			return ev, errText("a field is longer than " + strconv.Itoa(s.e.MaxIDLen()) + " bytes")

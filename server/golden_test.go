@@ -213,7 +213,7 @@ var goldenHeaders = []string{
 var (
 	recIDPattern = regexp.MustCompile(`"rec_id":"[0-9a-f]{16}"`)
 	// The signature part of a decision id ("exp.variant.s<16 hex>").
-	decisionSigPattern = regexp.MustCompile(`("decision_id":"[^"]*\.[sn])[0-9a-f]{16}"`)
+	decisionSigPattern = regexp.MustCompile(`("decision_id":"[^"]*\.[snrh][0-9a-f]{4})[0-9a-f]{16}"`)
 	// Figures of /v1/admin/status that depend on the machine, the Go
 	// runtime or Ristretto's asynchronous admission.
 	statusPattern = regexp.MustCompile(`("(?:uptime_seconds|goroutines|hits|misses|cost_added|cost_evicted|build_seconds)": )[0-9.e+-]+`)
