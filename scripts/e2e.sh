@@ -15,7 +15,7 @@ $bin gen --events "$work/ev.csv.gz" --items "$work/items.csv.gz" --n 100000 >/de
 $bin build --events "$work/ev.csv.gz" --items "$work/items.csv.gz" --out "$work/data/snapshots" >/dev/null 2>&1
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 url=http://127.0.0.1:$port
-$bin serve --data "$work/data" --addr "127.0.0.1:$port" --api-key e2e --config edgerec.yaml 2>"$work/serve.log" &
+$bin serve --data "$work/data" --addr "127.0.0.1:$port" --api-key e2e --config edgerec.yaml --keyless-rate 0 2>"$work/serve.log" &
 pid=$!
 for _ in $(seq 100); do curl -sf "$url/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 

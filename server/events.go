@@ -45,6 +45,11 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 	// Without the key, only beacons are taken: conversion or exposure
 	// events whose decision_id this server signed for their visitor.
 	beacon := authorize(ctx, s.o.APIKey) != nil
+	if beacon {
+		if err := s.limitKeyless(ctx); err != nil {
+			return err
+		}
+	}
 	if !s.e.HasState() {
 		return engine.ErrNoState
 	}

@@ -50,6 +50,7 @@ type serverMetrics struct {
 	gzipped        *metrics.Counter
 	cacheMisses    *metrics.Counter
 	eventsIngested *metrics.Counter
+	rateLimited    *metrics.Counter
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -63,6 +64,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.gzipped = m.set.NewCounter(`edgerec_responses_gzip_total`)
 	m.cacheMisses = m.set.NewCounter(`edgerec_body_cache_requests_total{result="miss"}`)
 	m.eventsIngested = m.set.NewCounter("edgerec_events_ingested_total")
+	m.rateLimited = m.set.NewCounter("edgerec_rate_limited_total")
 	// The engine's counts, read when scraped.
 	e := s.e
 	m.set.NewGauge(`edgerec_cache_requests_total{result="hit"}`, func() float64 {

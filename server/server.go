@@ -44,6 +44,11 @@ type Options struct {
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// CORSOrigins may call the read API from browsers; "*" allows any.
 	CORSOrigins []string
+	// KeylessRate limits requests without the API key to decisions and
+	// events (beacons) per client address: KeylessRate a second, bursts
+	// of KeylessBurst (default 5 × the rate); 0: no limit. Over it they
+	// answer 429 with Retry-After.
+	KeylessRate, KeylessBurst float64
 }
 
 func (o *Options) withDefaults() {
@@ -74,6 +79,9 @@ func (o *Options) withDefaults() {
 	if o.AdminKey == "" {
 		o.AdminKey = o.APIKey
 	}
+	if o.KeylessBurst == 0 {
+		o.KeylessBurst = 5 * o.KeylessRate
+	}
 }
 
 // Validate reports the first bad option.
@@ -83,6 +91,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("cache size %d: must not be negative", o.CacheBytes)
 	case o.MaxBodySize < 1024 || o.MaxBatch < 1:
 		return fmt.Errorf("body size and batch limits must be positive (body at least 1024 bytes)")
+	case o.KeylessRate < 0 || o.KeylessBurst < 0:
+		return fmt.Errorf("keyless rate %v and burst %v: must not be negative", o.KeylessRate, o.KeylessBurst)
 	case o.Concurrency < 0 || o.ReadTimeout < 0 || o.WriteTimeout < 0 || o.IdleTimeout < 0:
 		return fmt.Errorf("concurrency and timeouts must not be negative")
 	}
@@ -101,6 +111,8 @@ type Server struct {
 	seen  [seenSlots]atomic.Uint64 // keys that missed the body cache (seenBefore)
 	srv   *fasthttp.Server
 	m     *serverMetrics
+	// keyless limits keyless decisions and beacons per address; nil: none.
+	keyless *ipLimiter
 
 	started    time.Time
 	addr       string           // tests: the loopback address served
@@ -114,7 +126,7 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, e: e, started: time.Now()}
+	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst)}
 	if o.CacheBytes > 0 {
 		cache, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
 			NumCounters: max(o.CacheBytes/100, 1000), // ~10 counters per cached answer of ~1 KiB
@@ -220,8 +232,14 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 	get := ctx.IsGet() || ctx.IsHead()
 	switch {
 	case string(p) == "decide":
+		if err := s.limitKeyless(ctx); err != nil {
+			return routeDecide, err
+		}
 		return routeDecide, s.onlyGet(ctx, get, s.handleDecide)
 	case string(p) == "page":
+		if err := s.limitKeyless(ctx); err != nil {
+			return routePage, err
+		}
 		return routePage, s.onlyGet(ctx, get, s.handlePage)
 	case string(p) == "recommend":
 		return routeRecommend, s.onlyGet(ctx, get, s.handleRecommend)

@@ -57,12 +57,15 @@ func runServe(args []string) error {
 	history := fs.Int("history", engine.DefaultHistoryWindow, "newest history entries of a visitor blended into their recommendations; edgerec eval uses the same default (env EDGEREC_HISTORY)")
 	seen := fs.Int("max-user-items", 0, "newest history entries of a visitor whose items are left out as seen; 0: the snapshot's build setting (default 1000) (env EDGEREC_MAX_USER_ITEMS)")
 	retention := fs.Duration("profile-retention", index.DefaultProfileRetention, "how long profiles keep behaviour counts, at least 1h (env EDGEREC_PROFILE_RETENTION)")
+	keylessRate := fs.Float64("keyless-rate", 20, "requests a second per client address without the API key to /v1/decide, /v1/page and beacons to /v1/events; over it they answer 429; 0: no limit (env EDGEREC_KEYLESS_RATE)")
+	keylessBurst := fs.Float64("keyless-burst", 0, "burst of -keyless-rate; 0: 5 × the rate (env EDGEREC_KEYLESS_BURST)")
+	decisionTTL := fs.Duration("decision-ttl", engine.DefaultDecisionTTL, "how long a decision id is taken in a beacon without the API key (env EDGEREC_DECISION_TTL)")
 	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, how long requests in flight may take before the process exits anyway (env EDGEREC_DRAIN)")
 	_ = fs.Parse(args)
 	if err := envTwins(fs); err != nil {
 		return err
 	}
-	if err := nonNegative(fs, "max-k", "max-body", "history", "max-user-items", "gzip-min"); err != nil {
+	if err := nonNegative(fs, "max-k", "max-body", "history", "max-user-items", "gzip-min", "keyless-rate", "keyless-burst", "decision-ttl"); err != nil {
 		return err
 	}
 	if *cacheMB < 2 {
@@ -91,7 +94,7 @@ func runServe(args []string) error {
 	}
 	e, err := engine.New(engine.Options{
 		MaxK: *maxK, CacheBytes: *cacheMB << 20 * 3 / 4, HistoryWindow: *history, SeenItems: *seen,
-		Config: cfg, ConfigPath: *configPath, SignKey: signKey(*apiKey), Logger: logger,
+		Config: cfg, ConfigPath: *configPath, SignKey: signKey(*apiKey), Logger: logger, DecisionTTL: *decisionTTL,
 	}, state)
 	if err != nil {
 		_ = state.Close()
@@ -101,6 +104,7 @@ func runServe(args []string) error {
 	srv, err := server.New(e, server.Options{
 		SnapshotRoot: root, APIKey: *apiKey, AdminKey: *adminKey, CacheBytes: *cacheMB << 20 / 4,
 		GzipMinBytes: gzipOption(*gzipMin), MaxBodySize: *maxBody, CORSOrigins: splitList(*cors),
+		KeylessRate: *keylessRate, KeylessBurst: *keylessBurst,
 	})
 	if err != nil {
 		e.Close()
