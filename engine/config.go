@@ -26,6 +26,9 @@ type Config struct {
 	segments     []*Segment // sorted by name; a SegSet indexes them
 	segmentIndex map[string]int
 	gen          uint64 // set by Engine.SetConfig
+	// placementExps are the experiments of placements with variants, by
+	// experiment id.
+	placementExps map[string]*Page
 }
 
 // Placement names the strategy, filters and business rules of one place on
@@ -56,6 +59,23 @@ type Placement struct {
 	// Both hold for the popular items that fill a short list too.
 	Exclude []Rule `yaml:"exclude"`
 	Only    []Rule `yaml:"only"`
+	// Variants make the placement an experiment (id Experiment, default
+	// the placement's name) between versions of it: each visitor sees one,
+	// assigned sticky by their bucket (mode: split) or by Thompson
+	// sampling on clicks (mode: bandit). A visitor is exposed when first
+	// served in a phase; goals are "click" (primary: a click on the
+	// placement's items) and "purchase" (a purchase or conversion that
+	// carries the placement and its rec_id).
+	Experiment string              `yaml:"experiment"`
+	Mode       string              `yaml:"mode"`
+	BurnIn     float64             `yaml:"burn_in"`
+	MinShare   float64             `yaml:"min_share"`
+	Variants   []*PlacementVariant `yaml:"variants"`
+
+	exp       *Page        // the experiment, when Variants
+	versions  []*Placement // a placement per variant
+	cacheName string       // the name answers are cached under
+	variant   string       // the variant this version is
 
 	name      string
 	strategy  placementKind
@@ -64,6 +84,19 @@ type Placement struct {
 	segmented bool       // a rule or pin depends on the visitor's segments
 	segList   []*Segment // the segments rules and pins index
 	holdout   *Placement // what the universal holdout sees here
+}
+
+// PlacementVariant is one version of a placement in its experiment: what
+// it sets replaces the placement's; its boost, bury, pin and filters are
+// the placement's.
+type PlacementVariant struct {
+	ID             string   `yaml:"id"`
+	Weight         float64  `yaml:"weight"`
+	Strategy       string   `yaml:"strategy"`
+	HistoryWeight  *float64 `yaml:"history_weight"`
+	ExcludeSeen    string   `yaml:"exclude_seen"`
+	K              int      `yaml:"k"`
+	MaxPerCategory int      `yaml:"max_per_category"`
 }
 
 // Rule matches items by category or id.
@@ -188,6 +221,7 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	}
 	d.Pages, d.Holdout = c.Pages, c.Holdout
 	d.Profiles, d.Segments, d.segments, d.segmentIndex = c.Profiles, c.Segments, c.segments, c.segmentIndex
+	d.placementExps = c.placementExps
 	return d, nil
 }
 
@@ -302,6 +336,10 @@ func (c *Config) validate(at func(path, msg string) error) error {
 		// within the placement's filters: those are not personalisation.
 		p.holdout = &Placement{name: "holdout", Strategy: "popular", strategy: strategyPopular,
 			Exclude: p.Exclude, Only: p.Only, segList: p.segList, segmented: segmentedRules(p.Exclude, p.Only)}
+		p.cacheName = n
+		if err := c.validatePlacementVariants(p, base, at); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -343,4 +381,80 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// validatePlacementVariants makes a version of p per variant, and the
+// experiment that assigns them.
+func (c *Config) validatePlacementVariants(p *Placement, base string, at func(path, msg string) error) error {
+	p.exp, p.versions = nil, nil
+	if len(p.Variants) == 0 {
+		if p.Experiment != "" || p.Mode != "" {
+			return at(base+".variants", fmt.Sprintf("placement %q: an experiment needs variants", p.name))
+		}
+		return nil
+	}
+	if p.Experiment == "" {
+		p.Experiment = p.name
+	}
+	exp := &Page{Experiment: p.Experiment, Mode: p.Mode, BurnIn: p.BurnIn, MinShare: p.MinShare,
+		Goals: []*Goal{{ID: goalClick, Primary: true}, {ID: goalPurchase}}, name: p.name, placement: true}
+	for i, pv := range p.Variants {
+		vp := fmt.Sprintf("%s.variants[%d]", base, i)
+		if pv == nil {
+			return at(vp, fmt.Sprintf("placement %q: empty variant", p.name))
+		}
+		exp.Variants = append(exp.Variants, &Variant{ID: pv.ID, Weight: pv.Weight})
+		v := *p
+		v.Variants, v.versions, v.exp = nil, nil, nil
+		v.variant, v.cacheName = pv.ID, p.name+"#"+pv.ID
+		if pv.Strategy != "" {
+			k, ok := strategies[pv.Strategy]
+			if !ok {
+				return at(vp+".strategy", fmt.Sprintf("placement %q: variant %q: unknown strategy %q", p.name, pv.ID, pv.Strategy))
+			}
+			v.Strategy, v.strategy = pv.Strategy, k
+		}
+		switch pv.ExcludeSeen {
+		case "":
+		case "all":
+			v.seen = seenAll
+		case "purchased":
+			v.seen = seenPurchased
+		case "none":
+			v.seen = seenNone
+		default:
+			return at(vp+".exclude_seen", fmt.Sprintf("placement %q: variant %q: exclude_seen %q: want all, purchased or none", p.name, pv.ID, pv.ExcludeSeen))
+		}
+		if pv.HistoryWeight != nil {
+			if *pv.HistoryWeight < 0 {
+				return at(vp+".history_weight", fmt.Sprintf("placement %q: variant %q: history_weight must be >= 0", p.name, pv.ID))
+			}
+			v.histW = *pv.HistoryWeight
+		}
+		if pv.K < 0 || pv.MaxPerCategory < 0 {
+			return at(vp, fmt.Sprintf("placement %q: variant %q: k and max_per_category must be >= 0", p.name, pv.ID))
+		}
+		if pv.K > 0 {
+			v.K = pv.K
+		}
+		if pv.MaxPerCategory > 0 {
+			v.MaxPerCategory = pv.MaxPerCategory
+		}
+		p.versions = append(p.versions, &v)
+	}
+	if err := exp.validateSplit(base, at); err != nil {
+		return err
+	}
+	p.exp = exp
+	for _, v := range p.versions {
+		v.exp = exp
+	}
+	if c.placementExps == nil {
+		c.placementExps = map[string]*Page{}
+	}
+	if other, dup := c.placementExps[exp.Experiment]; dup {
+		return at(base+".experiment", fmt.Sprintf("placement %q: experiment %q is already on placement %q", p.name, exp.Experiment, other.name))
+	}
+	c.placementExps[exp.Experiment] = exp
+	return nil
 }

@@ -171,32 +171,13 @@ func (v *View) Decide(req *DecideRequest, out *Decision) error {
 func (v *View) assign(req *DecideRequest, page *Page, visitor, who []byte) (int, string, error) {
 	ds := &v.ds
 	ds.measured = false
-	st := v.e.state
 	// Stored assignment first: it also tells whether the visitor returns.
-	// Once read in the current phase (or made) it is remembered: it never
-	// changes within a config generation.
-	ds.key = appendAssignKey(ds.key[:0], page.Experiment, visitor)
-	stuck := -1 // the stored variant's index
-	found, current := false, false
-	sticky := v.stickyKey(page, visitor)
-	if x, ok := v.e.cache.word(sticky); ok {
-		stuck, found, current = int(x)-1, true, true
-	} else if st != nil {
-		var err error
-		if ds.val, found, err = st.AppendMeta(ds.val[:0], ds.key); err != nil {
-			return 0, "", err
-		}
-		if found {
-			a := decodeAssignment(ds.val)
-			stuck = page.variant(a.variant)
-			current = stuck >= 0 && a.phase == page.phase && (a.exposed || page.Exposure == "event")
-			if current {
-				v.e.cache.setWord(sticky, uint64(stuck+1))
-			}
-		}
+	as, err := v.readAssignment(page, visitor)
+	if err != nil {
+		return 0, "", err
 	}
 	if len(page.Rules) > 0 {
-		v.fillRuleEnv(req, found)
+		v.fillRuleEnv(req, as.found)
 		var segs SegSet
 		if page.segmented {
 			var err error
@@ -223,29 +204,72 @@ func (v *View) assign(req *DecideRequest, page *Page, visitor, who []byte) (int,
 			return r.variant, reasonRule, v.ruleExposure(page, r, visitor, armRule)
 		}
 	}
-	if current {
-		return stuck, reasonSticky, nil
+	return v.splitAssign(page, visitor, as)
+}
+
+// stored is what readAssignment found of a visitor's assignment.
+type stored struct {
+	variant int // the stored variant's index, -1 for none
+	found   bool
+	current bool // in the current phase, counted: nothing to write
+	sticky  uint64
+}
+
+// readAssignment reads the visitor's assignment on page: from the slot
+// cache, where it is once read in the current phase (or made), since it
+// never changes within a config generation; else from the store.
+func (v *View) readAssignment(page *Page, visitor []byte) (stored, error) {
+	ds := &v.ds
+	as := stored{variant: -1, sticky: v.stickyKey(page, visitor)}
+	ds.key = appendAssignKey(ds.key[:0], page.Experiment, visitor)
+	if x, ok := v.e.cache.word(as.sticky); ok {
+		as.variant, as.found, as.current = int(x)-1, true, true
+		return as, nil
+	}
+	st := v.e.state
+	if st == nil {
+		return as, nil
+	}
+	var err error
+	if ds.val, as.found, err = st.AppendMeta(ds.val[:0], ds.key); err != nil || !as.found {
+		return as, err
+	}
+	a := decodeAssignment(ds.val)
+	as.variant = page.variant(a.variant)
+	as.current = as.variant >= 0 && a.phase == page.phase && (a.exposed || page.Exposure == "event")
+	if as.current {
+		v.e.cache.setWord(as.sticky, uint64(as.variant+1))
+	}
+	return as, nil
+}
+
+// splitAssign answers a visitor's stored assignment, or makes one: by
+// the traffic share, then the split by bucket, or the bandit; and
+// records it (recordAssignment).
+func (v *View) splitAssign(page *Page, visitor []byte, as stored) (int, string, error) {
+	if as.current {
+		return as.variant, reasonSticky, nil
 	}
 	// Not stored, stored in an earlier phase, or the stored variant was
 	// removed from the config: assign anew, or again.
-	i := stuck
+	i := as.variant
 	if i < 0 {
 		if page.traffic < 1 && float64(model.Bucket(page.Seed+"/traffic", visitor)) >= page.traffic*model.Buckets {
 			return page.control, reasonNotInTest, nil
 		}
 		if page.Mode == "bandit" {
-			i = v.e.banditPick(ds, page)
+			i = v.e.banditPick(&v.ds, page)
 		} else {
 			i = model.PickWeighted(page.weights, model.Bucket(page.Seed, visitor))
 		}
 	}
-	if st != nil {
+	if v.e.state != nil {
 		var err error
-		if i, err = v.recordAssignment(page, visitor, i, sticky); err != nil {
+		if i, err = v.recordAssignment(page, visitor, i, as.sticky); err != nil {
 			return 0, "", err
 		}
 	}
-	if stuck >= 0 {
+	if as.variant >= 0 {
 		return i, reasonSticky, nil
 	}
 	return i, reasonSplit, nil

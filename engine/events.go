@@ -30,8 +30,8 @@ const MaxKeylessEvents = 10
 // keyless says the batch came without the API key: then it carries at
 // most MaxKeylessEvents events, each a conversion or exposure whose
 // decision_id (RecID) this engine signed for the event's user within
-// Options.DecisionTTL, or a view or click of a recommendation (with its
-// placement and rec_id); else the batch is refused with ErrUnauthorized. A keyless
+// Options.DecisionTTL, or an impression, view or click of a
+// recommendation (with its placement and rec_id); else the batch is refused with ErrUnauthorized. A keyless
 // conversion counts once per visitor, phase and goal, its value too.
 //
 // The events' Category and Path are filled here; the caller owns evs
@@ -59,7 +59,7 @@ func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) er
 				if exp, variant, ok = v.verifyDecision(ev.RecID, ev.User); !ok {
 					return ErrUnauthorized
 				}
-			case model.EventView, model.EventClick:
+			case model.EventView, model.EventClick, model.EventImpression:
 				// A recommendation's: it names its placement and rec_id.
 				if len(ev.RecID) == 0 || len(ev.Placement) == 0 {
 					return ErrUnauthorized
@@ -90,9 +90,15 @@ func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) er
 		for _, x := range xs {
 			ev := &evs[x.i]
 			var err error
-			if ev.Type == model.EventExposure {
+			switch {
+			case ev.Type == model.EventExposure:
 				err = w.exposure(x.page, ev.User, x.variant, ev.TS)
-			} else {
+			case x.page.placement && (ev.Type == model.EventImpression || ev.Type == model.EventClick):
+				err = w.placementCount(x.page, ev.User, ev.Type)
+				if err == nil && x.goal >= 0 {
+					err = w.conversion(x.page, x.goal, ev.User, 0, keyless)
+				}
+			default:
 				err = w.conversion(x.page, x.goal, ev.User, ev.Value, keyless)
 			}
 			if err != nil {
@@ -123,12 +129,40 @@ func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) er
 	return nil
 }
 
+// placementEvent finds the placement experiment an event counts for: an
+// impression or click on a placement with variants, or a purchase or
+// conversion that carries its placement and rec_id.
+func (v *View) placementEvent(x expEvent, ev *index.StateEvent) (expEvent, error) {
+	pl := v.cfg.Placements[string(ev.Placement)]
+	if pl == nil || pl.exp == nil {
+		return x, nil
+	}
+	switch ev.Type {
+	case model.EventImpression:
+	case model.EventClick:
+		x.goal = pl.exp.goal([]byte(goalClick))
+	case model.EventPurchase, model.EventConversion:
+		if len(ev.RecID) == 0 {
+			return x, nil
+		}
+		g, err := checkConversion(pl.exp, []byte(goalPurchase), ev.Value, ev.HasValue)
+		if err != nil {
+			return x, badParam("event "+strconv.Itoa(x.i+1), err.Error())
+		}
+		x.goal = g
+	default:
+		return x, nil
+	}
+	x.page = pl.exp
+	return x, nil
+}
+
 // expEvent is an event an experiment counts.
 type expEvent struct {
 	i       int
 	page    *Page
 	variant []byte
-	goal    int
+	goal    int // -1: none (an impression)
 }
 
 // experimentEvent finds the experiment a conversion, purchase or exposure
@@ -137,9 +171,11 @@ type expEvent struct {
 // and value: a bad one fails the batch, naming the event. An event of no
 // configured experiment counts for none (x.page nil).
 func (v *View) experimentEvent(i int, ev *index.StateEvent, exp, variant []byte) (expEvent, error) {
-	x := expEvent{i: i}
+	x := expEvent{i: i, goal: -1}
 	switch ev.Type {
 	case model.EventConversion, model.EventPurchase, model.EventExposure:
+	case model.EventClick, model.EventImpression:
+		return v.placementEvent(x, ev)
 	default:
 		return x, nil
 	}
@@ -147,13 +183,13 @@ func (v *View) experimentEvent(i int, ev *index.StateEvent, exp, variant []byte)
 		var rest []byte
 		var ok bool
 		if exp, rest, ok = bytes.Cut(ev.RecID, []byte(".")); !ok {
-			return x, nil
+			return v.placementEvent(x, ev)
 		}
 		variant, _, _ = bytes.Cut(rest, []byte("."))
 	}
 	page := v.cfg.pageOf(exp)
-	if page == nil {
-		return x, nil
+	if page == nil || page.placement {
+		return v.placementEvent(x, ev)
 	}
 	if ev.Type == model.EventExposure {
 		if page.Exposure != "event" || page.variant(variant) < 0 {

@@ -56,6 +56,12 @@ const DefaultMaxValue = 1e6
 // defaultGoal is the goal of a page that configures none.
 const defaultGoal = "conversion"
 
+// The goals of a placement's experiment.
+const (
+	goalClick    = "click"
+	goalPurchase = "purchase"
+)
+
 func (p *Page) validateGoals(base string, at func(path, msg string) error) error {
 	if len(p.Goals) == 0 {
 		p.Goals = []*Goal{{ID: defaultGoal, Primary: true}}
@@ -135,21 +141,21 @@ type Phase struct {
 // registerPhases gives every page of c its current phase: the last one
 // recorded when its fingerprint is unchanged, a new one otherwise.
 func (e *Engine) registerPhases(c *Config) {
-	for _, p := range c.Pages {
+	c.experiments(func(p *Page) {
 		p.phase, p.phases = 1, []Phase{{N: 1, Start: e.exactNow(), fp: p.fp}}
 		if e.state == nil {
-			continue
+			return
 		}
 		key := []byte("ph/" + p.Experiment)
 		val, _, err := e.state.AppendMeta(nil, key)
 		if err != nil {
 			e.log.Error("cannot read an experiment's phases", "experiment", p.Experiment, "err", err)
-			continue
+			return
 		}
 		phases := decodePhases(val)
 		if n := len(phases); n > 0 && phases[n-1].fp == p.fp {
 			p.phase, p.phases = phases[n-1].N, phases
-			continue
+			return
 		}
 		next := Phase{N: 1, Start: e.exactNow(), fp: p.fp}
 		if n := len(phases); n > 0 {
@@ -163,7 +169,7 @@ func (e *Engine) registerPhases(c *Config) {
 		if next.N > 1 {
 			e.log.Info("experiment config changed: new phase", "experiment", p.Experiment, "phase", next.N)
 		}
-	}
+	})
 }
 
 func encodePhases(ps []Phase) []byte {
@@ -411,6 +417,27 @@ func (w *expWrite) conversion(page *Page, g int, visitor []byte, value float64, 
 	for _, arm := range arms {
 		w.counters = conversionCounters(w.counters, arm, goal.ID, !seen, add)
 	}
+	return nil
+}
+
+// placementCount counts an impression or click event of visitor on a
+// placement experiment, for the variant they were exposed to in the
+// current phase: the raw counts of the variant's click-through rate.
+func (w *expWrite) placementCount(page *Page, visitor []byte, typ model.EventType) error {
+	v, ok, err := w.get(appendAssignKey(nil, page.Experiment, visitor))
+	if err != nil || !ok {
+		return err
+	}
+	a := decodeAssignment(v)
+	if a.phase != page.phase || !a.exposed || page.variant(a.variant) < 0 {
+		return nil
+	}
+	name := "impressions"
+	if typ == model.EventClick {
+		name = "clicks"
+	}
+	k := append(appendSplitKey(nil, page.Experiment, page.phase, a.variant), name...)
+	w.counters = append(w.counters, index.Counter{Key: k, Delta: 1})
 	return nil
 }
 

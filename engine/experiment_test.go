@@ -388,3 +388,68 @@ func TestPhases(t *testing.T) {
 		t.Fatalf("phase 1: %+v", r1.Variants)
 	}
 }
+
+// A placement with variants is an experiment: each visitor sees one
+// version, sticky; clicks and purchases carrying the placement count per
+// visitor for the version they saw, with the click-through rate of the
+// events beside it.
+func TestPlacementVariants(t *testing.T) {
+	c, err := ParseConfig([]byte(`placements:
+  home:
+    strategy: personal
+    k: 5
+    variants:
+      - {id: personal, weight: 1}
+      - {id: popular, weight: 1, strategy: popular}
+`), "p.yaml")
+	must(t, err)
+	e, _ := testEngine(t, Options{Config: c})
+	variants := map[string]int{}
+	var batch []index.StateEvent
+	for i := range 400 {
+		user := fmt.Sprint(i + 1) // ML-100k users: personal recommendations are not popular fills
+		v := e.Acquire()
+		var r Recs
+		must(t, v.Recommend(&RecRequest{Placement: []byte("home"), User: []byte(user)}, &r))
+		variant, fallback := r.Variant, r.Fallback()
+		item := []byte(v.ItemID(r.Picks[0].Item))
+		var again Recs
+		must(t, v.Recommend(&RecRequest{Placement: []byte("home"), User: []byte(user)}, &again))
+		v.Release()
+		if r.Experiment != "home" || again.Variant != variant || (variant == "popular") != fallback {
+			t.Fatalf("%s: %+v then %+v", user, r, again)
+		}
+		variants[variant]++
+		rate := map[string]float64{"personal": 0.3, "popular": 0.1}[variant]
+		click := index.StateEvent{User: []byte(user), Item: item, Type: model.EventImpression, Placement: []byte("home"), RecID: []byte("r")}
+		batch = append(batch, click)
+		if float64(model.Bucket("clicks", []byte(user))) < rate*model.Buckets {
+			click.Type = model.EventClick
+			batch = append(batch, click, click) // a double click is one clicker, two clicks
+			click.Type, click.Value, click.HasValue = model.EventPurchase, 25, true
+			batch = append(batch, click)
+		}
+	}
+	for i := range batch {
+		batch[i].TS = e.Now().Unix()
+	}
+	must(t, e.Ingest(batch, nil, false))
+	r, err := e.Results([]byte("home"), ResultsRequest{})
+	must(t, err)
+	checkFinite(t, r)
+	p, q := r.Variants[0], r.Variants[1]
+	t.Logf("personal: %v of %v clicked (%v clicks of %v impressions); popular: %v of %v (%v of %v)",
+		p.Conversions, p.Exposures, p.Clicks, p.Impressions, q.Conversions, q.Exposures, q.Clicks, q.Impressions)
+	if r.Goal != "click" || p.Exposures != float64(variants["personal"]) || q.Exposures != float64(variants["popular"]) ||
+		p.Impressions != p.Exposures || p.Clicks != 2*p.Conversions || *p.CTR != p.Clicks/p.Impressions || *p.Rate < 0.2 || *q.Rate > 0.2 {
+		t.Fatalf("results: %+v", r.Variants)
+	}
+	if q.Decision != "worse" && q.Decision != "inconclusive" {
+		t.Fatalf("popular's decision: %+v", q.Comparison)
+	}
+	r, err = e.Results([]byte("home"), ResultsRequest{Goal: "purchase"})
+	must(t, err)
+	if r.Variants[0].Revenue != 25*p.Conversions {
+		t.Fatalf("purchases: %+v", r.Variants[0])
+	}
+}

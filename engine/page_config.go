@@ -33,6 +33,7 @@ type Page struct {
 	Goals []*Goal `yaml:"goals"`
 
 	name      string
+	placement bool    // the experiment of a placement's variants
 	primary   int     // index of the primary goal
 	holdbacks []int   // indexes of the rules with a holdback
 	fp        uint64  // fingerprint of what starts a new phase
@@ -111,75 +112,11 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 		if other, dup := experiments[p.Experiment]; dup {
 			return at(base+".experiment", fmt.Sprintf("page %q: experiment %q is already on page %q", name, p.Experiment, other))
 		}
+		if pl, dup := c.placementExps[p.Experiment]; dup {
+			return at(base+".experiment", fmt.Sprintf("page %q: experiment %q is already on placement %q", name, p.Experiment, pl.name))
+		}
 		experiments[p.Experiment] = name
-		if p.Seed == "" {
-			p.Seed = p.Experiment
-		}
-		switch p.Mode {
-		case "", "split":
-			p.Mode = "split"
-		case "bandit":
-			if p.MinShare < 0 || p.MinShare > 0.5 || p.BurnIn < 0 {
-				return at(base+".min_share", fmt.Sprintf("page %q: min_share must be 0 to 0.5 and burn_in >= 0", name))
-			}
-		default:
-			return at(base+".mode", fmt.Sprintf("page %q: mode %q: want split or bandit", name, p.Mode))
-		}
-		switch p.Exposure {
-		case "", "decision":
-			p.Exposure = "decision"
-		case "event":
-		default:
-			return at(base+".exposure", fmt.Sprintf("page %q: exposure %q: want decision or event", name, p.Exposure))
-		}
-		p.traffic = 1
-		if p.Traffic != nil {
-			if *p.Traffic < 0 || *p.Traffic > 1 {
-				return at(base+".traffic", fmt.Sprintf("page %q: traffic %v: want a share from 0 to 1", name, *p.Traffic))
-			}
-			p.traffic = *p.Traffic
-		}
-		if len(p.Variants) < 1 {
-			return at(base+".variants", fmt.Sprintf("page %q: no variants", name))
-		}
-		index := map[string]int{}
-		p.weights = p.weights[:0]
-		total := 0.0
-		for i, v := range p.Variants {
-			vp := fmt.Sprintf("%s.variants[%d]", base, i)
-			if v == nil || !idPattern.MatchString(v.ID) {
-				return at(vp, fmt.Sprintf("page %q: variant %d needs an id of A-Z a-z 0-9 _ -", name, i))
-			}
-			if _, dup := index[v.ID]; dup {
-				return at(vp, fmt.Sprintf("page %q: variant %q twice", name, v.ID))
-			}
-			if v.Weight < 0 {
-				return at(vp+".weight", fmt.Sprintf("page %q: variant %q: weight must be >= 0", name, v.ID))
-			}
-			index[v.ID] = i
-			total += v.Weight
-			p.weights = append(p.weights, v.Weight)
-			b, err := json.Marshal(jsonable(v.Payload))
-			if err != nil {
-				return at(vp+".payload", fmt.Sprintf("page %q: variant %q: payload: %v", name, v.ID, err))
-			}
-			if v.Payload == nil {
-				b = []byte("{}")
-			}
-			v.payload = b
-		}
-		if total <= 0 {
-			return at(base+".variants", fmt.Sprintf("page %q: variant weights sum to 0", name))
-		}
-		if p.Control == "" {
-			p.Control = p.Variants[0].ID
-		}
-		ci, ok := index[p.Control]
-		if !ok {
-			return at(base+".control", fmt.Sprintf("page %q: control %q is not a variant", name, p.Control))
-		}
-		p.control = ci
-		if err := p.validateGoals(base, at); err != nil {
+		if err := p.validateSplit(base, at); err != nil {
 			return err
 		}
 		p.holdbacks = p.holdbacks[:0]
@@ -202,8 +139,8 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 			if r.Holdback > 0 {
 				p.holdbacks = append(p.holdbacks, i)
 			}
-			vi, ok := index[r.Variant]
-			if !ok {
+			vi := p.variant([]byte(r.Variant))
+			if vi < 0 {
 				return at(rp+".variant", fmt.Sprintf("page %q: rule %d names variant %q, which is not on the page", name, i+1, r.Variant))
 			}
 			r.variant = vi
@@ -223,6 +160,87 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 	return nil
 }
 
+// validateSplit checks what an experiment needs whether on a page or a
+// placement: id, mode, exposure, traffic, variants and their weights,
+// control and goals; it fills their derived fields.
+func (p *Page) validateSplit(base string, at func(path, msg string) error) error {
+	name := p.name
+	if !idPattern.MatchString(p.Experiment) {
+		return at(base+".experiment", fmt.Sprintf("%q: experiment id %q: want 1-64 of A-Z a-z 0-9 _ -", name, p.Experiment))
+	}
+if p.Seed == "" {
+		p.Seed = p.Experiment
+	}
+	switch p.Mode {
+	case "", "split":
+		p.Mode = "split"
+	case "bandit":
+		if p.MinShare < 0 || p.MinShare > 0.5 || p.BurnIn < 0 {
+			return at(base+".min_share", fmt.Sprintf("page %q: min_share must be 0 to 0.5 and burn_in >= 0", name))
+		}
+	default:
+		return at(base+".mode", fmt.Sprintf("page %q: mode %q: want split or bandit", name, p.Mode))
+	}
+	switch p.Exposure {
+	case "", "decision":
+		p.Exposure = "decision"
+	case "event":
+	default:
+		return at(base+".exposure", fmt.Sprintf("page %q: exposure %q: want decision or event", name, p.Exposure))
+	}
+	p.traffic = 1
+	if p.Traffic != nil {
+		if *p.Traffic < 0 || *p.Traffic > 1 {
+			return at(base+".traffic", fmt.Sprintf("page %q: traffic %v: want a share from 0 to 1", name, *p.Traffic))
+		}
+		p.traffic = *p.Traffic
+	}
+	if len(p.Variants) < 1 {
+		return at(base+".variants", fmt.Sprintf("page %q: no variants", name))
+	}
+	index := map[string]int{}
+	p.weights = p.weights[:0]
+	total := 0.0
+	for i, v := range p.Variants {
+		vp := fmt.Sprintf("%s.variants[%d]", base, i)
+		if v == nil || !idPattern.MatchString(v.ID) {
+			return at(vp, fmt.Sprintf("page %q: variant %d needs an id of A-Z a-z 0-9 _ -", name, i))
+		}
+		if _, dup := index[v.ID]; dup {
+			return at(vp, fmt.Sprintf("page %q: variant %q twice", name, v.ID))
+		}
+		if v.Weight < 0 {
+			return at(vp+".weight", fmt.Sprintf("page %q: variant %q: weight must be >= 0", name, v.ID))
+		}
+		index[v.ID] = i
+		total += v.Weight
+		p.weights = append(p.weights, v.Weight)
+		b, err := json.Marshal(jsonable(v.Payload))
+		if err != nil {
+			return at(vp+".payload", fmt.Sprintf("page %q: variant %q: payload: %v", name, v.ID, err))
+		}
+		if v.Payload == nil {
+			b = []byte("{}")
+		}
+		v.payload = b
+	}
+	if total <= 0 {
+		return at(base+".variants", fmt.Sprintf("page %q: variant weights sum to 0", name))
+	}
+	if p.Control == "" {
+		p.Control = p.Variants[0].ID
+	}
+	ci, ok := index[p.Control]
+	if !ok {
+		return at(base+".control", fmt.Sprintf("page %q: control %q is not a variant", name, p.Control))
+	}
+	p.control = ci
+	if err := p.validateGoals(base, at); err != nil {
+		return err
+	}
+	p.fp = p.fingerprint()
+	return nil
+}
 // segmentUses reports whether a rule reads the visitor's segments, and
 // checks that it does so only as "name" in segments (or not ...), with a
 // configured name: a typo would otherwise make `not in` always true.
@@ -288,14 +306,24 @@ func jsonable(v any) any {
 	return v
 }
 
-// pageOf returns the page running experiment exp, or nil.
+// pageOf returns the page or placement experiment exp, or nil.
 func (c *Config) pageOf(exp []byte) *Page {
 	for _, p := range c.Pages {
 		if p.Experiment == string(exp) {
 			return p
 		}
 	}
-	return nil
+	return c.placementExps[string(exp)]
+}
+
+// experiments calls fn for every experiment, of pages and of placements.
+func (c *Config) experiments(fn func(p *Page)) {
+	for _, p := range c.Pages {
+		fn(p)
+	}
+	for _, p := range c.placementExps {
+		fn(p)
+	}
 }
 
 // variant returns the index of the variant with id, or -1.

@@ -82,6 +82,9 @@ type Pick struct {
 type Recs struct {
 	// Placement is the placement answered, empty for the direct lists.
 	Placement string
+	// Experiment and Variant name the version of the placement the
+	// visitor sees when it has variants.
+	Experiment, Variant string
 	// Snapshot is the version of the snapshot the picks come from.
 	Snapshot uint64
 	Picks    []Pick
@@ -124,6 +127,7 @@ func (v *View) begin(req *RecRequest, out *Recs) error {
 	c := &v.call
 	*c = recCall{k: v.e.o.DefaultK, out: out}
 	out.Placement, out.Snapshot, out.Picks = "", v.snap.Version(), out.Picks[:0]
+	out.Experiment, out.Variant = "", ""
 	v.scorer.Reset(v.snap.NumItems())
 	v.ids, v.ctxList = v.ids[:0], v.ctxList[:0]
 	if req.K != 0 {
@@ -441,6 +445,12 @@ func (v *View) Recommend(req *RecRequest, out *Recs) error {
 			return err
 		}
 	}
+	if len(pl.versions) > 0 {
+		if pl, err = v.placementVersion(pl); err != nil {
+			return err
+		}
+		out.Experiment, out.Variant = pl.exp.Experiment, pl.variant
+	}
 	var segs SegSet
 	if pl.segmented {
 		if segs, err = v.segmentsOf(v.call.user); err != nil {
@@ -448,7 +458,7 @@ func (v *View) Recommend(req *RecRequest, out *Recs) error {
 		}
 	}
 	out.Placement = pl.name
-	key := v.answerKey(pl.name, req, segs)
+	key := v.answerKey(pl.cacheName, req, segs)
 	if !v.cachedAnswer(key, out) {
 		if err := v.recommend(req, pl, segs, out); err != nil {
 			return err
@@ -457,6 +467,27 @@ func (v *View) Recommend(req *RecRequest, out *Recs) error {
 	}
 	v.e.countServed(out.Placement)
 	return nil
+}
+
+// placementVersion is the version of placement pl (which has variants)
+// the visitor sees: their sticky assignment, made and counted as an
+// exposure at their first answer in a phase. Visitors without an id get
+// the control, uncounted.
+func (v *View) placementVersion(pl *Placement) (*Placement, error) {
+	page := pl.exp
+	visitor := v.call.user
+	if len(visitor) == 0 || v.inHoldout(visitor) {
+		return pl.versions[page.control], nil
+	}
+	as, err := v.readAssignment(page, visitor)
+	if err != nil {
+		return nil, err
+	}
+	i, _, err := v.splitAssign(page, visitor, as)
+	if err != nil {
+		return nil, err
+	}
+	return pl.versions[i], nil
 }
 
 // keepAnswerUnless caches out under key when *err is nil: deferred by

@@ -59,6 +59,11 @@ type VariantResult struct {
 	Comparison
 	PBest *float64 `json:"p_best"`
 	Loss  *float64 `json:"expected_loss"`
+	// Impressions, Clicks and CTR (clicks per impression, null before
+	// the first) are counted from events, for a placement's variants.
+	Impressions float64  `json:"impressions,omitempty"`
+	Clicks      float64  `json:"clicks,omitempty"`
+	CTR         *float64 `json:"ctr,omitempty"`
 }
 
 // RuleResult measures a targeting rule with a holdback: the visitors it
@@ -154,7 +159,20 @@ func (e *Engine) Results(id []byte, req ResultsRequest) (*ExperimentResult, erro
 		if err != nil {
 			return nil, err
 		}
-		r.Variants = append(r.Variants, VariantResult{Variant: v.ID, Weight: v.Weight, Control: i == page.control, Arm: arm})
+		vr := VariantResult{Variant: v.ID, Weight: v.Weight, Control: i == page.control, Arm: arm}
+		if page.placement {
+			prefix := appendSplitKey(nil, page.Experiment, r.Phase, []byte(v.ID))
+			if vr.Impressions, err = e.state.Counter(append(prefix, "impressions"...)); err != nil {
+				return nil, err
+			}
+			if vr.Clicks, err = e.state.Counter(append(prefix[:len(prefix):len(prefix)], "clicks"...)); err != nil {
+				return nil, err
+			}
+			if vr.Impressions > 0 {
+				vr.CTR = finite(vr.Clicks / vr.Impressions)
+			}
+		}
+		r.Variants = append(r.Variants, vr)
 		if v.Weight > 0 {
 			observed = append(observed, arm.Exposures)
 			weights = append(weights, v.Weight)

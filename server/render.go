@@ -16,6 +16,13 @@ func (s *Server) appendTail(dst []byte, v *engine.View, r *engine.Recs) []byte {
 		dst = jsonw.AppendString(dst, r.Placement)
 		dst = append(dst, ',')
 	}
+	if r.Variant != "" {
+		dst = append(dst, `"experiment":`...)
+		dst = jsonw.AppendString(dst, r.Experiment)
+		dst = append(dst, `,"variant":`...)
+		dst = jsonw.AppendString(dst, r.Variant)
+		dst = append(dst, ',')
+	}
 	dst = append(dst, `"snapshot":`...)
 	dst = strconv.AppendUint(dst, r.Snapshot, 10)
 	dst = append(dst, `,"items":[`...)
