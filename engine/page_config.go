@@ -168,7 +168,7 @@ func (p *Page) validateSplit(base string, at func(path, msg string) error) error
 	if !idPattern.MatchString(p.Experiment) {
 		return at(base+".experiment", fmt.Sprintf("%q: experiment id %q: want 1-64 of A-Z a-z 0-9 _ -", name, p.Experiment))
 	}
-if p.Seed == "" {
+	if p.Seed == "" {
 		p.Seed = p.Experiment
 	}
 	switch p.Mode {
@@ -241,6 +241,7 @@ if p.Seed == "" {
 	p.fp = p.fingerprint()
 	return nil
 }
+
 // segmentUses reports whether a rule reads the visitor's segments, and
 // checks that it does so only as "name" in segments (or not ...), with a
 // configured name: a typo would otherwise make `not in` always true.
