@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"sync/atomic"
 
@@ -37,14 +38,22 @@ const MaxKeylessEvents = 10
 // The events' Category and Path are filled here; the caller owns evs
 // and logins, which are not retained.
 func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) error {
+	_, err := e.IngestEvents(evs, logins, keyless)
+	return err
+}
+
+// IngestEvents is Ingest that also says how many events were repeats:
+// an event with an ID (the client's event_id) seen before, or earlier in
+// the batch, is acknowledged and not stored or counted again.
+func (e *Engine) IngestEvents(evs []index.StateEvent, logins []Login, keyless bool) (repeats int, err error) {
 	if e.state == nil {
-		return ErrNoState
+		return 0, ErrNoState
 	}
 	if keyless && len(evs) > MaxKeylessEvents {
-		return errorf(TooLarge, "too_many_events", "a request without the API key carries at most "+strconv.Itoa(MaxKeylessEvents)+" events")
+		return 0, errorf(TooLarge, "too_many_events", "a request without the API key carries at most "+strconv.Itoa(MaxKeylessEvents)+" events")
 	}
 	if keyless && len(logins) > 0 {
-		return ErrUnauthorized
+		return 0, ErrUnauthorized
 	}
 	v := e.Acquire()
 	defer v.Release()
@@ -57,36 +66,70 @@ func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) er
 			case model.EventConversion, model.EventExposure:
 				var ok bool
 				if exp, variant, ok = v.verifyDecision(ev.RecID, ev.User); !ok {
-					return ErrUnauthorized
+					return 0, ErrUnauthorized
 				}
 			case model.EventView, model.EventClick, model.EventImpression:
 				// A recommendation's: it names its placement and rec_id.
 				if len(ev.RecID) == 0 || len(ev.Placement) == 0 {
-					return ErrUnauthorized
+					return 0, ErrUnauthorized
 				}
 			default:
-				return ErrUnauthorized
+				return 0, ErrUnauthorized
 			}
 		}
 		v.profileEvent(ev)
 		x, err := v.experimentEvent(i, ev, exp, variant)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if x.page != nil {
 			xs = append(xs, x)
 		}
 	}
-	counters := v.attribution(evs, nil)
-	var w expWrite
-	if len(xs) > 0 {
-		w.e = e
-		visitors := make([][]byte, len(xs))
-		for i, x := range xs {
-			visitors[i] = evs[x.i].User
+	w := expWrite{e: e}
+	var ids []int // events with an ID
+	for i := range evs {
+		if len(evs[i].ID) > 0 {
+			ids = append(ids, i)
 		}
-		w.lock(visitors)
+	}
+	var repeat []bool
+	if len(xs) > 0 || len(ids) > 0 {
+		keys := make([][]byte, 0, len(xs)+len(ids))
+		for _, x := range xs {
+			keys = append(keys, evs[x.i].User)
+		}
+		for _, i := range ids {
+			keys = append(keys, evs[i].ID)
+		}
+		w.lock(keys)
 		defer w.unlock()
+		if repeat, repeats, err = w.repeats(evs, ids); err != nil {
+			return 0, err
+		}
+		if repeats > 0 {
+			// The rest, in order; xs index the events kept.
+			kept := make([]index.StateEvent, 0, len(evs)-repeats)
+			at := make([]int, len(evs))
+			for i := range evs {
+				at[i] = len(kept)
+				if !repeat[i] {
+					kept = append(kept, evs[i])
+				}
+			}
+			n := 0
+			for _, x := range xs {
+				if !repeat[x.i] {
+					x.i = at[x.i]
+					xs[n] = x
+					n++
+				}
+			}
+			evs, xs = kept, xs[:n]
+		}
+	}
+	counters := v.attribution(evs, nil)
+	if len(xs) > 0 {
 		for _, x := range xs {
 			ev := &evs[x.i]
 			var err error
@@ -102,13 +145,13 @@ func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) er
 				err = w.conversion(x.page, x.goal, ev.User, ev.Value, keyless)
 			}
 			if err != nil {
-				return err
+				return 0, err
 			}
 		}
 		counters = append(counters, w.counters...)
 	}
 	if err := e.state.Write(evs, counters, w.metas); err != nil {
-		return err
+		return 0, err
 	}
 	// Visible now: the users' cached answers and segments are stale.
 	for i := range evs {
@@ -123,10 +166,35 @@ func (e *Engine) Ingest(evs []index.StateEvent, logins []Login, keyless bool) er
 		}
 		e.touchUser(l.User)
 		if err != nil {
-			return err
+			return repeats, err
 		}
 	}
-	return nil
+	return repeats, nil
+}
+
+// repeats marks the events of ids (indexes into evs) whose ID was stored
+// before or comes earlier in the batch, and records the others' IDs in
+// w: "ei/<id>" → the event's time. The caller holds the IDs' stripe
+// locks.
+func (w *expWrite) repeats(evs []index.StateEvent, ids []int) (repeat []bool, n int, err error) {
+	if len(ids) == 0 {
+		return nil, 0, nil
+	}
+	repeat = make([]bool, len(evs))
+	for _, i := range ids {
+		key := append([]byte("ei/"), evs[i].ID...)
+		_, seen, err := w.get(key)
+		if err != nil {
+			return nil, 0, err
+		}
+		if seen {
+			repeat[i] = true
+			n++
+			continue
+		}
+		w.set(key, binary.AppendVarint(nil, evs[i].TS))
+	}
+	return repeat, n, nil
 }
 
 // placementEvent finds the placement experiment an event counts for: an

@@ -453,3 +453,48 @@ func TestPlacementVariants(t *testing.T) {
 		t.Fatalf("purchases: %+v", r.Variants[0])
 	}
 }
+
+// An event sent again with its event_id (a client's retry after a
+// timeout) is acknowledged and neither stored nor counted twice, within a
+// batch or across batches; events without an id are not deduplicated.
+func TestEventIDs(t *testing.T) {
+	x := newExpEngine(t, twoGoals)
+	d := x.decide(t, "lp", "v1", "")
+	conv := beacon("v1", d, model.EventConversion, "download", 0)
+	conv.ID = []byte("ev-1")
+	view := index.StateEvent{User: []byte("v1"), Type: model.EventPageview, Page: []byte("/pricing"), ID: []byte("ev-2")}
+	plain := index.StateEvent{User: []byte("v1"), Type: model.EventPageview, Page: []byte("/pricing")}
+	for i, c := range []struct {
+		batch   []index.StateEvent
+		repeats int
+	}{
+		{[]index.StateEvent{conv, view, view}, 1},
+		{[]index.StateEvent{view, conv, plain}, 2},
+		{[]index.StateEvent{plain}, 0},
+	} {
+		for j := range c.batch {
+			c.batch[j].TS = x.now.Load()
+		}
+		n, err := x.IngestEvents(c.batch, nil, false)
+		if err != nil || n != c.repeats {
+			t.Fatalf("batch %d: %d repeats, %v; want %d", i+1, n, err, c.repeats)
+		}
+	}
+	logged := 0
+	_, err := x.state.ScanEvents(0, func(_ uint64, ev *index.StateEvent) error { logged++; return nil })
+	must(t, err)
+	v := x.Acquire()
+	defer v.Release()
+	p, err := v.Profile([]byte("v1"))
+	must(t, err)
+	if logged != 4 {
+		t.Fatalf("logged %d events; want 4 (two with ids, two without)", logged)
+	}
+	if got := p.Count(model.DimPage, "/pricing", 86400, p.Now); got != 3 {
+		t.Fatalf("pricing pageviews in the profile %v; want 3", got)
+	}
+	r := x.results(t, "cta", ResultsRequest{Goal: "download"})
+	if n := r.Variants[0].Conversions + r.Variants[1].Conversions; n != 1 {
+		t.Fatalf("converters %v", n)
+	}
+}

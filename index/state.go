@@ -170,6 +170,8 @@ type StateEvent struct {
 	Category, Path []byte
 	// Goal names the experiment goal a conversion counts for; logged.
 	Goal []byte
+	// ID is the client's event_id, which makes a retry idempotent; logged.
+	ID []byte
 }
 
 // KV is a metadata record to set in the same batch as events: Key and
@@ -402,9 +404,10 @@ func appendEventKey(dst []byte, seq uint64) []byte {
 
 // appendStateEvent appends the log encoding of ev: type byte, varint ts,
 // a byte 1 and the float64 LE value or a byte 0, then user, item, basket,
-// rec_id, placement and page, each a uvarint length and the bytes, and
-// the goal in the same form when there is one. New fields may only be
-// added at the end.
+// rec_id, placement and page, each a uvarint length and the bytes, then
+// the goal and the event id in the same form, when there are (the goal,
+// perhaps empty, when there is an id). New fields may only be added at
+// the end.
 func appendStateEvent(dst []byte, ev *StateEvent) []byte {
 	dst = append(dst, byte(ev.Type))
 	dst = binary.AppendVarint(dst, ev.TS)
@@ -418,9 +421,13 @@ func appendStateEvent(dst []byte, ev *StateEvent) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(f)))
 		dst = append(dst, f...)
 	}
-	if len(ev.Goal) > 0 {
+	if len(ev.Goal) > 0 || len(ev.ID) > 0 {
 		dst = binary.AppendUvarint(dst, uint64(len(ev.Goal)))
 		dst = append(dst, ev.Goal...)
+	}
+	if len(ev.ID) > 0 {
+		dst = binary.AppendUvarint(dst, uint64(len(ev.ID)))
+		dst = append(dst, ev.ID...)
 	}
 	return dst
 }
@@ -448,10 +455,15 @@ func decodeStateEvent(ev *StateEvent, src []byte) error {
 		}
 		d.b = d.b[n:]
 	}
-	if !d.err && len(d.b) > 0 {
-		// The goal, added later: older entries end before it.
+	// The goal and the id, added later: older entries end before them.
+	for _, f := range [...]*[]byte{&ev.Goal, &ev.ID} {
+		if d.err || len(d.b) == 0 {
+			break
+		}
 		if n := d.count(); !d.err {
-			ev.Goal = d.b[:n:n]
+			if n > 0 {
+				*f = d.b[:n:n]
+			}
 			d.b = d.b[n:]
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand"
@@ -220,7 +221,7 @@ func TestStateEventLog(t *testing.T) {
 
 func cloneStateEvent(ev *StateEvent) StateEvent {
 	c := *ev
-	for _, f := range [...]*[]byte{&c.User, &c.Item, &c.Basket, &c.RecID, &c.Placement, &c.Page, &c.Goal} {
+	for _, f := range [...]*[]byte{&c.User, &c.Item, &c.Basket, &c.RecID, &c.Placement, &c.Page, &c.Goal, &c.ID} {
 		*f = bytes.Clone(*f)
 	}
 	return c
@@ -230,7 +231,8 @@ func equalStateEvents(a, b *StateEvent) bool {
 	return bytes.Equal(a.User, b.User) && bytes.Equal(a.Item, b.Item) && a.Type == b.Type && a.TS == b.TS &&
 		a.HasValue == b.HasValue && (a.Value == b.Value || math.IsNaN(a.Value) && math.IsNaN(b.Value)) &&
 		bytes.Equal(a.Basket, b.Basket) && bytes.Equal(a.RecID, b.RecID) &&
-		bytes.Equal(a.Placement, b.Placement) && bytes.Equal(a.Page, b.Page) && bytes.Equal(a.Goal, b.Goal)
+		bytes.Equal(a.Placement, b.Placement) && bytes.Equal(a.Page, b.Page) && bytes.Equal(a.Goal, b.Goal) &&
+		bytes.Equal(a.ID, b.ID)
 }
 
 func TestStateEventCodec(t *testing.T) {
@@ -245,11 +247,15 @@ func TestStateEventCodec(t *testing.T) {
 			t.Fatalf("decoded %+v; want %+v", got, ev)
 		}
 		// Every truncation is an error, not a panic; except before the
-		// goal, where an entry written before goals ends.
-		noGoal := len(appendStateEvent(nil, &StateEvent{User: ev.User, Item: ev.Item, Type: ev.Type, TS: ev.TS, Value: ev.Value,
-			HasValue: ev.HasValue, Basket: ev.Basket, RecID: ev.RecID, Placement: ev.Placement, Page: ev.Page}))
+		// goal or the id, where entries written before them end.
+		old := StateEvent{User: ev.User, Item: ev.Item, Type: ev.Type, TS: ev.TS, Value: ev.Value,
+			HasValue: ev.HasValue, Basket: ev.Basket, RecID: ev.RecID, Placement: ev.Placement, Page: ev.Page}
+		noGoal := len(appendStateEvent(nil, &old))
+		noID := noGoal + len(binary.AppendUvarint(nil, uint64(len(ev.Goal)))) + len(ev.Goal)
 		for n := range len(b) {
-			if err := decodeStateEvent(&got, b[:n]); err == nil && (n != noGoal || len(got.Goal) != 0) {
+			err := decodeStateEvent(&got, b[:n])
+			prefix := n == noGoal || (n == noID && len(ev.ID) > 0)
+			if err == nil && !prefix {
 				t.Fatalf("%+v truncated to %d bytes decodes", ev, n)
 			}
 		}
@@ -260,6 +266,8 @@ func TestStateEventCodec(t *testing.T) {
 		Basket: []byte("b"), RecID: []byte("r"), Placement: []byte("p"), Page: []byte(strings.Repeat("x", 300))})
 	f(StateEvent{User: []byte("u"), Type: model.EventRating, TS: math.MaxInt64, Value: math.NaN(), HasValue: true})
 	f(StateEvent{User: []byte("u"), Type: model.EventConversion, TS: 1, RecID: []byte("d"), Goal: []byte("contact")})
+	f(StateEvent{User: []byte("u"), Type: model.EventView, Item: []byte("i"), TS: 1, ID: []byte("ev-1")})
+	f(StateEvent{User: []byte("u"), Type: model.EventConversion, TS: 1, Goal: []byte("g"), ID: []byte("ev-2")})
 }
 
 func FuzzDecodeStateEvent(f *testing.F) {

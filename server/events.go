@@ -66,7 +66,7 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 		if err != nil {
 			return errorf(fasthttp.StatusBadRequest, "bad_event", "event "+strconv.Itoa(n)+": "+err.Error())
 		}
-		for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page, &ev.Goal} {
+		for _, f := range [...]*[]byte{&ev.User, &ev.Item, &ev.Basket, &ev.RecID, &ev.Placement, &ev.Page, &ev.Goal, &ev.ID} {
 			*f = b.keep(*f)
 		}
 		if ev.Type == model.EventLogin {
@@ -93,14 +93,20 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 	if len(b.evs) == 0 {
 		return errorf(fasthttp.StatusBadRequest, "bad_json", "no events in body")
 	}
-	if err := s.e.Ingest(b.evs, b.logins, beacon); err != nil {
+	repeats, err := s.e.IngestEvents(b.evs, b.logins, beacon)
+	if err != nil {
 		return err
 	}
-	s.m.eventsIngested.Add(len(b.evs))
+	s.m.eventsIngested.Add(len(b.evs) - repeats)
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
-	out := append(make([]byte, 0, 32), `{"accepted":`...)
+	out := append(make([]byte, 0, 48), `{"accepted":`...)
 	out = strconv.AppendInt(out, int64(len(b.evs)), 10)
+	if repeats > 0 {
+		// Acknowledged again, stored and counted once.
+		out = append(out, `,"repeats":`...)
+		out = strconv.AppendInt(out, int64(repeats), 10)
+	}
 	ctx.SetBody(append(out, "}\n"...))
 	return nil
 }
@@ -153,6 +159,11 @@ func (s *Server) parseEvent(v *fastjson.Value, now int64) (index.StateEvent, err
 	}
 	ev.Placement = firstString(v, "placement")
 	ev.Page = firstString(v, "page")
+	if ev.ID = firstString(v, "event_id"); len(ev.ID) > 0 {
+		if err := s.e.CheckID("event_id", ev.ID); err != nil {
+			return ev, err
+		}
+	}
 	if ev.Goal = firstString(v, "goal"); len(ev.Goal) > 0 {
 		if err := s.e.CheckID("goal", ev.Goal); err != nil {
 			return ev, err
