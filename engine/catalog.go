@@ -31,17 +31,10 @@ type patchSet struct {
 
 const patchPrefix = "item/"
 
-// PatchItems stores live catalog corrections and applies them. A field
-// not set in an update keeps its earlier patch.
+// PatchItems stores live catalog corrections, all in one durable write,
+// and applies them. A field not set in an update keeps its earlier patch,
+// in the store too.
 func (e *Engine) PatchItems(ups []ItemUpdate) error {
-	if e.state != nil {
-		for _, u := range ups {
-			b, _ := json.Marshal(u.ItemPatch)
-			if err := e.state.PutMeta(append([]byte(patchPrefix), u.ID...), b); err != nil {
-				return err
-			}
-		}
-	}
 	e.patchMu.Lock()
 	defer e.patchMu.Unlock()
 	old := e.patches.Load()
@@ -58,6 +51,16 @@ func (e *Engine) PatchItems(ups []ItemUpdate) error {
 			cur.Stock, cur.HasStock = u.Stock, true
 		}
 		next.m[u.ID] = cur
+	}
+	if e.state != nil {
+		metas := make([]index.KV, 0, len(ups))
+		for _, u := range ups {
+			b, _ := json.Marshal(next.m[u.ID])
+			metas = append(metas, index.KV{Key: append([]byte(patchPrefix), u.ID...), Value: b})
+		}
+		if err := e.state.Write(nil, nil, metas); err != nil {
+			return err
+		}
 	}
 	e.patches.Store(next)
 	return nil
