@@ -9,11 +9,11 @@ API_KEY   ?= dev-key
 FUZZTIME  ?= 10s
 BENCHCOUNT ?= 6
 
-.PHONY: help run sample test test-race fmt vet check-all fuzz e2e bench bench-go bench-scale build clean
+.PHONY: help run sample test test-race fmt vet check-all fuzz e2e bench bench-go bench-scale build docker clean
 
 help: ## show this help
 	@echo "edgerec make targets:"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/edgerec (static, no cgo)
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/edgerec
@@ -71,6 +71,9 @@ bench-go: ## Go benchmarks into bench.new; benchstat against bench.old when pres
 
 bench-scale: build ## gen + build at 1M, 3M and 10M events: time and peak RSS
 	@scripts/bench-scale.sh $(BIN) $(SCALES)
+
+docker: ## build the container image edgerec:VERSION (Dockerfile; needs a Docker daemon)
+	docker build --build-arg VERSION=$(VERSION) -t edgerec:$(VERSION) -t edgerec:latest .
 
 clean: ## remove build output and generated data
 	rm -rf bin data bench.new bench-out

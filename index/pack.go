@@ -113,7 +113,8 @@ var ErrSnapshotOlder = errors.New("index: snapshot older than the current one")
 // directory. An archive that is not a packed snapshot, exceeds the limits,
 // or holds a snapshot that fails verification is refused with an error
 // wrapping ErrBadSnapshot, and root is left as it was; a version root
-// already has is refused with ErrSnapshotExists.
+// already has is left as it is, and UnpackSnapshot returns its directory
+// with an error wrapping ErrSnapshotExists.
 func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 64 << 30
@@ -144,8 +145,8 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(filepath.Join(root, version)); err == nil {
-		return "", fmt.Errorf("%w: %q", ErrSnapshotExists, filepath.Join(root, version))
+	if dir := filepath.Join(root, version); dirExists(dir) {
+		return dir, fmt.Errorf("%w: %q", ErrSnapshotExists, dir)
 	}
 	s, err := OpenSnapshot(tmp)
 	if err != nil {
@@ -177,6 +178,12 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 	}
 	published = true
 	return dir, nil
+}
+
+// dirExists reports whether path is a directory.
+func dirExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
 // removeStale removes what an unpack killed midway left in root: temp

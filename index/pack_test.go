@@ -41,7 +41,7 @@ func packSmall(t *testing.T) (root string, m *Manifest, packed []byte) {
 
 // TestPackUnpack: a packed snapshot unpacks, verified, into another root
 // as its CURRENT version, with the same contents; the same version twice
-// is refused.
+// leaves the root as it was and names the directory it already has.
 func TestPackUnpack(t *testing.T) {
 	_, m, packed := packSmall(t)
 	dst := filepath.Join(t.TempDir(), "edge", "snapshots")
@@ -69,8 +69,8 @@ func TestPackUnpack(t *testing.T) {
 		t.Fatalf("unpacked snapshot: %+v", s.Manifest())
 	}
 	must(t, s.Close())
-	if _, err := UnpackSnapshot(bytes.NewReader(packed), dst, UnpackOptions{}); !errors.Is(err, ErrSnapshotExists) {
-		t.Fatalf("the same version again: %v", err)
+	if again, err := UnpackSnapshot(bytes.NewReader(packed), dst, UnpackOptions{}); !errors.Is(err, ErrSnapshotExists) || again != dir {
+		t.Fatalf("the same version again: %q, %v; want %q and ErrSnapshotExists", again, err, dir)
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(dst, ".unpacking-*"))
 	if len(leftovers) != 1 || leftovers[0] != fresh {

@@ -78,6 +78,34 @@ type BuildParams struct {
 	TrendingHalfLife float64       `json:"trending_half_life"`
 }
 
+// UnmarshalJSON reads the parameters of a manifest. Manifests written
+// before the weights' keys were snake_case name them by their Go fields
+// ("RatingValue", "HalfLife"); those are read too, so older snapshots keep
+// their weights.
+func (p *BuildParams) UnmarshalJSON(b []byte) error {
+	type plain BuildParams // without this method
+	var v struct {
+		plain
+		Weights struct {
+			model.Weights           // view, …, rating_value, half_life; View, … match them too
+			OldRatingValue *bool    `json:"RatingValue"`
+			OldHalfLife    *float64 `json:"HalfLife"`
+		} `json:"weights"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*p = BuildParams(v.plain)
+	p.Weights = v.Weights.Weights
+	if v.Weights.OldRatingValue != nil {
+		p.Weights.RatingValue = *v.Weights.OldRatingValue
+	}
+	if v.Weights.OldHalfLife != nil {
+		p.Weights.HalfLife = *v.Weights.OldHalfLife
+	}
+	return nil
+}
+
 // contentHash checksums a store's contents in key order.
 type contentHash struct {
 	h    *xxhash.Digest

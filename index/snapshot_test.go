@@ -1,9 +1,12 @@
 package index
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,7 +15,12 @@ import (
 
 func smallBuilder(t *testing.T) *Builder {
 	t.Helper()
-	b, err := NewBuilder(BuildOptions{})
+	return smallBuilderWith(t, BuildOptions{})
+}
+
+func smallBuilderWith(t *testing.T, o BuildOptions) *Builder {
+	t.Helper()
+	b, err := NewBuilder(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,5 +178,72 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestManifestKeys: a manifest's keys are snake_case, the weights' too;
+// a manifest of an older build, whose weights carry their Go field names,
+// still opens with the same weights.
+func TestManifestKeys(t *testing.T) {
+	root := t.TempDir()
+	w := model.Weights{View: 2, Click: 1.5, Cart: 3, Purchase: 7, Rating: 0.5, RatingValue: true, HalfLife: 86400}
+	m, err := smallBuilderWith(t, BuildOptions{Weights: w}).Build(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Parameters.Weights != w {
+		t.Fatalf("built with weights %+v; want %+v", m.Parameters.Weights, w)
+	}
+	path := filepath.Join(root, versionDir(m.Version), ManifestFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	snake := regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	var walk func(at string, v any)
+	walk = func(at string, v any) {
+		if o, ok := v.(map[string]any); ok {
+			for k, x := range o {
+				if !snake.MatchString(k) {
+					t.Errorf("manifest key %s.%s is not snake_case", at, k)
+				}
+				walk(at+"."+k, x)
+			}
+		}
+	}
+	walk("", doc)
+	weights := doc["parameters"].(map[string]any)["weights"].(map[string]any)
+	var keys []string
+	for k := range weights {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if want := []string{"cart", "click", "half_life", "purchase", "rating", "rating_value", "view"}; !slices.Equal(keys, want) {
+		t.Fatalf("weights keys %q; want %q", keys, want)
+	}
+
+	// The manifest as an older build wrote it.
+	old, _ := json.Marshal(map[string]any{"View": 2, "Click": 1.5, "Cart": 3, "Purchase": 7, "Rating": 0.5, "RatingValue": true, "HalfLife": 86400})
+	doc["parameters"].(map[string]any)["weights"] = json.RawMessage(old)
+	rewritten, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rewritten), `"RatingValue":true`) {
+		t.Fatalf("the rewritten manifest lacks the old keys: %s", rewritten)
+	}
+	must(t, os.WriteFile(path, rewritten, 0o644))
+	s, err := OpenSnapshot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Manifest().Parameters; got.Weights != w || got.K != m.Parameters.K || got.Similarity != m.Parameters.Similarity ||
+		got.PopularHalfLife != m.Parameters.PopularHalfLife {
+		t.Fatalf("an older manifest read as %+v; want %+v", got, m.Parameters)
 	}
 }

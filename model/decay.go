@@ -16,12 +16,16 @@ func Decay(age, halfLife float64) float64 {
 // Weights turn events into affinity: how much an event says about a user's
 // interest in an item.
 type Weights struct {
-	View, Click, Cart, Purchase, Rating float64
+	View     float64 `json:"view"`
+	Click    float64 `json:"click"`
+	Cart     float64 `json:"cart"`
+	Purchase float64 `json:"purchase"`
+	Rating   float64 `json:"rating"`
 	// RatingValue multiplies rating events by their value (SAR's habit),
 	// so that a 5-star rating counts five times a 1-star one.
-	RatingValue bool
+	RatingValue bool `json:"rating_value"`
 	// HalfLife in seconds for the recency decay of affinity; 0 disables it.
-	HalfLife float64
+	HalfLife float64 `json:"half_life"`
 }
 
 // DefaultWeights suit shop behaviour: a purchase says more than a cart, a

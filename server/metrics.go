@@ -1,6 +1,9 @@
 package server
 
 import (
+	"io"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -44,7 +47,7 @@ var routeNames = [routeCount]string{
 type serverMetrics struct {
 	set            *metrics.Set
 	requests       [routeCount]*metrics.Counter
-	latency        [routeCount]*metrics.Histogram
+	latency        [routeCount]latencyHistogram
 	errors         *metrics.Counter
 	cacheHits      *metrics.Counter // the body cache; the engine counts its list cache
 	gzipped        *metrics.Counter
@@ -57,8 +60,14 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m := &serverMetrics{set: metrics.NewSet()}
 	for r := route(0); r < routeCount; r++ {
 		m.requests[r] = m.set.NewCounter(`edgerec_requests_total{route="` + routeNames[r] + `"}`)
-		m.latency[r] = m.set.NewHistogram(`edgerec_request_duration_seconds{route="` + routeNames[r] + `"}`)
 	}
+	m.set.RegisterMetricsWriter(func(w io.Writer) {
+		var buf []byte
+		for r := route(0); r < routeCount; r++ {
+			buf = m.latency[r].appendPrometheus(buf[:0], "edgerec_request_duration_seconds", `route="`+routeNames[r]+`"`)
+			_, _ = w.Write(buf)
+		}
+	})
 	m.errors = m.set.NewCounter("edgerec_errors_total")
 	m.cacheHits = m.set.NewCounter(`edgerec_body_cache_requests_total{result="hit"}`)
 	m.gzipped = m.set.NewCounter(`edgerec_responses_gzip_total`)
@@ -91,7 +100,84 @@ func newServerMetrics(s *Server) *serverMetrics {
 
 func (m *serverMetrics) observe(r route, start time.Time) {
 	m.requests[r].Inc()
-	m.latency[r].UpdateDuration(start)
+	m.latency[r].observe(time.Since(start))
+}
+
+// latencyBuckets are the upper bounds, in seconds, of the request latency
+// histogram: 50 µs (a cached answer) to 10 s.
+var latencyBuckets = [...]float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// latencyBucketsNanos are latencyBuckets in nanoseconds, for observe.
+var latencyBucketsNanos = func() (ns [len(latencyBuckets)]time.Duration) {
+	for i, s := range latencyBuckets {
+		ns[i] = time.Duration(s * 1e9)
+	}
+	return ns
+}()
+
+// latencyHistogram is a Prometheus classic histogram: cumulative
+// buckets with an le label, which histogram_quantile reads in
+// Prometheus and VictoriaMetrics alike. (VictoriaMetrics/metrics'
+// Histogram exports vmrange buckets, which only MetricsQL reads, so the
+// deploy kit's Grafana dashboard could not draw quantiles from
+// Prometheus.) Lock-free: one atomic add per bucket hit, count and sum.
+type latencyHistogram struct {
+	buckets [len(latencyBuckets) + 1]atomic.Uint64 // per bucket, not cumulative; the last is +Inf
+	sum     atomic.Uint64                          // nanoseconds
+}
+
+func (h *latencyHistogram) observe(d time.Duration) {
+	i := 0
+	for i < len(latencyBucketsNanos) && d > latencyBucketsNanos[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.sum.Add(uint64(max(d, 0)))
+}
+
+// appendPrometheus appends h in the Prometheus text format to dst: the
+// cumulative buckets, _sum and _count, each with labels (`route="x"`).
+// A histogram that observed nothing appends nothing, as
+// VictoriaMetrics/metrics' do. The reads are not one atomic snapshot: a
+// scrape during a request may see its bucket and not its sum.
+func (h *latencyHistogram) appendPrometheus(dst []byte, name, labels string) []byte {
+	var counts [len(h.buckets)]uint64
+	var total uint64
+	for i := range h.buckets {
+		counts[i] = h.buckets[i].Load()
+		total += counts[i]
+	}
+	if total == 0 {
+		return dst
+	}
+	var cum uint64
+	for i := range counts {
+		cum += counts[i]
+		dst = append(dst, name...)
+		dst = append(dst, "_bucket{"...)
+		dst = append(dst, labels...)
+		dst = append(dst, `,le="`...)
+		if i < len(latencyBuckets) {
+			dst = strconv.AppendFloat(dst, latencyBuckets[i], 'g', -1, 64)
+		} else {
+			dst = append(dst, "+Inf"...)
+		}
+		dst = append(dst, `"} `...)
+		dst = strconv.AppendUint(dst, cum, 10)
+		dst = append(dst, '\n')
+	}
+	dst = append(dst, name...)
+	dst = append(dst, "_sum{"...)
+	dst = append(dst, labels...)
+	dst = append(dst, "} "...)
+	dst = strconv.AppendFloat(dst, float64(h.sum.Load())/1e9, 'g', -1, 64)
+	dst = append(dst, '\n')
+	dst = append(dst, name...)
+	dst = append(dst, "_count{"...)
+	dst = append(dst, labels...)
+	dst = append(dst, "} "...)
+	dst = strconv.AppendUint(dst, cum, 10)
+	return append(dst, '\n')
 }
 
 func (m *serverMetrics) write(ctx *fasthttp.RequestCtx) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,14 +21,9 @@ import (
 	"github.com/edgerec/edgerec/index"
 )
 
-func runBench(args []string) error {
-	if len(args) > 0 && args[0] == "compare" {
-		return runBenchCompare(args[1:])
-	}
-	if len(args) > 0 && args[0] == "static" {
-		return runBenchStatic(args[1:])
-	}
-	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+// runBench runs an attack; dispatch runs bench compare and bench static.
+func runBench(c *command, args []string) error {
+	fs := c.flagSet()
 	url := fs.String("url", "http://127.0.0.1:8080", "edgerec (or any HTTP server) to load")
 	mode := fs.String("mode", "open", "open: fixed -rate, latency from each request's intended send time; closed: -connections workers as fast as answers come; step: raise the rate until p99 passes -max-p99")
 	rate := fs.Int("rate", 1000, "requests per second (open mode) or first rate (step mode)")
@@ -53,7 +47,9 @@ func runBench(args []string) error {
 	})
 	insecure := fs.Bool("insecure", false, "with an https -url, accept any server certificate (self-signed test servers)")
 	emit := fs.String("emit", "", "write the scenario as a wrk Lua script (wrk) or vegeta JSON targets (vegeta) to stdout, and exit")
-	_ = fs.Parse(args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	if err := envTwins(fs); err != nil {
 		return err
 	}
@@ -203,8 +199,12 @@ func popularIDs(url string) ([]string, error) {
 	return ids, nil
 }
 
-func runBenchCompare(args []string) error {
-	if len(args) != 2 {
+func runBenchCompare(c *command, args []string) error {
+	fs := c.flagSet()
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if args = fs.Args(); len(args) != 2 {
 		return fmt.Errorf("usage: edgerec bench compare A.json B.json")
 	}
 	var reps [2]*bench.Report
@@ -224,14 +224,16 @@ func runBenchCompare(args []string) error {
 
 // runBenchStatic serves one fixed body for every request: the floor that
 // make bench measures edgerec against.
-func runBenchStatic(args []string) error {
-	fs := flag.NewFlagSet("bench static", flag.ExitOnError)
+func runBenchStatic(c *command, args []string) error {
+	fs := c.flagSet()
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
 	size := fs.Int("size", 1200, "body size in bytes")
 	readTimeout := fs.Duration("read-timeout", 0, "connection read timeout, as edgerec serve's (0: none)")
 	writeTimeout := fs.Duration("write-timeout", 0, "connection write timeout (0: none)")
 	idleTimeout := fs.Duration("idle-timeout", 0, "keep-alive idle timeout (0: the read timeout)")
-	_ = fs.Parse(args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	body := []byte(`{"items":"` + strings.Repeat("x", max(*size-13, 0)) + `"}` + "\n")
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")

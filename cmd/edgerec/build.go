@@ -140,14 +140,16 @@ func splitList(s string) []string {
 	return out
 }
 
-func runBuild(args []string) error {
-	fs := flag.NewFlagSet("build", flag.ExitOnError)
+func runBuild(c *command, args []string) error {
+	fs := c.flagSet()
 	events := fs.String("events", "", "event files, comma-separated (CSV or NDJSON; plain, gzip or zstd)")
 	items := fs.String("items", "", "catalog file (CSV or NDJSON; plain, gzip or zstd); optional")
 	out := fs.String("out", "", "snapshot root: the new version is published there atomically")
 	var bf buildFlags
 	bf.register(fs)
-	_ = fs.Parse(args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	if *events == "" || *out == "" {
 		return fmt.Errorf("-events and -out are required")
 	}

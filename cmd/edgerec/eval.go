@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,8 +20,8 @@ import (
 	"github.com/edgerec/edgerec/model"
 )
 
-func runEval(args []string) error {
-	fs := flag.NewFlagSet("eval", flag.ExitOnError)
+func runEval(c *command, args []string) error {
+	fs := c.flagSet()
 	train := fs.String("train", "", "training events: the history each test user is ranked from; the snapshot is built from them unless -snapshot")
 	test := fs.String("test", "", "test events: what each user went on to do")
 	k := fs.Int("k", 10, "cut-off of the ranking metrics")
@@ -34,7 +33,9 @@ func runEval(args []string) error {
 	apiKey := fs.String("api-key", "", "the server's API key, to post -train with -url")
 	var bf buildFlags
 	bf.register(fs)
-	_ = fs.Parse(args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	if *test == "" || *train == "" && *snap == "" && *serverURL == "" {
 		return fmt.Errorf("-test is required, and -train (or -snapshot, or -url)")
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,18 +23,10 @@ import (
 	"github.com/edgerec/edgerec/index"
 )
 
-// runExport dispatches the export subcommands.
-func runExport(args []string) error {
-	if len(args) == 0 || args[0] != "audience" {
-		return fmt.Errorf("want a subcommand: edgerec export audience --segment S (see edgerec export audience -h)")
-	}
-	return runExportAudience(args[1:])
-}
-
 // runExportAudience writes a segment's consenting members, from the state
 // store when no server holds it, else through a running server's API.
-func runExportAudience(args []string) error {
-	fs := flag.NewFlagSet("export audience", flag.ExitOnError)
+func runExportAudience(c *command, args []string) error {
+	fs := c.flagSet()
 	segment := fs.String("segment", "", "segment to export, as named in the config; required (env EDGEREC_SEGMENT)")
 	data := fs.String("data", "data/run", "data directory: state/ and snapshots/, as for serve; unused with --url (env EDGEREC_DATA)")
 	configPath := fs.String("config", "edgerec.yaml", "edgerec.yaml holding the segment; unused with --url (env EDGEREC_CONFIG)")
@@ -48,7 +39,9 @@ func runExportAudience(args []string) error {
 	serverURL := fs.String("url", "", "export through a running server, http://host:port, paging POST /v1/segments/{id}/members; see also --api-key (env EDGEREC_URL)")
 	apiKey := fs.String("api-key", "", "the server's API key, with --url (env EDGEREC_API_KEY)")
 	rawCSV := fs.Bool("raw-csv", false, "write CSV text cells as they are; by default a cell a spreadsheet would run as a formula (= + - @ first) gets a leading ' (env EDGEREC_RAW_CSV)")
-	_ = fs.Parse(args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	if err := envTwins(fs); err != nil {
 		return err
 	}

@@ -185,7 +185,7 @@ func TestExportAudience(t *testing.T) {
 			t.Fatalf("%v: exit %d %q; want 1 and %q", c.args, code, errs, c.want)
 		}
 	}
-	if code, _, errs := run(t, "export", "people"); code != 1 || !strings.Contains(errs, "export audience") {
+	if code, _, errs := run(t, "export", "people"); code != 2 || !strings.Contains(errs, `edgerec export: unknown command "people"`) || !strings.Contains(errs, "edgerec export audience") {
 		t.Fatalf("export people: exit %d %q", code, errs)
 	}
 }

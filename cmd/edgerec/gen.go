@@ -1,15 +1,14 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"time"
 
 	"github.com/edgerec/edgerec/bench"
 )
 
-func runGen(args []string) error {
-	fs := flag.NewFlagSet("gen", flag.ExitOnError)
+func runGen(c *command, args []string) error {
+	fs := c.flagSet()
 	events := fs.String("events", "", "events file to write; .gz or .zst suffix compresses")
 	items := fs.String("items", "", "catalog file to write; .gz or .zst suffix compresses")
 	n := fs.Int64("n", 100_000, "number of events")
@@ -18,7 +17,9 @@ func runGen(args []string) error {
 	cats := fs.Int("categories", 0, "number of categories; 0 derives it from the catalog size")
 	seed := fs.Uint64("seed", 1, "random seed: the same flags write the same bytes")
 	days := fs.Int("days", 60, "time span of the events in days")
-	_ = fs.Parse(args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	if *events == "" || *items == "" {
 		return fmt.Errorf("-events and -items are required")
 	}

@@ -42,69 +42,99 @@ func envTwins(fs *flag.FlagSet) error {
 	return err
 }
 
-func runServe(args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ExitOnError)
-	addr := fs.String("addr", "127.0.0.1:8080", "listen address (env EDGEREC_ADDR)")
-	data := fs.String("data", "data/run", "data directory: snapshots/ (built by 'edgerec build --out DIR/snapshots') and state/ (env EDGEREC_DATA)")
-	apiKey := fs.String("api-key", "", "bearer key for writes; a random one is generated and printed when empty (env EDGEREC_API_KEY)")
-	adminKey := fs.String("admin-key", "", "bearer key for admin calls and pprof; default the API key (env EDGEREC_ADMIN_KEY)")
-	cacheMB := fs.Int64("cache-mb", 64, "Ristretto budget, MiB, at least 2: three quarters for the engine (decoded lists, answers, segments and decisions), a quarter for rendered answers (env EDGEREC_CACHE_MB)")
-	gzipMin := fs.Int("gzip-min", 1024, "smallest cached answer sent gzip-compressed to clients that accept it, bytes; compressed once per cached answer; 0 never (env EDGEREC_GZIP_MIN)")
-	maxK := fs.Int("max-k", 100, "largest k a request may ask for (env EDGEREC_MAX_K)")
-	cors := fs.String("cors", "", "origins allowed to call the read API from browsers, comma-separated, or * (env EDGEREC_CORS)")
-	maxBody := fs.Int("max-body", 1<<20, "largest request body in bytes (env EDGEREC_MAX_BODY)")
-	configPath := fs.String("config", "", "edgerec.yaml with placements; reloaded on SIGHUP and POST /v1/admin/config (env EDGEREC_CONFIG)")
-	history := fs.Int("history", engine.DefaultHistoryWindow, "newest history entries of a visitor blended into their recommendations; edgerec eval uses the same default (env EDGEREC_HISTORY)")
-	seen := fs.Int("max-user-items", 0, "newest history entries of a visitor whose items are left out as seen; 0: the snapshot's build setting (default 1000) (env EDGEREC_MAX_USER_ITEMS)")
-	retention := fs.Duration("profile-retention", index.DefaultProfileRetention, "how long profiles keep behaviour counts, at least 1h (env EDGEREC_PROFILE_RETENTION)")
-	keylessRate := fs.Float64("keyless-rate", 20, "requests a second per client address without the API key to /v1/decide, /v1/page and beacons to /v1/events; over it they answer 429; 0: no limit (env EDGEREC_KEYLESS_RATE)")
-	keylessBurst := fs.Float64("keyless-burst", 0, "burst of -keyless-rate; 0: 5 × the rate (env EDGEREC_KEYLESS_BURST)")
-	decisionTTL := fs.Duration("decision-ttl", engine.DefaultDecisionTTL, "how long a decision id is taken in a beacon without the API key (env EDGEREC_DECISION_TTL)")
-	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, how long requests in flight may take before the process exits anyway (env EDGEREC_DRAIN)")
-	_ = fs.Parse(args)
+// serveFlags are the flags of edgerec serve. The deploy kit's systemd
+// unit is checked against them (TestSystemdUnit).
+type serveFlags struct {
+	addr, data, apiKey, adminKey, cors, configPath string
+	cacheMB                                        int64
+	gzipMin, maxK, maxBody, history, maxUserItems  int
+	retention, drain, decisionTTL                  time.Duration
+	keylessRate, keylessBurst                      float64
+}
+
+func (f *serveFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "listen address (env EDGEREC_ADDR)")
+	fs.StringVar(&f.data, "data", "data/run", "data directory: snapshots/ (built by 'edgerec build --out DIR/snapshots') and state/ (env EDGEREC_DATA)")
+	fs.StringVar(&f.apiKey, "api-key", "", "bearer key for writes; a random one is generated and printed when empty. Prefer the env twin EDGEREC_API_KEY: a flag is visible in ps")
+	fs.StringVar(&f.adminKey, "admin-key", "", "bearer key for admin calls and pprof; default the API key (env EDGEREC_ADMIN_KEY)")
+	fs.Int64Var(&f.cacheMB, "cache-mb", 64, "Ristretto budget, MiB, at least 2: three quarters for the engine (decoded lists, answers, segments and decisions), a quarter for rendered answers (env EDGEREC_CACHE_MB)")
+	fs.IntVar(&f.gzipMin, "gzip-min", 1024, "smallest cached answer sent gzip-compressed to clients that accept it, bytes; compressed once per cached answer; 0 never (env EDGEREC_GZIP_MIN)")
+	fs.IntVar(&f.maxK, "max-k", 100, "largest k a request may ask for (env EDGEREC_MAX_K)")
+	fs.StringVar(&f.cors, "cors", "", "origins allowed to call the read API from browsers, comma-separated, or * (env EDGEREC_CORS)")
+	fs.IntVar(&f.maxBody, "max-body", 1<<20, "largest request body in bytes (env EDGEREC_MAX_BODY)")
+	fs.StringVar(&f.configPath, "config", "", "edgerec.yaml with placements; reloaded on SIGHUP and POST /v1/admin/config (env EDGEREC_CONFIG)")
+	fs.IntVar(&f.history, "history", engine.DefaultHistoryWindow, "newest history entries of a visitor blended into their recommendations; edgerec eval uses the same default (env EDGEREC_HISTORY)")
+	fs.IntVar(&f.maxUserItems, "max-user-items", 0, "newest history entries of a visitor whose items are left out as seen; 0: the snapshot's build setting (default 1000) (env EDGEREC_MAX_USER_ITEMS)")
+	fs.DurationVar(&f.retention, "profile-retention", index.DefaultProfileRetention, "how long profiles keep behaviour counts, at least 1h (env EDGEREC_PROFILE_RETENTION)")
+	fs.Float64Var(&f.keylessRate, "keyless-rate", 20, "requests a second per client address without the API key to /v1/decide, /v1/page and beacons to /v1/events; over it they answer 429; 0: no limit (env EDGEREC_KEYLESS_RATE)")
+	fs.Float64Var(&f.keylessBurst, "keyless-burst", 0, "burst of -keyless-rate; 0: 5 × the rate (env EDGEREC_KEYLESS_BURST)")
+	fs.DurationVar(&f.decisionTTL, "decision-ttl", engine.DefaultDecisionTTL, "how long a decision id is taken in a beacon without the API key (env EDGEREC_DECISION_TTL)")
+	fs.DurationVar(&f.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take before the process exits anyway; a service manager's stop timeout must be longer (env EDGEREC_DRAIN)")
+}
+
+// parseServeFlags parses serve's command line, then the environment
+// twins of the flags it did not give.
+func parseServeFlags(c *command, args []string) (*serveFlags, error) {
+	fs := c.flagSet()
+	f := new(serveFlags)
+	f.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, &usageError{msg: fmt.Sprintf("edgerec serve: unexpected argument %q", fs.Arg(0))}
+	}
 	if err := envTwins(fs); err != nil {
-		return err
+		return nil, err
 	}
 	if err := nonNegative(fs, "max-k", "max-body", "history", "max-user-items", "gzip-min", "keyless-rate", "keyless-burst", "decision-ttl"); err != nil {
+		return nil, err
+	}
+	if f.cacheMB < 2 {
+		return nil, fmt.Errorf("-cache-mb %d: want at least 2 (MiB)", f.cacheMB)
+	}
+	return f, nil
+}
+
+func runServe(c *command, args []string) error {
+	f, err := parseServeFlags(c, args)
+	if err != nil {
 		return err
 	}
-	if *cacheMB < 2 {
-		return fmt.Errorf("-cache-mb %d: want at least 2 (MiB)", *cacheMB)
-	}
 	logger := newLogger()
-	if *apiKey == "" {
+	if f.apiKey == "" {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
-		*apiKey = hex.EncodeToString(b[:])
-		logger.Info("no -api-key given: generated one for this run", "api_key", *apiKey)
+		f.apiKey = hex.EncodeToString(b[:])
+		logger.Info("no -api-key given: generated one for this run", "api_key", f.apiKey)
 	}
 	var cfg *engine.Config
-	if *configPath != "" {
-		c, err := engine.LoadConfig(*configPath)
+	if f.configPath != "" {
+		loaded, err := engine.LoadConfig(f.configPath)
 		if err != nil {
 			return err
 		}
-		cfg = c
+		cfg = loaded
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	state, err := index.OpenState(filepath.Join(*data, "state"), index.StateOptions{ProfileRetention: *retention, Logger: logger})
+	state, err := index.OpenState(filepath.Join(f.data, "state"), index.StateOptions{ProfileRetention: f.retention, Logger: logger})
 	if err != nil {
 		return err
 	}
 	e, err := engine.New(engine.Options{
-		MaxK: *maxK, CacheBytes: *cacheMB << 20 * 3 / 4, HistoryWindow: *history, SeenItems: *seen,
-		Config: cfg, ConfigPath: *configPath, SignKey: signKey(*apiKey), Logger: logger, DecisionTTL: *decisionTTL,
+		MaxK: f.maxK, CacheBytes: f.cacheMB << 20 * 3 / 4, HistoryWindow: f.history, SeenItems: f.maxUserItems,
+		Config: cfg, ConfigPath: f.configPath, SignKey: signKey(f.apiKey), Logger: logger, DecisionTTL: f.decisionTTL,
 	}, state)
 	if err != nil {
 		_ = state.Close()
 		return err
 	}
-	root := filepath.Join(*data, "snapshots")
+	root := filepath.Join(f.data, "snapshots")
 	srv, err := server.New(e, server.Options{
-		SnapshotRoot: root, APIKey: *apiKey, AdminKey: *adminKey, CacheBytes: *cacheMB << 20 / 4,
-		GzipMinBytes: gzipOption(*gzipMin), MaxBodySize: *maxBody, CORSOrigins: splitList(*cors),
-		KeylessRate: *keylessRate, KeylessBurst: *keylessBurst,
+		SnapshotRoot: root, APIKey: f.apiKey, AdminKey: f.adminKey, CacheBytes: f.cacheMB << 20 / 4,
+		GzipMinBytes: gzipOption(f.gzipMin), MaxBodySize: f.maxBody, CORSOrigins: splitList(f.cors),
+		KeylessRate: f.keylessRate, KeylessBurst: f.keylessBurst,
 	})
 	if err != nil {
 		e.Close()
@@ -120,11 +150,11 @@ func runServe(args []string) error {
 		// Serve anyway: /readyz says not ready until POST /v1/admin/snapshots loads one.
 		logger.Warn("no snapshot loaded", "err", err)
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		e.Close()
 		_ = state.Close()
-		return fmt.Errorf("cannot listen on %q: %w", *addr, err)
+		return fmt.Errorf("cannot listen on %q: %w", f.addr, err)
 	}
 	logger.Info("listening", "version", version, "url", "http://"+ln.Addr().String())
 	errc := make(chan error, 1)
@@ -157,11 +187,11 @@ wait:
 		if err != nil {
 			return err
 		}
-	case <-time.After(*drain):
+	case <-time.After(f.drain):
 		// Requests still run on the stores: closing Pebble under them
 		// would crash them. Acknowledged events are in the WAL already;
 		// the next start replays it.
-		logger.Warn("requests still in flight after the drain timeout; exiting without closing the stores", "drain", drain.String())
+		logger.Warn("requests still in flight after the drain timeout; exiting without closing the stores", "drain", f.drain.String())
 		return nil
 	}
 	logger.Info("stopped")
@@ -196,16 +226,18 @@ func nonNegative(fs *flag.FlagSet, names ...string) error {
 
 // runCheck validates a configuration file without serving, for deploy
 // pipelines.
-func runCheck(args []string) error {
-	fs := flag.NewFlagSet("check", flag.ExitOnError)
+func runCheck(c *command, args []string) error {
+	fs := c.flagSet()
 	configPath := fs.String("config", "edgerec.yaml", "configuration file to validate")
-	_ = fs.Parse(args)
-	c, err := engine.LoadConfig(*configPath)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := engine.LoadConfig(*configPath)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: ok: placements %s; pages %s; segments %s\n", *configPath, strings.Join(c.Names(), ", "),
-		strings.Join(c.PageNames(), ", "), strings.Join(c.SegmentNames(), ", "))
+	fmt.Printf("%s: ok: placements %s; pages %s; segments %s\n", *configPath, strings.Join(cfg.Names(), ", "),
+		strings.Join(cfg.PageNames(), ", "), strings.Join(cfg.SegmentNames(), ", "))
 	return nil
 }
 

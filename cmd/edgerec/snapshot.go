@@ -2,34 +2,23 @@ package main
 
 import (
 	"bufio"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/edgerec/edgerec/index"
 )
 
-// runSnapshot dispatches the snapshot subcommands: pack a built snapshot
-// for shipping to edge servers, unpack one there.
-func runSnapshot(args []string) error {
-	if len(args) == 0 {
-		return fmt.Errorf("want a subcommand: edgerec snapshot pack|unpack (see edgerec snapshot pack -h)")
-	}
-	switch args[0] {
-	case "pack":
-		return runSnapshotPack(args[1:])
-	case "unpack":
-		return runSnapshotUnpack(args[1:])
-	}
-	return fmt.Errorf("unknown subcommand %q: want pack or unpack", args[0])
-}
-
-func runSnapshotPack(args []string) error {
-	fs := flag.NewFlagSet("snapshot pack", flag.ExitOnError)
+// runSnapshotPack packs a built snapshot for shipping to edge servers.
+func runSnapshotPack(c *command, args []string) error {
+	fs := c.flagSet()
 	root := fs.String("root", "data/run/snapshots", "snapshot root (its CURRENT version is packed) or a version directory (env EDGEREC_ROOT)")
 	out := fs.String("out", "", "the tar.zst to write; default stdout (env EDGEREC_OUT)")
-	_ = fs.Parse(args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	if err := envTwins(fs); err != nil {
 		return err
 	}
@@ -52,12 +41,15 @@ func runSnapshotPack(args []string) error {
 	return nil
 }
 
-func runSnapshotUnpack(args []string) error {
-	fs := flag.NewFlagSet("snapshot unpack", flag.ExitOnError)
+// runSnapshotUnpack publishes a packed snapshot on an edge server's root.
+func runSnapshotUnpack(c *command, args []string) error {
+	fs := c.flagSet()
 	root := fs.String("root", "data/run/snapshots", "snapshot root to publish into as its CURRENT version; then POST /v1/admin/snapshots loads it (env EDGEREC_ROOT)")
 	maxGB := fs.Int64("max-gb", 64, "largest unpacked snapshot, GiB (env EDGEREC_MAX_GB)")
 	allowOlder := fs.Bool("allow-older", false, "publish a version older than the root's CURRENT: a roll back (env EDGEREC_ALLOW_OLDER)")
-	_ = fs.Parse(args)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
 	if err := envTwins(fs); err != nil {
 		return err
 	}
@@ -78,6 +70,15 @@ func runSnapshotUnpack(args []string) error {
 		r = f
 	}
 	dir, err := index.UnpackSnapshot(bufio.NewReaderSize(r, 1<<20), *root, index.UnpackOptions{MaxBytes: *maxGB << 30, AllowOlder: *allowOlder})
+	if errors.Is(err, index.ErrSnapshotExists) {
+		// Shipping the same archive twice (a retried deploy) changes nothing.
+		cur, cerr := index.ResolveSnapshot(*root)
+		if cerr != nil {
+			cur = "none"
+		}
+		fmt.Fprintf(os.Stderr, "%s: %s is already in %s (CURRENT: %s): nothing to do\n", name, filepath.Base(dir), *root, filepath.Base(cur))
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -3,14 +3,15 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
 
 // TestSnapshotShip: a builder's snapshot, packed, travels to an edge's
 // data directory, is unpacked there and served after POST
-// /v1/admin/snapshots; a damaged copy and a second copy of the same
-// version are refused, naming the file, and the edge keeps serving.
+// /v1/admin/snapshots; a damaged copy is refused, naming the file, a
+// second copy of the same version is a no-op, and the edge keeps serving.
 func TestSnapshotShip(t *testing.T) {
 	dir := t.TempDir()
 	events, items := genSample(t, dir, 20000, 3)
@@ -63,8 +64,17 @@ func TestSnapshotShip(t *testing.T) {
 	if code, b := s.get(t, "/v1/items/i1/similar?k=3"); code != 200 || !strings.Contains(string(b), `"snapshot":`+v1) {
 		t.Fatalf("similar after the swap: %d %s", code, b)
 	}
-	if code, _, errs := run(t, "snapshot", "unpack", "--root", filepath.Join(edge, "snapshots"), packed); code != 1 || !strings.Contains(errs, "already present") {
-		t.Fatalf("the same version twice: exit %d, %s", code, errs)
+	// The same archive again (a retried deploy) is a no-op: exit 0, one
+	// line saying so, and the root as it was.
+	edgeRoot := filepath.Join(edge, "snapshots")
+	before := entries(t, edgeRoot)
+	code, out, errs := run(t, "snapshot", "unpack", "--root", edgeRoot, packed)
+	want := packed + ": v" + v1 + " is already in " + edgeRoot + " (CURRENT: v" + v1 + "): nothing to do\n"
+	if code != 0 || out != "" || errs != want {
+		t.Fatalf("the same version twice: exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errs, want)
+	}
+	if after := entries(t, edgeRoot); !slices.Equal(after, before) {
+		t.Fatalf("a no-op unpack changed the root: %q, was %q", after, before)
 	}
 	// The edge's own older version, packed, is refused unless allowed.
 	old := filepath.Join(dir, "old.tar.zst")
@@ -81,7 +91,7 @@ func TestSnapshotShip(t *testing.T) {
 	if code, _, errs := run(t, "snapshot", "unpack", "--allow-older", "--root", other, old); code != 0 {
 		t.Fatalf("an older version, allowed: exit %d, %s", code, errs)
 	}
-	if code, _, errs := run(t, "snapshot", "frob"); code != 1 || !strings.Contains(errs, `unknown subcommand "frob"`) {
+	if code, _, errs := run(t, "snapshot", "frob"); code != 2 || !strings.Contains(errs, `edgerec snapshot: unknown command "frob"`) {
 		t.Fatalf("unknown subcommand: exit %d, %s", code, errs)
 	}
 }
