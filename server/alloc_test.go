@@ -75,3 +75,26 @@ func TestAllocsCacheHit(t *testing.T) {
 		t.Fatalf("gzip cache hit: %q, %v allocs per request; budget 0", ctx.Response.Header.Peek("Content-Encoding"), n)
 	}
 }
+
+// TestAllocsCORS: the CORS grant of a listed origin costs no allocation
+// on a cached answer.
+func TestAllocsCORS(t *testing.T) {
+	s, _ := testServer(t, engine.Options{Config: sampleConfig(t)}, Options{CORSOrigins: []string{"https://shop.example"}})
+	for _, uri := range []string{"/v1/popular?k=10"} {
+		warm(t, s, uri)
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(uri)
+		ctx.Request.Header.Set("Origin", "https://shop.example")
+		ctx.Request.Header.Set("Accept-Encoding", "gzip")
+		n := testing.AllocsPerRun(200, func() {
+			ctx.Response.Reset()
+			s.Handle(&ctx)
+		})
+		if ctx.Response.StatusCode() != 200 || len(ctx.Response.Header.Peek("Access-Control-Allow-Origin")) == 0 {
+			t.Fatalf("%s: %d %s", uri, ctx.Response.StatusCode(), ctx.Response.Header.String())
+		}
+		if n > 0 {
+			t.Fatalf("%s: %v allocs per request; budget 0", uri, n)
+		}
+	}
+}

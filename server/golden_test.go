@@ -206,8 +206,8 @@ type greq struct {
 
 // Response headers recorded when present, in this order.
 var goldenHeaders = []string{
-	"Content-Encoding", "Vary", "Cache-Control", "Access-Control-Allow-Origin", "Access-Control-Allow-Methods",
-	"Access-Control-Allow-Headers", "Access-Control-Max-Age", "X-Next-After",
+	"Content-Encoding", "Vary", "Cache-Control", "Allow", "Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
+	"Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age", "X-Next-After",
 }
 
 var (
@@ -376,6 +376,12 @@ func goldenScript(t *testing.T, g *goldenRun) {
 	g.get(t, "/v1/users/gold-v1/")
 	g.do(t, greq{method: "OPTIONS", uri: "/v1/popular", hdr: []string{"Origin", origin, "Access-Control-Request-Method", "GET"}})
 	g.do(t, greq{method: "OPTIONS", uri: "/v1/popular", hdr: []string{"Origin", "https://evil.example"}})
+	// Preflights answer only for routes, with the route's methods.
+	g.do(t, greq{method: "OPTIONS", uri: "/v1/nothing", hdr: []string{"Origin", origin, "Access-Control-Request-Method", "GET"}})
+	g.do(t, greq{method: "OPTIONS", uri: "/v1/events", hdr: []string{"Origin", origin, "Access-Control-Request-Method", "POST",
+		"Access-Control-Request-Headers", "content-type"}})
+	g.do(t, greq{method: "OPTIONS", uri: "/v1/users/gold-v1", hdr: []string{"Origin", origin, "Access-Control-Request-Method", "PUT"}})
+	g.do(t, greq{method: "POST", uri: "/v1/popular", hdr: []string{"Origin", origin}})
 
 	// Item lists before any event or patch: a miss, then (usually) a hit.
 	g.get(t, "/v1/items/i90/similar?k=5")

@@ -42,7 +42,9 @@ type Options struct {
 	// ReadTimeout, WriteTimeout, IdleTimeout of connections; defaults 5 s,
 	// 5 s, 60 s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
-	// CORSOrigins may call the read API from browsers; "*" allows any.
+	// CORSOrigins may call the API from browsers (scheme://host[:port],
+	// as browsers send Origin); "*" allows any origin, without credentials
+	// (cors).
 	CORSOrigins []string
 	// KeylessRate limits requests without the API key to decisions and
 	// events (beacons) per client address: KeylessRate a second, bursts
@@ -96,6 +98,9 @@ func (o *Options) Validate() error {
 	case o.Concurrency < 0 || o.ReadTimeout < 0 || o.WriteTimeout < 0 || o.IdleTimeout < 0:
 		return fmt.Errorf("concurrency and timeouts must not be negative")
 	}
+	if _, err := normalizeOrigins(o.CORSOrigins); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -126,6 +131,7 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	o.CORSOrigins, _ = normalizeOrigins(o.CORSOrigins) // valid: checked above
 	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst)}
 	if o.CacheBytes > 0 {
 		cache, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
@@ -201,6 +207,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	switch {
 	case bytes.HasPrefix(path, []byte("/v1/")):
 		r, err = s.routeV1(ctx, path[len("/v1/"):])
+		if r != routeNotFound && ctx.IsOptions() {
+			r = routeCORS // preflights count apart from their route's answers
+		}
 	case string(path) == "/healthz":
 		r = routeHealth
 		ctx.SetContentType("application/json")
@@ -224,84 +233,62 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
-	if ctx.IsOptions() {
-		s.cors(ctx)
-		ctx.SetStatusCode(fasthttp.StatusNoContent)
-		return routeCORS, nil
-	}
-	get := ctx.IsGet() || ctx.IsHead()
 	switch {
 	case string(p) == "decide":
-		if err := s.limitKeyless(ctx); err != nil {
-			return routeDecide, err
-		}
-		return routeDecide, s.onlyGet(ctx, get, s.handleDecide)
+		return routeDecide, s.serve(ctx, mGet|mKeyless, s.handleDecide)
 	case string(p) == "page":
-		if err := s.limitKeyless(ctx); err != nil {
-			return routePage, err
-		}
-		return routePage, s.onlyGet(ctx, get, s.handlePage)
+		return routePage, s.serve(ctx, mGet|mKeyless, s.handlePage)
 	case string(p) == "recommend":
-		return routeRecommend, s.onlyGet(ctx, get, s.handleRecommend)
+		return routeRecommend, s.serve(ctx, mGet, s.handleRecommend)
 	case string(p) == "popular":
-		return routePopular, s.onlyGet(ctx, get, s.handlePopular)
+		return routePopular, s.serve(ctx, mGet, s.handlePopular)
 	case string(p) == "events":
-		if !ctx.IsPost() {
-			return routeEvents, errMethod
-		}
-		return routeEvents, s.handleEvents(ctx)
+		return routeEvents, s.serve(ctx, mPost, s.handleEvents)
 	case string(p) == "items":
-		if !ctx.IsPut() && !ctx.IsPost() {
-			return routeItems, errMethod
-		}
-		return routeItems, s.handlePutItems(ctx)
+		return routeItems, s.serve(ctx, mPut|mPost, s.handlePutItems)
 	case bytes.HasPrefix(p, []byte("items/")):
 		id, rest := pathID(ctx, p, "items/")
 		switch string(rest) {
 		case "similar":
-			return routeSimilar, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListSimilar) })
+			return routeSimilar, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListSimilar) })
 		case "bought-together":
-			return routeBought, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListBought) })
+			return routeBought, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListBought) })
 		}
 	case bytes.HasPrefix(p, []byte("users/")):
 		id, rest := pathID(ctx, p, "users/")
 		switch {
 		case string(rest) == "recommendations":
-			return routeUser, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleUser(ctx, id) })
+			return routeUser, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleUser(ctx, id) })
 		case string(rest) == "segments":
-			return routeProfile, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleUserSegments(ctx, id) })
+			return routeProfile, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleUserSegments(ctx, id) })
 		case len(rest) == 0 && !bytes.HasSuffix(p, []byte("/")):
-			if ctx.IsPut() || ctx.IsPost() {
-				return routeProfile, s.handlePutProfile(ctx, id)
-			}
-			return routeProfile, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleGetProfile(ctx, id) })
+			return routeProfile, s.serve(ctx, mGet|mPut|mPost, func(ctx *fasthttp.RequestCtx) error {
+				if ctx.IsPut() || ctx.IsPost() {
+					return s.handlePutProfile(ctx, id)
+				}
+				return s.handleGetProfile(ctx, id)
+			})
 		}
 	case bytes.HasPrefix(p, []byte("segments/")):
 		id, rest := pathID(ctx, p, "segments/")
 		if string(rest) == "members" {
-			return routeMembers, s.onlyGet(ctx, get || ctx.IsPost(), func(ctx *fasthttp.RequestCtx) error { return s.handleMembers(ctx, id) })
+			return routeMembers, s.serve(ctx, mGet|mPost, func(ctx *fasthttp.RequestCtx) error { return s.handleMembers(ctx, id) })
 		}
 	case string(p) == "admin/snapshots":
-		if !ctx.IsPost() {
-			return routeAdmin, errMethod
-		}
-		return routeAdmin, s.handleLoadSnapshot(ctx)
+		return routeAdmin, s.serve(ctx, mPost, s.handleLoadSnapshot)
 	case string(p) == "admin/config":
-		if !ctx.IsPost() {
-			return routeAdmin, errMethod
-		}
-		return routeAdmin, s.handleReloadConfig(ctx)
+		return routeAdmin, s.serve(ctx, mPost, s.handleReloadConfig)
 	case string(p) == "admin/status":
-		return routeAdmin, s.handleStatus(ctx)
+		return routeAdmin, s.serve(ctx, mGet, s.handleStatus)
 	case bytes.HasPrefix(p, []byte("experiments/")):
 		id, rest, _ := bytes.Cut(p[len("experiments/"):], []byte("/"))
 		if string(rest) == "results" {
-			return routeResults, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handleResults(ctx, id) })
+			return routeResults, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleResults(ctx, id) })
 		}
 	case bytes.HasPrefix(p, []byte("placements/")):
 		id, rest, _ := bytes.Cut(p[len("placements/"):], []byte("/"))
 		if string(rest) == "stats" {
-			return routeStats, s.onlyGet(ctx, get, func(ctx *fasthttp.RequestCtx) error { return s.handlePlacementStats(ctx, id) })
+			return routeStats, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handlePlacementStats(ctx, id) })
 		}
 	}
 	return routeNotFound, errNotFoundRoute
@@ -330,37 +317,6 @@ func pathID(ctx *fasthttp.RequestCtx, p []byte, prefix string) (id, rest []byte)
 		return id, rest
 	}
 	return []byte(uid), []byte(urest)
-}
-
-func (s *Server) onlyGet(ctx *fasthttp.RequestCtx, get bool, h func(*fasthttp.RequestCtx) error) error {
-	if !get {
-		return errMethod
-	}
-	s.cors(ctx)
-	return h(ctx)
-}
-
-// cors answers browsers from allowed origins.
-func (s *Server) cors(ctx *fasthttp.RequestCtx) {
-	if len(s.o.CORSOrigins) == 0 {
-		return
-	}
-	origin := ctx.Request.Header.Peek("Origin")
-	if len(origin) == 0 {
-		return
-	}
-	for _, o := range s.o.CORSOrigins {
-		if o == "*" || o == string(origin) {
-			ctx.Response.Header.SetBytesV("Access-Control-Allow-Origin", origin)
-			ctx.Response.Header.Set("Vary", "Origin")
-			if ctx.IsOptions() {
-				ctx.Response.Header.Set("Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS")
-				ctx.Response.Header.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
-				ctx.Response.Header.Set("Access-Control-Max-Age", "600")
-			}
-			return
-		}
-	}
 }
 
 // authorize checks the bearer key in constant time.
