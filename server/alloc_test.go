@@ -77,10 +77,10 @@ func TestAllocsCacheHit(t *testing.T) {
 }
 
 // TestAllocsCORS: the CORS grant of a listed origin costs no allocation
-// on a cached answer.
+// on a cached answer, nor does the browser script.
 func TestAllocsCORS(t *testing.T) {
 	s, _ := testServer(t, engine.Options{Config: sampleConfig(t)}, Options{CORSOrigins: []string{"https://shop.example"}})
-	for _, uri := range []string{"/v1/popular?k=10"} {
+	for _, uri := range []string{"/v1/popular?k=10", "/v1/edgerec.js"} {
 		warm(t, s, uri)
 		var ctx fasthttp.RequestCtx
 		ctx.Request.SetRequestURI(uri)

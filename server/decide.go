@@ -39,7 +39,7 @@ func (s *Server) handleDecide(ctx *fasthttp.RequestCtx) error {
 		return err
 	}
 	setVisitorCookie(ctx, &rs.dec)
-	rs.body = appendDecision(rs.body[:0], &rs.dec)
+	rs.body = appendDecision(rs.body[:0], v.Config(), &rs.dec)
 	rs.body = append(rs.body, '\n')
 	writeNoStore(ctx, rs.body)
 	return nil
@@ -59,8 +59,11 @@ func setVisitorCookie(ctx *fasthttp.RequestCtx, d *engine.Decision) {
 	ctx.Response.Header.SetCookie(&c)
 }
 
-// appendDecision renders a decision as a JSON object.
-func appendDecision(out []byte, d *engine.Decision) []byte {
+// appendDecision renders a decision as a JSON object. On a page whose
+// exposures are counted by event (exposure: event) it says
+// "exposure":"event", so that the page's script reports the exposure when
+// the variant shows.
+func appendDecision(out []byte, cfg *engine.Config, d *engine.Decision) []byte {
 	out = append(out, `{"page":`...)
 	out = jsonw.AppendString(out, d.Page)
 	out = append(out, `,"experiment":`...)
@@ -75,6 +78,9 @@ func appendDecision(out []byte, d *engine.Decision) []byte {
 	out = append(out, d.Reason...)
 	out = append(out, `","holdout":`...)
 	out = strconv.AppendBool(out, d.Holdout)
+	if p := cfg.Pages[d.Page]; p != nil && p.Exposure == "event" {
+		out = append(out, `,"exposure":"event"`...)
+	}
 	out = append(out, `,"visitor":`...)
 	out = jsonw.AppendString(out, d.Visitor)
 	return append(out, '}')
@@ -108,7 +114,7 @@ func (s *Server) handlePage(ctx *fasthttp.RequestCtx) error {
 	out := append(rs.body[:0], `{"decision":`...)
 	if r.Decided {
 		setVisitorCookie(ctx, &r.Decision)
-		out = appendDecision(out, &r.Decision)
+		out = appendDecision(out, v.Config(), &r.Decision)
 	} else {
 		out = append(out, "null"...)
 	}

@@ -21,6 +21,7 @@ type decision struct {
 	Holdout                           bool
 	Payload                           map[string]string
 	Visitor                           string
+	Exposure                          string // "event" on pages with exposure: event
 }
 
 func decide(t *testing.T, s *Server, query string, ua string) decision {
@@ -341,6 +342,14 @@ func TestExplicitExposure(t *testing.T) {
 	}
 	s, cl := testServer(t, engine.Options{Config: c}, Options{})
 	d := decide(t, s, "page=lp&visitor=e1", "Mozilla/5.0")
+	// The answer tells the page's script to report the exposure, on
+	// /v1/page too.
+	if d.Exposure != "event" {
+		t.Fatalf("decision without exposure: event: %+v", d)
+	}
+	if code, body := do(t, cl, "GET", "/v1/page?page=lp&visitor=e1", "", ""); code != 200 || !strings.Contains(string(body), `"exposure":"event","visitor":"e1"}`) {
+		t.Fatalf("page: %d %s", code, body)
+	}
 	exposures := func() float64 {
 		_, raw := do(t, cl, "GET", "/v1/experiments/ex/results", "", "")
 		var r engine.ExperimentResult

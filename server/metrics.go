@@ -31,6 +31,7 @@ const (
 	routeProfile
 	routePage
 	routeMembers
+	routeScript
 	routeCount
 )
 
@@ -39,6 +40,7 @@ var routeNames = [routeCount]string{
 	routeUser: "user", routePopular: "popular", routeEvents: "events", routeItems: "items", routeAdmin: "admin",
 	routeStats: "stats", routeHealth: "health", routeMetrics: "metrics", routeCORS: "cors",
 	routeDecide: "decide", routeResults: "results", routeProfile: "profile", routePage: "page", routeMembers: "members",
+	routeScript: "script",
 }
 
 // serverMetrics are exported on /metrics in Prometheus text format through

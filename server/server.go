@@ -244,6 +244,8 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 		return routePopular, s.serve(ctx, mGet, s.handlePopular)
 	case string(p) == "events":
 		return routeEvents, s.serve(ctx, mPost, s.handleEvents)
+	case string(p) == "edgerec.js":
+		return routeScript, s.serve(ctx, mGet, s.handleScript)
 	case string(p) == "items":
 		return routeItems, s.serve(ctx, mPut|mPost, s.handlePutItems)
 	case bytes.HasPrefix(p, []byte("items/")):
