@@ -9,7 +9,7 @@ API_KEY   ?= dev-key
 FUZZTIME  ?= 10s
 BENCHCOUNT ?= 6
 
-.PHONY: help run sample test test-race fmt vet check-all fuzz e2e bench bench-go bench-scale build docker clean
+.PHONY: help run sample chromium test test-race fmt vet check-all fuzz e2e bench bench-go bench-scale build docker clean
 
 help: ## show this help
 	@echo "edgerec make targets:"
@@ -35,7 +35,25 @@ run: sample ## generate the sample shop, build its snapshot, and serve it on ADD
 	@echo
 	$(BIN) serve --data $(RUNDIR) --addr $(ADDR) --api-key $(API_KEY) --config edgerec.yaml
 
-test: vet ## vet, then all tests: -race -short, then the long quality tests without -race
+# The browser tests (cmd/edgerec/browser_test.go) drive Debian's chromium;
+# fonts-noto-cjk draws the Japanese of the sample landing page. Installed
+# only when missing and when we may (root with apt-get, as in CI); a
+# failed install does not stop the other tests: the browser test then
+# fails in CI and skips elsewhere, saying why.
+CHROMIUM  ?= /usr/bin/chromium
+CJK_FONT  := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+
+chromium: ## install chromium and CJK fonts for the browser tests (root with apt-get, when missing)
+	@if [ -x $(CHROMIUM) ] && [ -f $(CJK_FONT) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and fonts-noto-cjk for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk >/dev/null) \
+			|| echo "warning: cannot install chromium: the browser tests will fail in CI and skip elsewhere"; \
+	else \
+		echo "note: $(CHROMIUM) missing and not root with apt-get: the browser tests will skip (apt-get install chromium fonts-noto-cjk)"; \
+	fi
+
+test: vet chromium ## vet, then all tests: -race -short, then the long quality tests without -race
 	$(GO) test -race -short -shuffle=on ./...
 	$(GO) test -count=1 ./...
 
