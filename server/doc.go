@@ -23,4 +23,13 @@
 // the gzip member spliced from a stored block holding the head and the
 // cached deflate stream. Nothing is compressed per request; personal
 // answers and /v1/page are neither cached nor compressed.
+//
+// # CORS and the browser script
+//
+// Each route names its methods (cors.go): OPTIONS on a route is its
+// preflight, another method a 405 with Allow, and every answer of a
+// route gets the CORS headers of its own request, so cached bodies never
+// carry another origin's grant. /v1/edgerec.js (script.go) is
+// assets/edgerec.js, embedded, stripped of comment lines and gzipped once
+// at start, and named by a hash of its bytes (ETag, ?v=).
 package server
