@@ -394,6 +394,7 @@ func TestFlagErrors(t *testing.T) {
 	f(1, "-similarity", "eval", "--train", events, "--test", events, "--similarity", "pearson")
 	f(1, missing, "eval", "--train", missing, "--test", events)
 	f(1, "-events and -items are required", "gen", "--events", filepath.Join(dir, "gen.csv"))
+	f(1, `CORS origin "shop.example": want *, null or scheme://host[:port]`, "serve", "--data", filepath.Join(dir, "serve"), "--addr", "127.0.0.1:0", "--cors", "https://ok.example,shop.example")
 }
 
 // TestEvalJSON runs SAR through the CLI on the MovieLens 100k user split

@@ -60,7 +60,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&f.cacheMB, "cache-mb", 64, "Ristretto budget, MiB, at least 2: three quarters for the engine (decoded lists, answers, segments and decisions), a quarter for rendered answers (env EDGEREC_CACHE_MB)")
 	fs.IntVar(&f.gzipMin, "gzip-min", 1024, "smallest cached answer sent gzip-compressed to clients that accept it, bytes; compressed once per cached answer; 0 never (env EDGEREC_GZIP_MIN)")
 	fs.IntVar(&f.maxK, "max-k", 100, "largest k a request may ask for (env EDGEREC_MAX_K)")
-	fs.StringVar(&f.cors, "cors", "", "origins allowed to call the read API from browsers, comma-separated, or * (env EDGEREC_CORS)")
+	fs.StringVar(&f.cors, "cors", "", "origins whose pages may call the API from browsers, comma-separated scheme://host[:port], answered with credentials; or * for any origin, without credentials (env EDGEREC_CORS)")
 	fs.IntVar(&f.maxBody, "max-body", 1<<20, "largest request body in bytes (env EDGEREC_MAX_BODY)")
 	fs.StringVar(&f.configPath, "config", "", "edgerec.yaml with placements; reloaded on SIGHUP and POST /v1/admin/config (env EDGEREC_CONFIG)")
 	fs.IntVar(&f.history, "history", engine.DefaultHistoryWindow, "newest history entries of a visitor blended into their recommendations; edgerec eval uses the same default (env EDGEREC_HISTORY)")
