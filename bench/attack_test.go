@@ -356,6 +356,12 @@ func TestAttackHeadersTLS(t *testing.T) {
 		seen.Store(0)
 		o.Duration, o.Headers, o.NewTargeter = 300*time.Millisecond, headers, fixed("/")
 		rep, err := Attack(context.Background(), o)
+		// A refused handshake counts once it ends; on a loaded machine
+		// (make test runs Chromium beside) the first may outlast the
+		// attack: attack again until one request was made.
+		for tries := 1; err == nil && !wantOK && rep.Requests == 0 && tries < 20; tries++ {
+			rep, err = Attack(context.Background(), o)
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
