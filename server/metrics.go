@@ -54,6 +54,7 @@ type serverMetrics struct {
 	cacheMisses    *metrics.Counter
 	eventsIngested *metrics.Counter
 	rateLimited    *metrics.Counter
+	authFailures   *metrics.Counter
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -74,6 +75,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.cacheMisses = m.set.NewCounter(`edgerec_body_cache_requests_total{result="miss"}`)
 	m.eventsIngested = m.set.NewCounter("edgerec_events_ingested_total")
 	m.rateLimited = m.set.NewCounter("edgerec_rate_limited_total")
+	m.authFailures = m.set.NewCounter("edgerec_auth_failures_total")
 	// The engine's counts, read when scraped.
 	e := s.e
 	m.set.NewGauge(`edgerec_cache_requests_total{result="hit"}`, func() float64 {

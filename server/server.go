@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -39,8 +38,13 @@ type Options struct {
 	MaxBodySize, MaxBatch int
 	// Concurrency bounds requests in flight; default 4096.
 	Concurrency int
-	// ReadTimeout, WriteTimeout, IdleTimeout of connections; defaults 5 s,
-	// 5 s, 60 s.
+	// MaxHeaderBytes bounds the request line (the URL) and the headers
+	// together; over it a request is answered 431. Default 8192.
+	MaxHeaderBytes int
+	// ReadTimeout bounds reading a request, from its first byte (from
+	// the connection's opening for its first request); WriteTimeout
+	// writing an answer; IdleTimeout the wait for the next request on a
+	// keep-alive connection. Defaults 5 s, 5 s, 60 s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// CORSOrigins may call the read API from browsers; "*" allows any.
 	CORSOrigins []string
@@ -66,6 +70,9 @@ func (o *Options) withDefaults() {
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = 4096
+	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = 8192
 	}
 	if o.ReadTimeout == 0 {
 		o.ReadTimeout = 5 * time.Second
@@ -95,6 +102,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("keyless rate %v and burst %v: must not be negative", o.KeylessRate, o.KeylessBurst)
 	case o.Concurrency < 0 || o.ReadTimeout < 0 || o.WriteTimeout < 0 || o.IdleTimeout < 0:
 		return fmt.Errorf("concurrency and timeouts must not be negative")
+	case o.MaxHeaderBytes < 1024:
+		return fmt.Errorf("header limit %d: want at least 1024 bytes", o.MaxHeaderBytes)
 	}
 	return nil
 }
@@ -111,6 +120,8 @@ type Server struct {
 	seen  [seenSlots]atomic.Uint64 // keys that missed the body cache (seenBefore)
 	srv   *fasthttp.Server
 	m     *serverMetrics
+	// logs throttles the log lines clients cause.
+	logs *logThrottle
 	// keyless limits keyless decisions and beacons per address; nil: none.
 	keyless *ipLimiter
 
@@ -126,7 +137,8 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst)}
+	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst),
+		logs: newLogThrottle(time.Second)}
 	if o.CacheBytes > 0 {
 		cache, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
 			NumCounters: max(o.CacheBytes/100, 1000), // ~10 counters per cached answer of ~1 KiB
@@ -142,22 +154,18 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 	s.m = newServerMetrics(s)
 	s.reqs.New = func() any { return new(reqState) }
 	s.srv = &fasthttp.Server{
-		Handler:              s.Handle,
-		Name:                 "edgerec",
-		Concurrency:          o.Concurrency,
-		ReadTimeout:          o.ReadTimeout,
-		WriteTimeout:         o.WriteTimeout,
-		IdleTimeout:          o.IdleTimeout,
-		MaxRequestBodySize:   o.MaxBodySize,
-		NoDefaultContentType: true,
-		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			status := fasthttp.StatusBadRequest
-			code, msg := "bad_request", "cannot parse request: "+err.Error()
-			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-				status, code, msg = fasthttp.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", o.MaxBodySize)
-			}
-			s.writeError(ctx, errorf(status, code, msg))
-		},
+		Handler:               s.Handle,
+		Name:                  "edgerec",
+		Concurrency:           o.Concurrency,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		IdleTimeout:           o.IdleTimeout,
+		ReadBufferSize:        o.MaxHeaderBytes,
+		MaxRequestBodySize:    o.MaxBodySize,
+		NoDefaultContentType:  true,
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{s},
+		ErrorHandler:          s.readError,
 	}
 	return s, nil
 }
@@ -199,6 +207,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	r := routeNotFound
 	var err error
 	switch {
+	case badFraming(&ctx.Request.Header):
+		ctx.SetConnectionClose()
+		err = errBadFraming
 	case bytes.HasPrefix(path, []byte("/v1/")):
 		r, err = s.routeV1(ctx, path[len("/v1/"):])
 	case string(path) == "/healthz":
@@ -363,14 +374,19 @@ func (s *Server) cors(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// authorize checks the bearer key in constant time.
+// authorize checks the bearer key in constant time. The scheme is
+// case-insensitive (RFC 9110, 11.1), followed by one or more spaces (RFC
+// 6750, 2.1).
 func authorize(ctx *fasthttp.RequestCtx, key string) error {
 	if key == "" {
 		return errUnauthorized
 	}
 	h := ctx.Request.Header.Peek("Authorization")
-	tok, ok := bytes.CutPrefix(h, []byte("Bearer "))
-	if !ok || subtle.ConstantTimeCompare(tok, []byte(key)) != 1 {
+	if len(h) < len("Bearer ") || !bytes.EqualFold(h[:len("Bearer")], []byte("Bearer")) || h[len("Bearer")] != ' ' {
+		return errUnauthorized
+	}
+	tok := bytes.TrimLeft(h[len("Bearer "):], " ")
+	if subtle.ConstantTimeCompare(tok, []byte(key)) != 1 {
 		return errUnauthorized
 	}
 	return nil
