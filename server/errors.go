@@ -29,6 +29,7 @@ var (
 	errNotFoundRoute = errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint")
 	errMethod        = errorf(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint")
 	errUnauthorized  = errorf(fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key: send Authorization: Bearer <key>")
+	errOverloaded    = errorf(fasthttp.StatusServiceUnavailable, "overloaded", "too many requests in flight; retry after a second")
 	errBadFraming    = errorf(fasthttp.StatusBadRequest, "bad_request", "both Content-Length and Transfer-Encoding: refused (request smuggling)")
 )
 

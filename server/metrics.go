@@ -31,6 +31,7 @@ const (
 	routeProfile
 	routePage
 	routeMembers
+	routeOverload
 	routeCount
 )
 
@@ -39,6 +40,7 @@ var routeNames = [routeCount]string{
 	routeUser: "user", routePopular: "popular", routeEvents: "events", routeItems: "items", routeAdmin: "admin",
 	routeStats: "stats", routeHealth: "health", routeMetrics: "metrics", routeCORS: "cors",
 	routeDecide: "decide", routeResults: "results", routeProfile: "profile", routePage: "page", routeMembers: "members",
+	routeOverload: "overloaded",
 }
 
 // serverMetrics are exported on /metrics in Prometheus text format through
@@ -55,6 +57,7 @@ type serverMetrics struct {
 	eventsIngested *metrics.Counter
 	rateLimited    *metrics.Counter
 	authFailures   *metrics.Counter
+	overloaded     *metrics.Counter
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -76,6 +79,17 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.eventsIngested = m.set.NewCounter("edgerec_events_ingested_total")
 	m.rateLimited = m.set.NewCounter("edgerec_rate_limited_total")
 	m.authFailures = m.set.NewCounter("edgerec_auth_failures_total")
+	m.overloaded = m.set.NewCounter("edgerec_overloaded_total")
+	// Connections and requests in flight (conns.go).
+	m.set.RegisterMetricsWriter(func(w io.Writer) {
+		open, idle := s.conns.counts()
+		metrics.WriteGaugeUint64(w, "edgerec_connections_open", uint64(open))
+		metrics.WriteGaugeUint64(w, "edgerec_connections_idle", uint64(idle))
+		metrics.WriteCounterUint64(w, "edgerec_connections_evicted_total", s.conns.evicted.Load())
+		metrics.WriteCounterUint64(w, `edgerec_connections_refused_total{reason="full"}`, s.conns.refusedFull.Load())
+		metrics.WriteCounterUint64(w, `edgerec_connections_refused_total{reason="per_ip"}`, s.conns.refusedPerIP.Load())
+		metrics.WriteGaugeUint64(w, "edgerec_requests_in_flight", uint64(max(s.inflight.n.Load(), 0)))
+	})
 	// The engine's counts, read when scraped.
 	e := s.e
 	m.set.NewGauge(`edgerec_cache_requests_total{result="hit"}`, func() float64 {

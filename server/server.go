@@ -36,8 +36,17 @@ type Options struct {
 	// MaxBodySize bounds request bodies; default 1 MiB. MaxBatch bounds the
 	// events of one POST; default 1000.
 	MaxBodySize, MaxBatch int
-	// Concurrency bounds requests in flight; default 4096.
+	// Concurrency bounds the API requests (/v1/) in flight; over it they
+	// answer 503 with Retry-After and their connection stays open.
+	// Default 4096.
 	Concurrency int
+	// MaxConns bounds the open connections; default 10000. A new
+	// connection at the bound closes the one that has waited longest for
+	// a request; only when every connection is inside a request is the
+	// new one refused (503, closed). MaxConnsPerIP bounds the connections
+	// of one client address (an IPv6 /64) the same way, within the
+	// address, refusing with 429; 0: no bound. See conns.go.
+	MaxConns, MaxConnsPerIP int
 	// MaxHeaderBytes bounds the request line (the URL) and the headers
 	// together; over it a request is answered 431. Default 8192.
 	MaxHeaderBytes int
@@ -71,6 +80,9 @@ func (o *Options) withDefaults() {
 	if o.Concurrency == 0 {
 		o.Concurrency = 4096
 	}
+	if o.MaxConns == 0 {
+		o.MaxConns = 10000
+	}
 	if o.MaxHeaderBytes == 0 {
 		o.MaxHeaderBytes = 8192
 	}
@@ -102,6 +114,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("keyless rate %v and burst %v: must not be negative", o.KeylessRate, o.KeylessBurst)
 	case o.Concurrency < 0 || o.ReadTimeout < 0 || o.WriteTimeout < 0 || o.IdleTimeout < 0:
 		return fmt.Errorf("concurrency and timeouts must not be negative")
+	case o.MaxConns < 1 || o.MaxConnsPerIP < 0:
+		return fmt.Errorf("connection limits %d and %d per address: want at least 1 and at least 0", o.MaxConns, o.MaxConnsPerIP)
 	case o.MaxHeaderBytes < 1024:
 		return fmt.Errorf("header limit %d: want at least 1024 bytes", o.MaxHeaderBytes)
 	}
@@ -120,8 +134,11 @@ type Server struct {
 	seen  [seenSlots]atomic.Uint64 // keys that missed the body cache (seenBefore)
 	srv   *fasthttp.Server
 	m     *serverMetrics
-	// logs throttles the log lines clients cause.
-	logs *logThrottle
+	// conns caps the connections (Serve puts it in front of the
+	// listener), inflight the requests; logs throttles what clients cause.
+	conns    *connLimiter
+	inflight gate
+	logs     *logThrottle
 	// keyless limits keyless decisions and beacons per address; nil: none.
 	keyless *ipLimiter
 
@@ -138,7 +155,8 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst),
-		logs: newLogThrottle(time.Second)}
+		conns: newConnLimiter(nil, o.MaxConns, o.MaxConnsPerIP), logs: newLogThrottle(time.Second)}
+	s.inflight.max = int64(o.Concurrency)
 	if o.CacheBytes > 0 {
 		cache, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
 			NumCounters: max(o.CacheBytes/100, 1000), // ~10 counters per cached answer of ~1 KiB
@@ -154,15 +172,20 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 	s.m = newServerMetrics(s)
 	s.reqs.New = func() any { return new(reqState) }
 	s.srv = &fasthttp.Server{
-		Handler:               s.Handle,
-		Name:                  "edgerec",
-		Concurrency:           o.Concurrency,
+		Handler: s.Handle,
+		Name:    "edgerec",
+		// A backstop only: conns caps the connections, inflight the
+		// requests (conns.go). The slack covers the workers of closed
+		// idle connections that have not noticed yet.
+		Concurrency:           2 * o.MaxConns,
+		ConnState:             s.conns.state,
 		ReadTimeout:           o.ReadTimeout,
 		WriteTimeout:          o.WriteTimeout,
 		IdleTimeout:           o.IdleTimeout,
 		ReadBufferSize:        o.MaxHeaderBytes,
 		MaxRequestBodySize:    o.MaxBodySize,
 		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
 		SecureErrorLogMessage: true,
 		Logger:                fasthttpLogger{s},
 		ErrorHandler:          s.readError,
@@ -185,8 +208,11 @@ func (s *Server) handleReloadConfig(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-// Serve answers requests on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve answers requests on ln until Shutdown. Call it once.
+func (s *Server) Serve(ln net.Listener) error {
+	s.conns.Listener = ln
+	return s.srv.Serve(s.conns)
+}
 
 // Shutdown stops accepting connections and waits for the requests in
 // flight. Close the engine and its stores after it returns, never before:
@@ -211,7 +237,12 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 		err = errBadFraming
 	case bytes.HasPrefix(path, []byte("/v1/")):
+		if !s.inflight.enter() {
+			r, err = routeOverload, s.overloaded(ctx)
+			break
+		}
 		r, err = s.routeV1(ctx, path[len("/v1/"):])
+		s.inflight.leave()
 	case string(path) == "/healthz":
 		r = routeHealth
 		ctx.SetContentType("application/json")
