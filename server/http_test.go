@@ -307,3 +307,32 @@ func TestHeaderLimitOption(t *testing.T) {
 		t.Fatalf("MaxHeaderBytes 2048: %d %s", a.status, a.body)
 	}
 }
+
+// TestPprof: /debug/pprof/ and its profiles answer with the admin key
+// and 401 without it (fasthttp's pprofhandler answered the index 404).
+func TestPprof(t *testing.T) {
+	s, _ := testServer(t, engine.Options{}, Options{AdminKey: "admin-key"})
+	c := dialRaw(t, s.addr)
+	f := func(path, key string, want int, wantBody string) {
+		t.Helper()
+		req := "GET " + path + " HTTP/1.1\r\nHost: x\r\n"
+		if key != "" {
+			req += "Authorization: Bearer " + key + "\r\n"
+		}
+		a := c.send(t, req+"\r\n")
+		if a.status != want || !strings.Contains(a.body, wantBody) {
+			t.Fatalf("%s with key %q: %d %.300s; want %d with %q", path, key, a.status, a.body, want, wantBody)
+		}
+	}
+	f("/debug/pprof/", "admin-key", 200, "Types of profiles available")
+	f("/debug/pprof/goroutine?debug=1", "admin-key", 200, "goroutine profile:")
+	f("/debug/pprof/heap?debug=1", "admin-key", 200, "heap profile:")
+	f("/debug/pprof/cmdline", "admin-key", 200, "")
+	f("/debug/pprof/nosuch", "admin-key", 404, "Unknown profile")
+	f("/debug/pprof", "admin-key", 308, "")
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/cmdline", "/debug/pprof"} {
+		f(p, "", 401, "unauthorized")
+		f(p, testKey, 401, "unauthorized") // the API key is not the admin key
+	}
+	f("/debug/pprofile", "admin-key", 404, "not_found")
+}

@@ -80,7 +80,9 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.rateLimited = m.set.NewCounter("edgerec_rate_limited_total")
 	m.authFailures = m.set.NewCounter("edgerec_auth_failures_total")
 	m.overloaded = m.set.NewCounter("edgerec_overloaded_total")
-	// Connections and requests in flight (conns.go).
+	// Connections and requests in flight (conns.go), and the served
+	// snapshot's version as a label: a float64 gauge cannot hold a uint64
+	// version exactly (edgerec_snapshot_version rounds its last digits).
 	m.set.RegisterMetricsWriter(func(w io.Writer) {
 		open, idle := s.conns.counts()
 		metrics.WriteGaugeUint64(w, "edgerec_connections_open", uint64(open))
@@ -89,6 +91,10 @@ func newServerMetrics(s *Server) *serverMetrics {
 		metrics.WriteCounterUint64(w, `edgerec_connections_refused_total{reason="full"}`, s.conns.refusedFull.Load())
 		metrics.WriteCounterUint64(w, `edgerec_connections_refused_total{reason="per_ip"}`, s.conns.refusedPerIP.Load())
 		metrics.WriteGaugeUint64(w, "edgerec_requests_in_flight", uint64(max(s.inflight.n.Load(), 0)))
+		if v := s.e.SnapshotVersion(); v != 0 {
+			_, _ = w.Write(strconv.AppendUint([]byte(`edgerec_snapshot_info{version="`), v, 10))
+			_, _ = io.WriteString(w, "\"} 1\n")
+		}
 	})
 	// The engine's counts, read when scraped.
 	e := s.e

@@ -253,7 +253,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/metrics":
 		r = routeMetrics
 		s.m.write(ctx)
-	case bytes.HasPrefix(path, []byte("/debug/pprof")):
+	case string(path) == "/debug/pprof" || bytes.HasPrefix(path, []byte("/debug/pprof/")):
 		r = routeAdmin
 		err = s.handlePprof(ctx)
 	default:
