@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -45,7 +46,7 @@ func TestServeConnectionFlags(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--max-conns-per-ip", "1")
-	var logs strings.Builder
+	var logs lockedBuilder
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -102,4 +103,23 @@ func TestServeConnectionFlags(t *testing.T) {
 	if strings.Contains(logs.String(), "api_key") || !strings.Contains(logs.String(), "no -api-key given") {
 		t.Fatalf("serve's log without -api-key:\n%s", logs.String())
 	}
+}
+
+// lockedBuilder is a strings.Builder that a process's output can be
+// copied into while the test reads it.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
