@@ -51,6 +51,8 @@ import (
 type connLimiter struct {
 	net.Listener
 	max, perIP int
+	// log, when set, logs a refusal (Server.logClient: throttled).
+	log func(msg string, args ...any)
 
 	mu    sync.Mutex
 	open  int
@@ -146,6 +148,13 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = c.Write(refusal)
 		_ = c.Close()
+		if l.log != nil {
+			why := "every connection is inside a request (-max-conns)"
+			if &refusal[0] == &refusalPerIP[0] {
+				why = "every connection of the address is inside a request (-max-conns-per-ip)"
+			}
+			l.log("connection refused", "remote", c.RemoteAddr().String(), "why", why)
+		}
 	}
 }
 

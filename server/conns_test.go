@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -164,7 +166,9 @@ func TestIdleConnectionsDoNotStarve(t *testing.T) {
 // inside a request it is refused with 503 and closed.
 func TestConnectionCap(t *testing.T) {
 	const max = 8
-	s, _ := testServer(t, engine.Options{}, Options{MaxConns: max})
+	var logs syncBuffer
+	s, _ := testServer(t, engine.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, Options{MaxConns: max})
+	s.logs.every.Store(0)
 	conns := keepAlive(t, s.addr, max)
 	waitConns(t, s, max, max)
 	// keepAlive's connections became idle in no set order: make
@@ -204,6 +208,9 @@ func TestConnectionCap(t *testing.T) {
 	}
 	if !refused.closed(t) || s.conns.refusedFull.Load() != 1 {
 		t.Fatalf("refused connection open, or %d refused", s.conns.refusedFull.Load())
+	}
+	if !strings.Contains(logs.String(), "connection refused") {
+		t.Fatalf("no refusal in the log:\n%s", logs.String())
 	}
 	// One request finishes: its connection waits again, and gives way.
 	if _, err := io.WriteString(conns[1], "Host: x\r\n\r\n"); err != nil {

@@ -157,6 +157,7 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst),
 		conns: newConnLimiter(nil, o.MaxConns, o.MaxConnsPerIP), logs: newLogThrottle(time.Second)}
 	s.inflight.max = int64(o.Concurrency)
+	s.conns.log = s.logClient
 	if o.CacheBytes > 0 {
 		cache, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
 			NumCounters: max(o.CacheBytes/100, 1000), // ~10 counters per cached answer of ~1 KiB
