@@ -48,67 +48,85 @@ import (
 // and closes the longest-waiting one when a new one would pass the cap.
 // fasthttp reports each connection's state to its state method
 // (Server.ConnState).
+//
+// Every open connection is in a ring, and in its address's ring, in the
+// order it last began to wait for a request (accepted, or its answer
+// written); it is marked busy while inside a request. Only that move to
+// the back takes the mutex, once a request: going busy is an atomic
+// store, and the eviction, rare, walks the ring from the front past the
+// busy ones.
 type connLimiter struct {
 	net.Listener
 	max, perIP int
 	// log, when set, logs a refusal (Server.logClient: throttled).
 	log func(msg string, args ...any)
 
-	mu    sync.Mutex
-	open  int
-	byIP  map[uint64]*addrConns // when perIP > 0
-	idle  limitedConn           // sentinel of the ring (all) of waiting connections, longest waiting first
-	nidle int
+	mu   sync.Mutex
+	open int
+	all  limitedConn           // sentinel of the ring of every connection
+	byIP map[uint64]*addrConns // when perIP > 0
 
 	evicted, refusedFull, refusedPerIP atomic.Uint64
 }
 
 // addrConns are the connections of one client address.
 type addrConns struct {
-	n    int
-	idle limitedConn // sentinel of the ring (own) of its waiting connections
+	n   int
+	own limitedConn // sentinel of the ring of its connections
 }
 
 // limitedConn is a connection the limiter handed out. Its fields below
-// Conn are guarded by the limiter's mu.
+// busy are guarded by the limiter's mu.
 type limitedConn struct {
 	net.Conn
 	l        *connLimiter
+	busy     atomic.Bool // inside a request
 	ip       uint64
 	addr     *addrConns // nil: not limited per address
-	all, own links      // in l.idle, in addr.idle, while waiting for a request
+	all, own link       // in l.all, in addr.own
 	released bool
 }
 
-// links place a connection in a ring; nil when it is in none.
-type links struct{ prev, next *limitedConn }
+// link places a connection in a ring.
+type link struct{ prev, next *limitedConn }
 
-func allLinks(c *limitedConn) *links { return &c.all }
-func ownLinks(c *limitedConn) *links { return &c.own }
+func (c *limitedConn) link(own bool) *link {
+	if own {
+		return &c.own
+	}
+	return &c.all
+}
 
-// push puts c last in the ring of head.
-func push(head, c *limitedConn, at func(*limitedConn) *links) {
-	h, n := at(head), at(c)
+// pushLocked puts c last in the ring of head.
+func pushLocked(head, c *limitedConn, own bool) {
+	h, n := head.link(own), c.link(own)
 	n.prev, n.next = h.prev, head
-	at(h.prev).next = c
+	h.prev.link(own).next = c
 	h.prev = c
 }
 
-// unlink takes c out of its ring, if it is in one.
-func unlink(c *limitedConn, at func(*limitedConn) *links) bool {
-	n := at(c)
-	if n.next == nil {
-		return false
+// unlinkLocked takes c out of its ring.
+func unlinkLocked(c *limitedConn, own bool) {
+	n := c.link(own)
+	n.prev.link(own).next = n.next
+	n.next.link(own).prev = n.prev
+	*n = link{}
+}
+
+// waitingLocked returns the connection of head's ring that has waited
+// longest for a request, nil when all are busy.
+func waitingLocked(head *limitedConn, own bool) *limitedConn {
+	for c := head.link(own).next; c != head; c = c.link(own).next {
+		if !c.busy.Load() {
+			return c
+		}
 	}
-	at(n.prev).next = n.next
-	at(n.next).prev = n.prev
-	n.prev, n.next = nil, nil
-	return true
+	return nil
 }
 
 func newConnLimiter(ln net.Listener, max, perIP int) *connLimiter {
 	l := &connLimiter{Listener: ln, max: max, perIP: perIP}
-	l.idle.all = links{&l.idle, &l.idle}
+	l.all.all = link{&l.all, &l.all}
 	if perIP > 0 {
 		l.byIP = make(map[uint64]*addrConns)
 	}
@@ -171,10 +189,10 @@ func (l *connLimiter) admit(c net.Conn) (lc, victim *limitedConn, refusal []byte
 		switch {
 		case a == nil:
 			a = new(addrConns)
-			a.idle.own = links{&a.idle, &a.idle}
+			a.own.own = link{&a.own, &a.own}
 			l.byIP[ip] = a
 		case a.n >= l.perIP:
-			if victim = a.idle.own.next; victim == &a.idle {
+			if victim = waitingLocked(&a.own, true); victim == nil {
 				l.refusedPerIP.Add(1)
 				return nil, nil, refusalPerIP
 			}
@@ -184,7 +202,7 @@ func (l *connLimiter) admit(c net.Conn) (lc, victim *limitedConn, refusal []byte
 		}
 	}
 	if victim == nil && l.max > 0 && l.open >= l.max {
-		if victim = l.idle.all.next; victim == &l.idle {
+		if victim = waitingLocked(&l.all, false); victim == nil {
 			l.refusedFull.Add(1)
 			return nil, nil, refusalFull
 		}
@@ -193,10 +211,11 @@ func (l *connLimiter) admit(c net.Conn) (lc, victim *limitedConn, refusal []byte
 	}
 	lc = &limitedConn{Conn: c, l: l, ip: ip, addr: a}
 	l.open++
+	pushLocked(&l.all, lc, false)
 	if a != nil {
 		a.n++
+		pushLocked(&a.own, lc, true)
 	}
-	l.pushLocked(lc) // waiting for its first request
 	return lc, victim, nil
 }
 
@@ -206,19 +225,26 @@ func (l *connLimiter) state(c net.Conn, st fasthttp.ConnState) {
 	if !ok {
 		return
 	}
-	l.mu.Lock()
 	switch st {
 	case fasthttp.StateActive:
-		l.unlinkLocked(lc)
+		lc.busy.Store(true)
 	case fasthttp.StateIdle:
+		l.mu.Lock()
 		if !lc.released {
-			l.unlinkLocked(lc)
-			l.pushLocked(lc)
+			unlinkLocked(lc, false)
+			pushLocked(&l.all, lc, false)
+			if a := lc.addr; a != nil {
+				unlinkLocked(lc, true)
+				pushLocked(&a.own, lc, true)
+			}
 		}
+		lc.busy.Store(false)
+		l.mu.Unlock()
 	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		l.mu.Lock()
 		l.releaseLocked(lc)
+		l.mu.Unlock()
 	}
-	l.mu.Unlock()
 }
 
 // Close releases c's place, once, and closes it.
@@ -229,45 +255,33 @@ func (c *limitedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// pushLocked puts c last in the rings of waiting connections.
-func (l *connLimiter) pushLocked(c *limitedConn) {
-	push(&l.idle, c, allLinks)
-	if c.addr != nil {
-		push(&c.addr.idle, c, ownLinks)
-	}
-	l.nidle++
-}
-
-// unlinkLocked takes c out of the rings of waiting connections.
-func (l *connLimiter) unlinkLocked(c *limitedConn) {
-	if unlink(c, allLinks) {
-		l.nidle--
-	}
-	if c.addr != nil {
-		unlink(c, ownLinks)
-	}
-}
-
 // releaseLocked gives c's place back, once.
 func (l *connLimiter) releaseLocked(c *limitedConn) {
 	if c.released {
 		return
 	}
 	c.released = true
-	l.unlinkLocked(c)
 	l.open--
+	unlinkLocked(c, false)
 	if a := c.addr; a != nil {
+		unlinkLocked(c, true)
 		if a.n--; a.n == 0 {
 			delete(l.byIP, c.ip)
 		}
 	}
 }
 
-// counts returns the open connections and those waiting for a request.
+// counts returns the open connections and those waiting for a request
+// (a walk of the ring: for metrics and tests).
 func (l *connLimiter) counts() (open, idle int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.open, l.nidle
+	for c := l.all.all.next; c != &l.all; c = c.all.next {
+		if !c.busy.Load() {
+			idle++
+		}
+	}
+	return l.open, idle
 }
 
 // connIP is the per-address key of c's peer: its IPv4 address (above
