@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"net/http/pprof"
 	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"github.com/valyala/fasthttp/pprofhandler"
 	"github.com/valyala/fastjson"
 
@@ -163,12 +165,26 @@ func (s *Server) handleStatus(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-// handlePprof serves net/http/pprof behind the admin key.
+// pprofIndex is net/http/pprof's index page. pprofhandler answers 404 to
+// every path ending in '/', /debug/pprof/ included.
+var pprofIndex = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
+
+// handlePprof serves net/http/pprof behind the admin key: the index at
+// /debug/pprof/, the profiles under it.
 func (s *Server) handlePprof(ctx *fasthttp.RequestCtx) error {
 	if err := authorize(ctx, s.o.AdminKey); err != nil {
 		return err
 	}
-	pprofhandler.PprofHandler(ctx)
+	switch string(ctx.Path()) {
+	case "/debug/pprof":
+		// The index's links are relative to /debug/pprof/.
+		ctx.Response.Header.Set("Location", "/debug/pprof/")
+		ctx.SetStatusCode(fasthttp.StatusPermanentRedirect)
+	case "/debug/pprof/":
+		pprofIndex(ctx)
+	default:
+		pprofhandler.PprofHandler(ctx)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/valyala/fasthttp"
 
@@ -28,6 +29,8 @@ var (
 	errNotFoundRoute = errorf(fasthttp.StatusNotFound, "not_found", "no such endpoint")
 	errMethod        = errorf(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint")
 	errUnauthorized  = errorf(fasthttp.StatusUnauthorized, "unauthorized", "missing or wrong API key: send Authorization: Bearer <key>")
+	errOverloaded    = errorf(fasthttp.StatusServiceUnavailable, "overloaded", "too many requests in flight; retry after a second")
+	errBadFraming    = errorf(fasthttp.StatusBadRequest, "bad_request", "both Content-Length and Transfer-Encoding: refused (request smuggling)")
 )
 
 func badParam(name, why string) error {
@@ -57,6 +60,10 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 		s.e.LogThrottled("internal error", "method", string(ctx.Method()), "path", string(ctx.Path()), "err", err)
 		he = &httpError{status: fasthttp.StatusInternalServerError, code: "internal", message: "internal error"}
 	}
+	if he.status == fasthttp.StatusUnauthorized {
+		s.m.authFailures.Inc()
+		s.logRequest(ctx, "refused: missing or wrong key")
+	}
 	ctx.SetStatusCode(he.status)
 	ctx.SetContentType("application/json")
 	b := make([]byte, 0, 64+len(he.message))
@@ -67,4 +74,29 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 	b = append(b, "}}\n"...)
 	ctx.SetBody(b)
 	s.m.errors.Inc()
+}
+
+// readError answers a request fasthttp could not read (its
+// ErrorHandler): 431 when the request line and headers are over
+// MaxHeaderBytes, 413 for a body over MaxBodySize, 408 when the request
+// did not arrive within ReadTimeout, else 400. The message is fixed:
+// fasthttp's error quotes the request, Authorization header included.
+// fasthttp closes the connection after the answer.
+func (s *Server) readError(ctx *fasthttp.RequestCtx, err error) {
+	class := errorClass(err)
+	var he error
+	switch class {
+	case classClosed:
+		return // nobody to answer
+	case classHeadTooLarge:
+		he = errorf(fasthttp.StatusRequestHeaderFieldsTooLarge, "too_large", "request line and headers over "+strconv.Itoa(s.o.MaxHeaderBytes)+" bytes")
+	case classBodyTooLarge:
+		he = errorf(fasthttp.StatusRequestEntityTooLarge, "too_large", "request body over "+strconv.Itoa(s.o.MaxBodySize)+" bytes")
+	case classTimeout:
+		he = errorf(fasthttp.StatusRequestTimeout, "timeout", "request not received in time")
+	default:
+		he = errorf(fasthttp.StatusBadRequest, "bad_request", "cannot parse the request")
+	}
+	s.logClient("cannot read request", "ip", ctx.RemoteIP().String(), "error", class)
+	s.writeError(ctx, he)
 }

@@ -32,6 +32,7 @@ const (
 	routePage
 	routeMembers
 	routeScript
+	routeOverload
 	routeCount
 )
 
@@ -41,6 +42,7 @@ var routeNames = [routeCount]string{
 	routeStats: "stats", routeHealth: "health", routeMetrics: "metrics", routeCORS: "cors",
 	routeDecide: "decide", routeResults: "results", routeProfile: "profile", routePage: "page", routeMembers: "members",
 	routeScript: "script",
+	routeOverload: "overloaded",
 }
 
 // serverMetrics are exported on /metrics in Prometheus text format through
@@ -56,6 +58,8 @@ type serverMetrics struct {
 	cacheMisses    *metrics.Counter
 	eventsIngested *metrics.Counter
 	rateLimited    *metrics.Counter
+	authFailures   *metrics.Counter
+	overloaded     *metrics.Counter
 }
 
 func newServerMetrics(s *Server) *serverMetrics {
@@ -76,6 +80,24 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.cacheMisses = m.set.NewCounter(`edgerec_body_cache_requests_total{result="miss"}`)
 	m.eventsIngested = m.set.NewCounter("edgerec_events_ingested_total")
 	m.rateLimited = m.set.NewCounter("edgerec_rate_limited_total")
+	m.authFailures = m.set.NewCounter("edgerec_auth_failures_total")
+	m.overloaded = m.set.NewCounter("edgerec_overloaded_total")
+	// Connections and requests in flight (conns.go), and the served
+	// snapshot's version as a label: a float64 gauge cannot hold a uint64
+	// version exactly (edgerec_snapshot_version rounds its last digits).
+	m.set.RegisterMetricsWriter(func(w io.Writer) {
+		open, idle := s.conns.counts()
+		metrics.WriteGaugeUint64(w, "edgerec_connections_open", uint64(open))
+		metrics.WriteGaugeUint64(w, "edgerec_connections_idle", uint64(idle))
+		metrics.WriteCounterUint64(w, "edgerec_connections_evicted_total", s.conns.evicted.Load())
+		metrics.WriteCounterUint64(w, `edgerec_connections_refused_total{reason="full"}`, s.conns.refusedFull.Load())
+		metrics.WriteCounterUint64(w, `edgerec_connections_refused_total{reason="per_ip"}`, s.conns.refusedPerIP.Load())
+		metrics.WriteGaugeUint64(w, "edgerec_requests_in_flight", uint64(max(s.inflight.n.Load(), 0)))
+		if v := s.e.SnapshotVersion(); v != 0 {
+			_, _ = w.Write(strconv.AppendUint([]byte(`edgerec_snapshot_info{version="`), v, 10))
+			_, _ = io.WriteString(w, "\"} 1\n")
+		}
+	})
 	// The engine's counts, read when scraped.
 	e := s.e
 	m.set.NewGauge(`edgerec_cache_requests_total{result="hit"}`, func() float64 {

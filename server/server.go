@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -37,10 +36,24 @@ type Options struct {
 	// MaxBodySize bounds request bodies; default 1 MiB. MaxBatch bounds the
 	// events of one POST; default 1000.
 	MaxBodySize, MaxBatch int
-	// Concurrency bounds requests in flight; default 4096.
+	// Concurrency bounds the API requests (/v1/) in flight; over it they
+	// answer 503 with Retry-After and their connection stays open.
+	// Default 4096.
 	Concurrency int
-	// ReadTimeout, WriteTimeout, IdleTimeout of connections; defaults 5 s,
-	// 5 s, 60 s.
+	// MaxConns bounds the open connections; default 10000. A new
+	// connection at the bound closes the one that has waited longest for
+	// a request; only when every connection is inside a request is the
+	// new one refused (503, closed). MaxConnsPerIP bounds the connections
+	// of one client address (an IPv6 /64) the same way, within the
+	// address, refusing with 429; 0: no bound. See conns.go.
+	MaxConns, MaxConnsPerIP int
+	// MaxHeaderBytes bounds the request line (the URL) and the headers
+	// together; over it a request is answered 431. Default 8192.
+	MaxHeaderBytes int
+	// ReadTimeout bounds reading a request, from its first byte (from
+	// the connection's opening for its first request); WriteTimeout
+	// writing an answer; IdleTimeout the wait for the next request on a
+	// keep-alive connection. Defaults 5 s, 5 s, 60 s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// CORSOrigins may call the API from browsers (scheme://host[:port],
 	// as browsers send Origin); "*" allows any origin, without credentials
@@ -68,6 +81,12 @@ func (o *Options) withDefaults() {
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = 4096
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = 10000
+	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = 8192
 	}
 	if o.ReadTimeout == 0 {
 		o.ReadTimeout = 5 * time.Second
@@ -97,6 +116,10 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("keyless rate %v and burst %v: must not be negative", o.KeylessRate, o.KeylessBurst)
 	case o.Concurrency < 0 || o.ReadTimeout < 0 || o.WriteTimeout < 0 || o.IdleTimeout < 0:
 		return fmt.Errorf("concurrency and timeouts must not be negative")
+	case o.MaxConns < 1 || o.MaxConnsPerIP < 0:
+		return fmt.Errorf("connection limits %d and %d per address: want at least 1 and at least 0", o.MaxConns, o.MaxConnsPerIP)
+	case o.MaxHeaderBytes < 1024:
+		return fmt.Errorf("header limit %d: want at least 1024 bytes", o.MaxHeaderBytes)
 	}
 	if _, err := normalizeOrigins(o.CORSOrigins); err != nil {
 		return err
@@ -116,6 +139,11 @@ type Server struct {
 	seen  [seenSlots]atomic.Uint64 // keys that missed the body cache (seenBefore)
 	srv   *fasthttp.Server
 	m     *serverMetrics
+	// conns caps the connections (Serve puts it in front of the
+	// listener), inflight the requests; logs throttles what clients cause.
+	conns    *connLimiter
+	inflight gate
+	logs     *logThrottle
 	// keyless limits keyless decisions and beacons per address; nil: none.
 	keyless *ipLimiter
 
@@ -132,7 +160,10 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 		return nil, err
 	}
 	o.CORSOrigins, _ = normalizeOrigins(o.CORSOrigins) // valid: checked above
-	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst)}
+	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst),
+		conns: newConnLimiter(nil, o.MaxConns, o.MaxConnsPerIP), logs: newLogThrottle(time.Second)}
+	s.inflight.max = int64(o.Concurrency)
+	s.conns.log = s.logClient
 	if o.CacheBytes > 0 {
 		cache, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
 			NumCounters: max(o.CacheBytes/100, 1000), // ~10 counters per cached answer of ~1 KiB
@@ -148,22 +179,23 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 	s.m = newServerMetrics(s)
 	s.reqs.New = func() any { return new(reqState) }
 	s.srv = &fasthttp.Server{
-		Handler:              s.Handle,
-		Name:                 "edgerec",
-		Concurrency:          o.Concurrency,
-		ReadTimeout:          o.ReadTimeout,
-		WriteTimeout:         o.WriteTimeout,
-		IdleTimeout:          o.IdleTimeout,
-		MaxRequestBodySize:   o.MaxBodySize,
-		NoDefaultContentType: true,
-		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			status := fasthttp.StatusBadRequest
-			code, msg := "bad_request", "cannot parse request: "+err.Error()
-			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-				status, code, msg = fasthttp.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", o.MaxBodySize)
-			}
-			s.writeError(ctx, errorf(status, code, msg))
-		},
+		Handler: s.Handle,
+		Name:    "edgerec",
+		// A backstop only: conns caps the connections, inflight the
+		// requests (conns.go). The slack covers the workers of closed
+		// idle connections that have not noticed yet.
+		Concurrency:           2 * o.MaxConns,
+		ConnState:             s.conns.state,
+		ReadTimeout:           o.ReadTimeout,
+		WriteTimeout:          o.WriteTimeout,
+		IdleTimeout:           o.IdleTimeout,
+		ReadBufferSize:        o.MaxHeaderBytes,
+		MaxRequestBodySize:    o.MaxBodySize,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{s},
+		ErrorHandler:          s.readError,
 	}
 	return s, nil
 }
@@ -183,8 +215,11 @@ func (s *Server) handleReloadConfig(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-// Serve answers requests on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+// Serve answers requests on ln until Shutdown. Call it once.
+func (s *Server) Serve(ln net.Listener) error {
+	s.conns.Listener = ln
+	return s.srv.Serve(s.conns)
+}
 
 // Shutdown stops accepting connections and waits for the requests in
 // flight. Close the engine and its stores after it returns, never before:
@@ -205,8 +240,16 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	r := routeNotFound
 	var err error
 	switch {
+	case badFraming(&ctx.Request.Header):
+		ctx.SetConnectionClose()
+		err = errBadFraming
 	case bytes.HasPrefix(path, []byte("/v1/")):
+		if !s.inflight.enter() {
+			r, err = routeOverload, s.overloaded(ctx)
+			break
+		}
 		r, err = s.routeV1(ctx, path[len("/v1/"):])
+		s.inflight.leave()
 		if r != routeNotFound && ctx.IsOptions() {
 			r = routeCORS // preflights count apart from their route's answers
 		}
@@ -220,7 +263,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/metrics":
 		r = routeMetrics
 		s.m.write(ctx)
-	case bytes.HasPrefix(path, []byte("/debug/pprof")):
+	case string(path) == "/debug/pprof" || bytes.HasPrefix(path, []byte("/debug/pprof/")):
 		r = routeAdmin
 		err = s.handlePprof(ctx)
 	default:
@@ -321,14 +364,19 @@ func pathID(ctx *fasthttp.RequestCtx, p []byte, prefix string) (id, rest []byte)
 	return []byte(uid), []byte(urest)
 }
 
-// authorize checks the bearer key in constant time.
+// authorize checks the bearer key in constant time. The scheme is
+// case-insensitive (RFC 9110, 11.1), followed by one or more spaces (RFC
+// 6750, 2.1).
 func authorize(ctx *fasthttp.RequestCtx, key string) error {
 	if key == "" {
 		return errUnauthorized
 	}
 	h := ctx.Request.Header.Peek("Authorization")
-	tok, ok := bytes.CutPrefix(h, []byte("Bearer "))
-	if !ok || subtle.ConstantTimeCompare(tok, []byte(key)) != 1 {
+	if len(h) < len("Bearer ") || !bytes.EqualFold(h[:len("Bearer")], []byte("Bearer")) || h[len("Bearer")] != ' ' {
+		return errUnauthorized
+	}
+	tok := bytes.TrimLeft(h[len("Bearer "):], " ")
+	if subtle.ConstantTimeCompare(tok, []byte(key)) != 1 {
 		return errUnauthorized
 	}
 	return nil

@@ -89,7 +89,7 @@ type testStack struct {
 }
 
 // newTestStack starts a Server over an engine with the ML-100k snapshot
-// and a real state store (whose clock is eo.Now), on real loopback TCP.
+// (or the one of o.SnapshotRoot) and a real state store (whose clock is eo.Now), on real loopback TCP.
 // When the test ends it closes the server, then the engine, then the
 // state store.
 func newTestStack(t testing.TB, eo engine.Options, o Options) *testStack {
@@ -106,7 +106,10 @@ func newTestStack(t testing.TB, eo engine.Options, o Options) *testStack {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	o.SnapshotRoot = root
+	if o.SnapshotRoot == "" {
+		o.SnapshotRoot = root
+	}
+	root = o.SnapshotRoot
 	if o.APIKey == "" {
 		o.APIKey = testKey
 	}

@@ -50,12 +50,14 @@ type serveFlags struct {
 	gzipMin, maxK, maxBody, history, maxUserItems  int
 	retention, drain, decisionTTL                  time.Duration
 	keylessRate, keylessBurst                      float64
+	concurrency, maxConns, maxConnsPerIP, maxHead  int
+	readTimeout, writeTimeout, idleTimeout         time.Duration
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "listen address (env EDGEREC_ADDR)")
 	fs.StringVar(&f.data, "data", "data/run", "data directory: snapshots/ (built by 'edgerec build --out DIR/snapshots') and state/ (env EDGEREC_DATA)")
-	fs.StringVar(&f.apiKey, "api-key", "", "bearer key for writes; a random one is generated and printed when empty. Prefer the env twin EDGEREC_API_KEY: a flag is visible in ps")
+	fs.StringVar(&f.apiKey, "api-key", "", "bearer key for writes; when empty, a random one that no client knows (never logged: keys stay out of logs), so writes are refused. Prefer the env twin EDGEREC_API_KEY: a flag is visible in ps")
 	fs.StringVar(&f.adminKey, "admin-key", "", "bearer key for admin calls and pprof; default the API key (env EDGEREC_ADMIN_KEY)")
 	fs.Int64Var(&f.cacheMB, "cache-mb", 64, "Ristretto budget, MiB, at least 2: three quarters for the engine (decoded lists, answers, segments and decisions), a quarter for rendered answers (env EDGEREC_CACHE_MB)")
 	fs.IntVar(&f.gzipMin, "gzip-min", 1024, "smallest cached answer sent gzip-compressed to clients that accept it, bytes; compressed once per cached answer; 0 never (env EDGEREC_GZIP_MIN)")
@@ -69,6 +71,13 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.keylessRate, "keyless-rate", 20, "requests a second per client address without the API key to /v1/decide, /v1/page and beacons to /v1/events; over it they answer 429; 0: no limit (env EDGEREC_KEYLESS_RATE)")
 	fs.Float64Var(&f.keylessBurst, "keyless-burst", 0, "burst of -keyless-rate; 0: 5 × the rate (env EDGEREC_KEYLESS_BURST)")
 	fs.DurationVar(&f.decisionTTL, "decision-ttl", engine.DefaultDecisionTTL, "how long a decision id is taken in a beacon without the API key (env EDGEREC_DECISION_TTL)")
+	fs.IntVar(&f.concurrency, "concurrency", 4096, "API requests (/v1/) in flight at most; over it they answer 503 with Retry-After on a connection that stays open (env EDGEREC_CONCURRENCY)")
+	fs.IntVar(&f.maxConns, "max-conns", 10000, "open connections at most (about 20 KB each when idle); a new one over it closes the connection that has waited longest for a request, and is refused with 503 only when every connection is inside a request (env EDGEREC_MAX_CONNS)")
+	fs.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address (IPv6: per /64) at most, the same way, refused with 429; 0: no bound. Behind a proxy every client has the proxy's address (env EDGEREC_MAX_CONNS_PER_IP)")
+	fs.IntVar(&f.maxHead, "max-header-bytes", 8192, "request line (URL) and headers together, bytes, at least 1024; over it 431 (env EDGEREC_MAX_HEADER_BYTES)")
+	fs.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time to read a request, from its first byte, or from the connection's opening for its first (env EDGEREC_READ_TIMEOUT)")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time to write an answer (env EDGEREC_WRITE_TIMEOUT)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "how long a keep-alive connection may wait for its next request (env EDGEREC_IDLE_TIMEOUT)")
 	fs.DurationVar(&f.drain, "drain", 30*time.Second, "on SIGTERM, how long requests in flight may take before the process exits anyway; a service manager's stop timeout must be longer (env EDGEREC_DRAIN)")
 }
 
@@ -87,8 +96,17 @@ func parseServeFlags(c *command, args []string) (*serveFlags, error) {
 	if err := envTwins(fs); err != nil {
 		return nil, err
 	}
-	if err := nonNegative(fs, "max-k", "max-body", "history", "max-user-items", "gzip-min", "keyless-rate", "keyless-burst", "decision-ttl"); err != nil {
+	if err := nonNegative(fs, "max-k", "max-body", "history", "max-user-items", "gzip-min", "keyless-rate", "keyless-burst", "decision-ttl",
+		"concurrency", "max-conns", "max-conns-per-ip", "max-header-bytes"); err != nil {
 		return nil, err
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"read-timeout", f.readTimeout}, {"write-timeout", f.writeTimeout}, {"idle-timeout", f.idleTimeout}} {
+		if d.v <= 0 {
+			return nil, fmt.Errorf("-%s %v: want a positive duration", d.name, d.v)
+		}
 	}
 	if f.cacheMB < 2 {
 		return nil, fmt.Errorf("-cache-mb %d: want at least 2 (MiB)", f.cacheMB)
@@ -106,7 +124,7 @@ func runServe(c *command, args []string) error {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
 		f.apiKey = hex.EncodeToString(b[:])
-		logger.Info("no -api-key given: generated one for this run", "api_key", f.apiKey)
+		logger.Warn("no -api-key given: writes and admin calls are refused (a random key for this run, not logged); give -api-key or EDGEREC_API_KEY")
 	}
 	var cfg *engine.Config
 	if f.configPath != "" {
@@ -135,6 +153,8 @@ func runServe(c *command, args []string) error {
 		SnapshotRoot: root, APIKey: f.apiKey, AdminKey: f.adminKey, CacheBytes: f.cacheMB << 20 / 4,
 		GzipMinBytes: gzipOption(f.gzipMin), MaxBodySize: f.maxBody, CORSOrigins: splitList(f.cors),
 		KeylessRate: f.keylessRate, KeylessBurst: f.keylessBurst,
+		Concurrency: f.concurrency, MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP, MaxHeaderBytes: f.maxHead,
+		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
 	})
 	if err != nil {
 		e.Close()
