@@ -221,7 +221,10 @@ func ResolveSnapshot(path string) (string, error) {
 // concurrent use. The item table and id map are held in memory; lists are
 // read from Pebble.
 type Snapshot struct {
-	dir   string
+	dir string
+	// lock is held shared while the snapshot is open: its version is in
+	// use and no pruner removes it (dirlock.go).
+	lock  *dirLock
 	m     Manifest
 	db    *pebble.DB
 	ids   map[string]uint32
@@ -232,13 +235,33 @@ type Snapshot struct {
 
 // OpenSnapshot opens the snapshot at path (a root with CURRENT or a version
 // directory), verifies its manifest and checksum, and loads its item table.
-// An incomplete or corrupt snapshot is refused with an error wrapping
-// ErrBadSnapshot.
+// An incomplete or corrupt snapshot, or one being removed, is refused with
+// an error wrapping ErrBadSnapshot. The version directory stays locked as
+// in use until Close (dirlock.go).
 func OpenSnapshot(path string) (*Snapshot, error) {
 	dir, err := ResolveSnapshot(path)
 	if err != nil {
 		return nil, err
 	}
+	lock, err := lockDir(dir, false)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("%w: %q does not exist", ErrBadSnapshot, dir)
+	case errors.Is(err, errDirBusy):
+		return nil, fmt.Errorf("%w: %q is being removed", ErrBadSnapshot, dir)
+	case err != nil:
+		return nil, err
+	}
+	s, err := openSnapshot(dir)
+	if err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+func openSnapshot(dir string) (*Snapshot, error) {
 	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -334,8 +357,13 @@ func (s *Snapshot) verifyAndLoad() error {
 	return nil
 }
 
-// Close releases the store. No method may be called after Close.
-func (s *Snapshot) Close() error { return s.db.Close() }
+// Close releases the store and its version's lock. No method may be
+// called after Close.
+func (s *Snapshot) Close() error {
+	err := s.db.Close()
+	s.lock.unlock()
+	return err
+}
 
 // Dir returns the version directory.
 func (s *Snapshot) Dir() string { return s.dir }
