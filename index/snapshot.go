@@ -465,8 +465,15 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
 }
 func (pebbleLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
+	panic(pebbleFatal(fmt.Sprintf("pebble: "+format, args...)))
 }
+
+// pebbleFatal is what pebbleLogger.Fatalf panics with: Pebble never
+// returns after a Fatalf. The state store recovers it where Pebble's state
+// allows (State.commit).
+type pebbleFatal string
+
+func (e pebbleFatal) Error() string { return string(e) }
 
 // eventListener logs Pebble's background errors and data corruption.
 // Pebble's default turns on-disk corruption into a fatal log; here the
