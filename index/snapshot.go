@@ -206,6 +206,9 @@ func ResolveSnapshot(path string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(path, CurrentFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
+			if _, ok := parseVersionDir(path); ok {
+				return "", fmt.Errorf("%w: %q has no %s (incomplete or damaged version)", ErrBadSnapshot, path, ManifestFile)
+			}
 			return "", fmt.Errorf("%w: %q holds neither %s nor %s", ErrBadSnapshot, path, ManifestFile, CurrentFile)
 		}
 		return "", fmt.Errorf("cannot read %q: %w", filepath.Join(path, CurrentFile), err)
