@@ -175,9 +175,10 @@ type State struct {
 	// every write is refused.
 	failed atomic.Pointer[error]
 	// probeStart is when Writable's last probe began (Unix ns); probing
-	// is set while it runs.
-	probeStart atomic.Int64
-	probing    atomic.Bool
+	// is set while it runs. probeMu guards both.
+	probeMu    sync.Mutex
+	probeStart int64
+	probing    bool
 }
 
 // StateEvent is one event to store. Its byte slices are borrowed for the
@@ -478,24 +479,26 @@ func (s *State) Writable() error {
 		return err
 	}
 	now := s.o.Now().UnixNano()
-	last := s.probeStart.Load()
-	if s.probing.Load() {
-		if now-last > int64(probeInterval) {
-			return fmt.Errorf("%w: a probe write has not finished in %v", ErrNotWritable, time.Duration(now-last).Round(time.Millisecond))
-		}
-		return nil
+	s.probeMu.Lock()
+	last, probing := s.probeStart, s.probing
+	due := !probing && (last == 0 || now-last >= int64(probeInterval) || now < last)
+	if due {
+		s.probeStart, s.probing = now, true
 	}
-	if last != 0 && now-last < int64(probeInterval) && now >= last {
-		return nil
+	s.probeMu.Unlock()
+	switch {
+	case probing && now-last > int64(probeInterval):
+		return fmt.Errorf("%w: a probe write has not finished in %v", ErrNotWritable, time.Duration(now-last).Round(time.Millisecond))
+	case !due:
+		return nil // the last probe, or the one running, answers
 	}
-	if !s.probing.CompareAndSwap(false, true) {
-		return nil // another caller probes
-	}
-	defer s.probing.Store(false)
-	s.probeStart.Store(now)
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(now))
-	return s.set([]byte{stateProbe}, v[:], pebble.Sync)
+	err := s.set([]byte{stateProbe}, v[:], pebble.Sync)
+	s.probeMu.Lock()
+	s.probing = false
+	s.probeMu.Unlock()
+	return err
 }
 
 // appendHistPrefix appends the prefix of user's history keys.

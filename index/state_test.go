@@ -817,6 +817,19 @@ func TestStateWritable(t *testing.T) {
 	if f.syncs.Load() != syncs+1 {
 		t.Fatalf("100 Writable within the second synced the WAL %d more times; want 0", f.syncs.Load()-syncs-1)
 	}
+	// Due again, asked by many at once: one probe.
+	tick(time.Second)
+	syncs = f.syncs.Load()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Writable() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil || f.syncs.Load() != syncs+1 {
+		t.Fatalf("8 concurrent Writable when due: %v, %d WAL syncs; want nil and 1", err, f.syncs.Load()-syncs)
+	}
+	tick(900 * time.Millisecond)
 	// The disk fails: seen at the next probe, not before.
 	f.fail.Store(true)
 	if err := s.Writable(); err != nil {
