@@ -76,6 +76,10 @@ type BuildOptions struct {
 	MaxBad int
 	// Workers computing lists; default GOMAXPROCS.
 	Workers int
+	// Keep is how many of the newest versions the root keeps after a
+	// publish (PruneSnapshots: CURRENT's and those in use are kept too);
+	// default DefaultKeep, negative keeps every version.
+	Keep int
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
 }
@@ -113,6 +117,9 @@ func (o *BuildOptions) withDefaults() {
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Keep == 0 {
+		o.Keep = DefaultKeep
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
@@ -490,7 +497,10 @@ type kv struct{ k, v []byte }
 
 // Build computes every list and publishes a new snapshot version under
 // root. On any error nothing is published and the temporary directory is
-// removed.
+// removed. Before it starts, it removes what stopped builds and unpacks
+// left in root (RemoveDebris); once published, it prunes the versions
+// beyond the newest BuildOptions.Keep (PruneSnapshots). Both are logged;
+// their failures too, which fail no build.
 func (b *Builder) Build(root string) (*Manifest, error) {
 	return b.BuildContext(context.Background(), root)
 }
@@ -504,11 +514,22 @@ func (b *Builder) BuildContext(ctx context.Context, root string) (*Manifest, err
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create snapshot root %q: %w", root, err)
 	}
+	if _, err := RemoveDebris(root, time.Now(), b.o.Log); err != nil {
+		b.o.Log("cannot remove debris: %v", err)
+	}
 	version := uint64(time.Now().UnixNano())
-	tmp, err := os.MkdirTemp(root, ".building-")
+	tmp, err := os.MkdirTemp(root, buildingPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create a build directory in %q: %w", root, err)
 	}
+	// Locked shared while the build runs: another build's RemoveDebris
+	// leaves it alone. The lock follows the directory when it is renamed.
+	lock, err := lockDir(tmp, false)
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return nil, fmt.Errorf("cannot lock the build directory: %w", err)
+	}
+	defer lock.unlock()
 	// MkdirTemp makes it 0700; a server running as another user must read it.
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot open up %q: %w", tmp, err)
@@ -553,6 +574,10 @@ func (b *Builder) BuildContext(ctx context.Context, root string) (*Manifest, err
 	}
 	published = true
 	b.o.Log("published snapshot %s in %s", versionDir(version), root)
+	lock.unlock()
+	if _, err := PruneSnapshots(root, b.o.Keep, b.o.Log); err != nil {
+		b.o.Log("cannot prune old snapshots: %v", err)
+	}
 	return m, nil
 }
 

@@ -12,6 +12,8 @@
 //	  v<version>/              a Pebble store, read-only once published
 //	    edgerec-manifest.json  written last; see Manifest
 //	  .building-*/             a build in progress (removed on failure)
+//	  .unpacking-*/            an unpack in progress (pack.go)
+//	  .removing-*/             a pruned version being removed
 //
 // Builder.Build writes the new version into a .building- directory with
 // Pebble's WAL off, compacts it, checksums it, writes the manifest, reopens
@@ -20,6 +22,16 @@
 // mismatch or a Pebble corruption error refuses the snapshot with an error
 // wrapping ErrBadSnapshot: a half-written or damaged snapshot is never
 // served.
+//
+// Every user of a directory of the root holds a shared flock(2) on it
+// while it uses it: an open Snapshot on its version (a server serving it),
+// a build or unpack on its temporary directory (dirlock.go). After a
+// publish, PruneSnapshots removes the versions beyond the newest Keep
+// (default 3) but never the one CURRENT names nor one in use; before a
+// build or unpack starts, RemoveDebris removes the temporary directories
+// of runs that stopped midway (unlocked, older than the new run's start).
+// A server starting up on a root whose CURRENT version cannot be served
+// falls back to another version (FallbackSnapshots; root.go).
 //
 // Snapshots travel between machines packed (pack.go): a zstd tar of one
 // version directory, unpacked into a temporary directory of the receiving

@@ -199,7 +199,7 @@ func (w *HistoryWriter) Add(user []byte, e *HistoryEntry) error {
 	// small). Pebble flushes a larger batch as a memtable of its own, and
 	// every read allocates an iterator over it until that flush is done.
 	if w.b.Len() > 256<<10 {
-		if err := w.b.Commit(pebble.NoSync); err != nil {
+		if err := w.s.commit(w.b, pebble.NoSync); err != nil {
 			return fmt.Errorf("cannot write histories: %w", err)
 		}
 		w.b = w.s.db.NewBatch()
@@ -211,7 +211,7 @@ func (w *HistoryWriter) Add(user []byte, e *HistoryEntry) error {
 // durable when it returns nil.
 func (w *HistoryWriter) Close() error {
 	defer w.b.Close()
-	if err := w.b.Commit(pebble.Sync); err != nil {
+	if err := w.s.commit(w.b, pebble.Sync); err != nil {
 		return fmt.Errorf("cannot write histories: %w", err)
 	}
 	return nil

@@ -37,6 +37,12 @@ func PackSnapshot(w io.Writer, path string) (version string, err error) {
 		return "", err
 	}
 	version = filepath.Base(dir)
+	// In use while it is read: no pruner removes it under the pack.
+	lock, err := lockDir(dir, false)
+	if err != nil {
+		return "", fmt.Errorf("%w: cannot pack %q: %v", ErrBadSnapshot, dir, err)
+	}
+	defer lock.unlock()
 	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); err != nil {
 		return "", fmt.Errorf("%w: %q has no %s", ErrBadSnapshot, dir, ManifestFile)
 	}
@@ -98,6 +104,13 @@ type UnpackOptions struct {
 	// AllowOlder publishes a version older than the root's CURRENT (a
 	// roll back); without it such an archive is refused.
 	AllowOlder bool
+	// Keep is how many of the newest versions the root keeps after the
+	// publish, as BuildOptions.Keep: default DefaultKeep, negative keeps
+	// every version.
+	Keep int
+	// Log receives what the unpack removed (debris, pruned versions);
+	// nil discards it.
+	Log func(format string, args ...any)
 }
 
 // ErrSnapshotExists is returned by UnpackSnapshot when the root already
@@ -114,7 +127,8 @@ var ErrSnapshotOlder = errors.New("index: snapshot older than the current one")
 // or holds a snapshot that fails verification is refused with an error
 // wrapping ErrBadSnapshot, and root is left as it was; a version root
 // already has is left as it is, and UnpackSnapshot returns its directory
-// with an error wrapping ErrSnapshotExists.
+// with an error wrapping ErrSnapshotExists. As Build, it first removes the
+// debris of stopped runs, and prunes old versions once published.
 func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 64 << 30
@@ -122,14 +136,29 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 	if o.MaxFiles <= 0 {
 		o.MaxFiles = 100_000
 	}
+	if o.Keep == 0 {
+		o.Keep = DefaultKeep
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", fmt.Errorf("cannot create snapshot root %q: %w", root, err)
 	}
-	removeStale(root, ".unpacking-*", 24*time.Hour)
-	tmp, err := os.MkdirTemp(root, ".unpacking-")
+	if _, err := RemoveDebris(root, time.Now(), o.Log); err != nil {
+		o.Log("cannot remove debris: %v", err)
+	}
+	tmp, err := os.MkdirTemp(root, unpackingPrefix)
 	if err != nil {
 		return "", fmt.Errorf("cannot create a directory in %q: %w", root, err)
 	}
+	// Locked shared while the unpack runs, as Build's directory is.
+	lock, err := lockDir(tmp, false)
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("cannot lock the unpack directory: %w", err)
+	}
+	defer lock.unlock()
 	// Readable by a server running as another user, as Build leaves it.
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		_ = os.RemoveAll(tmp)
@@ -177,6 +206,10 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 		return "", err
 	}
 	published = true
+	lock.unlock()
+	if _, err := PruneSnapshots(root, o.Keep, o.Log); err != nil {
+		o.Log("cannot prune old snapshots: %v", err)
+	}
 	return dir, nil
 }
 
@@ -184,17 +217,6 @@ func UnpackSnapshot(r io.Reader, root string, o UnpackOptions) (string, error) {
 func dirExists(path string) bool {
 	st, err := os.Stat(path)
 	return err == nil && st.IsDir()
-}
-
-// removeStale removes what an unpack killed midway left in root: temp
-// directories untouched for longer than age (no unpack runs that long).
-func removeStale(root, pattern string, age time.Duration) {
-	names, _ := filepath.Glob(filepath.Join(root, pattern))
-	for _, n := range names {
-		if st, err := os.Stat(n); err == nil && time.Since(st.ModTime()) > age {
-			_ = os.RemoveAll(n)
-		}
-	}
 }
 
 // unpackInto extracts the archive's files into dir and returns the name of

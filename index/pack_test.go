@@ -45,11 +45,16 @@ func packSmall(t *testing.T) (root string, m *Manifest, packed []byte) {
 func TestPackUnpack(t *testing.T) {
 	_, m, packed := packSmall(t)
 	dst := filepath.Join(t.TempDir(), "edge", "snapshots")
-	// What a killed unpack left two days ago goes; a fresh one stays.
-	stale, fresh := filepath.Join(dst, ".unpacking-1"), filepath.Join(dst, ".unpacking-2")
+	// What a killed unpack left goes; the directory of one still running
+	// (locked, as UnpackSnapshot locks its own) stays.
+	stale, running := filepath.Join(dst, ".unpacking-1"), filepath.Join(dst, ".unpacking-2")
 	must(t, os.MkdirAll(stale, 0o755))
-	must(t, os.MkdirAll(fresh, 0o755))
+	must(t, os.MkdirAll(running, 0o755))
 	must(t, os.Chtimes(stale, time.Now().Add(-48*time.Hour), time.Now().Add(-48*time.Hour)))
+	must(t, os.Chtimes(running, time.Now().Add(-48*time.Hour), time.Now().Add(-48*time.Hour)))
+	lock, err := lockDir(running, false)
+	must(t, err)
+	defer lock.unlock()
 	dir, err := UnpackSnapshot(bytes.NewReader(packed), dst, UnpackOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -73,8 +78,8 @@ func TestPackUnpack(t *testing.T) {
 		t.Fatalf("the same version again: %q, %v; want %q and ErrSnapshotExists", again, err, dir)
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(dst, ".unpacking-*"))
-	if len(leftovers) != 1 || leftovers[0] != fresh {
-		t.Fatalf("left behind: %v, want only %s", leftovers, fresh)
+	if len(leftovers) != 1 || leftovers[0] != running {
+		t.Fatalf("left behind: %v, want only %s", leftovers, running)
 	}
 
 	// An archive older than the root's CURRENT would roll it back: refused

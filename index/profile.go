@@ -192,7 +192,7 @@ func (s *State) UpdateProfile(user []byte, fn func(p *model.Profile) error) erro
 		return err
 	}
 	ps.enc = ps.p.Append(ps.enc[:0])
-	if err := s.db.Set(ps.key, ps.enc, s.wo); err != nil {
+	if err := s.set(ps.key, ps.enc, s.wo); err != nil {
 		return fmt.Errorf("cannot store the profile of %q: %w", user, err)
 	}
 	return nil
@@ -252,7 +252,7 @@ func (s *State) MergeProfile(visitor, user []byte) error {
 	if err := b.Set(markKey, mv, nil); err != nil {
 		return fmt.Errorf("cannot batch the merge mark of %q: %w", visitor, err)
 	}
-	if err := b.Commit(s.wo); err != nil {
+	if err := s.commit(b, s.wo); err != nil {
 		return fmt.Errorf("cannot store the profile of %q: %w", user, err)
 	}
 	return nil
@@ -306,7 +306,7 @@ func (w *MetaWriter) Set(key, value []byte) error {
 		return fmt.Errorf("cannot batch %q: %w", key, err)
 	}
 	if w.b.Len() > 1<<20 {
-		if err := w.b.Commit(pebble.NoSync); err != nil {
+		if err := w.s.commit(w.b, pebble.NoSync); err != nil {
 			return fmt.Errorf("cannot commit metadata: %w", err)
 		}
 		w.b.Reset()
@@ -317,7 +317,7 @@ func (w *MetaWriter) Set(key, value []byte) error {
 // Close commits what is left and syncs.
 func (w *MetaWriter) Close() error {
 	defer w.b.Close()
-	if err := w.b.Commit(pebble.Sync); err != nil {
+	if err := w.s.commit(w.b, pebble.Sync); err != nil {
 		return fmt.Errorf("cannot commit metadata: %w", err)
 	}
 	return nil

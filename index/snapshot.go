@@ -234,6 +234,9 @@ func ResolveSnapshot(path string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(path, CurrentFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
+			if _, ok := parseVersionDir(path); ok {
+				return "", fmt.Errorf("%w: %q has no %s (incomplete or damaged version)", ErrBadSnapshot, path, ManifestFile)
+			}
 			return "", fmt.Errorf("%w: %q holds neither %s nor %s", ErrBadSnapshot, path, ManifestFile, CurrentFile)
 		}
 		return "", fmt.Errorf("cannot read %q: %w", filepath.Join(path, CurrentFile), err)
@@ -249,7 +252,10 @@ func ResolveSnapshot(path string) (string, error) {
 // concurrent use. The item table and id map are held in memory; lists are
 // read from Pebble.
 type Snapshot struct {
-	dir   string
+	dir string
+	// lock is held shared while the snapshot is open: its version is in
+	// use and no pruner removes it (dirlock.go).
+	lock  *dirLock
 	m     Manifest
 	db    *pebble.DB
 	ids   map[string]uint32
@@ -260,13 +266,33 @@ type Snapshot struct {
 
 // OpenSnapshot opens the snapshot at path (a root with CURRENT or a version
 // directory), verifies its manifest and checksum, and loads its item table.
-// An incomplete or corrupt snapshot is refused with an error wrapping
-// ErrBadSnapshot.
+// An incomplete or corrupt snapshot, or one being removed, is refused with
+// an error wrapping ErrBadSnapshot. The version directory stays locked as
+// in use until Close (dirlock.go).
 func OpenSnapshot(path string) (*Snapshot, error) {
 	dir, err := ResolveSnapshot(path)
 	if err != nil {
 		return nil, err
 	}
+	lock, err := lockDir(dir, false)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("%w: %q does not exist", ErrBadSnapshot, dir)
+	case errors.Is(err, errDirBusy):
+		return nil, fmt.Errorf("%w: %q is being removed", ErrBadSnapshot, dir)
+	case err != nil:
+		return nil, err
+	}
+	s, err := openSnapshot(dir)
+	if err != nil {
+		lock.unlock()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+func openSnapshot(dir string) (*Snapshot, error) {
 	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -362,8 +388,13 @@ func (s *Snapshot) verifyAndLoad() error {
 	return nil
 }
 
-// Close releases the store. No method may be called after Close.
-func (s *Snapshot) Close() error { return s.db.Close() }
+// Close releases the store and its version's lock. No method may be
+// called after Close.
+func (s *Snapshot) Close() error {
+	err := s.db.Close()
+	s.lock.unlock()
+	return err
+}
 
 // Dir returns the version directory.
 func (s *Snapshot) Dir() string { return s.dir }
@@ -465,8 +496,15 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
 }
 func (pebbleLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
+	panic(pebbleFatal(fmt.Sprintf("pebble: "+format, args...)))
 }
+
+// pebbleFatal is what pebbleLogger.Fatalf panics with: Pebble never
+// returns after a Fatalf. The state store recovers it where Pebble's state
+// allows (State.commit).
+type pebbleFatal string
+
+func (e pebbleFatal) Error() string { return string(e) }
 
 // eventListener logs Pebble's background errors and data corruption.
 // Pebble's default turns on-disk corruption into a fatal log; here the

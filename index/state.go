@@ -12,6 +12,7 @@ package index
 //	                            operator "edgerec.add.v1" (no read-modify-write)
 //	'm' key                   → metadata (catalog patches, sticky assignments …)
 //	'p' user                  → profile: attributes and behaviour counts (profile.go)
+//	'w'                       → the time of the last writability probe (Writable)
 //
 // History keys sort newest first within a user (^ts), then by ^h, where h
 // is xxhash64 of the event type byte and the item id: the order of events
@@ -42,6 +43,22 @@ package index
 // and survives a crash with it. SetMetaAndCount does
 // not wait for the sync (see there). Pebble's fatal corruption handler is
 // replaced: a corrupt block fails the read that met it, not the server.
+//
+// # Failed writes
+//
+// A commit fails when the WAL cannot be written or synced (a full disk, a
+// disk remounted read-only, an I/O error). Pebble does not return that
+// error from a synced commit: it calls its logger's Fatalf ("fatal commit
+// error", db.go applyInternal), after its commit pipeline is done with the
+// batch. Its WAL writer keeps the error, and once a block fills a later
+// commit panics inside the pipeline, with a lock held (commitWrite). So
+// the state store's writes recover that Fatalf (pebbleFatal, and nothing
+// else), keep the first such error, and refuse every write after it with
+// ErrNotWritable without reaching Pebble again: reads keep working,
+// /readyz says not ready, and a restart (which reopens the WAL) is the way
+// back. The batch of the failed commit may be visible to reads until
+// then, though it was not acknowledged. Writable adds a probe, for a store
+// nobody writes to.
 
 import (
 	"encoding/binary"
@@ -65,12 +82,20 @@ import (
 // user, or an unknown type.
 var ErrBadEvent = errors.New("index: bad event")
 
+// ErrNotWritable is returned by State.Writable, and by every write after
+// one failed to commit: the state store takes no writes.
+var ErrNotWritable = errors.New("index: state store not writable")
+
+// probeInterval is how often Writable may write its probe.
+const probeInterval = time.Second
+
 // Key prefixes of the state store; see the layout above.
 const (
 	stateHistory = 'h'
 	stateEvent   = 'e'
 	stateCounter = 'k'
 	stateMeta    = 'm'
+	stateProbe   = 'w'
 )
 
 const (
@@ -97,7 +122,8 @@ type StateOptions struct {
 	// ProfileRetention is how long profiles keep behaviour counts; default
 	// DefaultProfileRetention (90 days).
 	ProfileRetention time.Duration
-	// Now returns the time profiles are compacted at; default time.Now.
+	// Now returns the time profiles are compacted at, and Writable's
+	// clock; default time.Now.
 	Now func() time.Time
 	// Logger receives Pebble's errors; default slog.Default().
 	Logger *slog.Logger
@@ -145,6 +171,14 @@ type State struct {
 	// profMu serialises the read-modify-write of profiles, by user hash.
 	profMu          [profileStripes]sync.Mutex
 	corruptProfiles atomic.Uint64
+	// failed is the first commit error (see "Failed writes"): once set,
+	// every write is refused.
+	failed atomic.Pointer[error]
+	// probeStart is when Writable's last probe began (Unix ns); probing
+	// is set while it runs. probeMu guards both.
+	probeMu    sync.Mutex
+	probeStart int64
+	probing    bool
 }
 
 // StateEvent is one event to store. Its byte slices are borrowed for the
@@ -323,10 +357,13 @@ func (s *State) Write(evs []StateEvent, counters []Counter, metas []KV) error {
 		}
 	}
 	if len(evs) == 0 {
-		if err := b.Commit(s.wo); err != nil {
+		if err := s.commit(b, s.wo); err != nil {
 			return fmt.Errorf("cannot commit %d counters: %w", len(counters), err)
 		}
 		return nil
+	}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	// The users' profiles are read and the batch applied under their
 	// stripe locks; the WAL sync is awaited after the locks are released
@@ -347,22 +384,123 @@ func (s *State) Write(evs []StateEvent, counters []Counter, metas []KV) error {
 		return err
 	}
 	if !s.wo.Sync {
-		err := b.Commit(s.wo)
+		err := s.commit(b, s.wo)
 		s.unlockProfiles(ps)
 		if err != nil {
 			return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), err)
 		}
 		return nil
 	}
-	err := s.db.ApplyNoSyncWait(b, s.wo)
+	err := s.applyNoSyncWait(b)
 	s.unlockProfiles(ps)
 	if err == nil {
 		err = b.SyncWait()
 	}
 	if err != nil {
-		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), err)
+		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), s.fail(err))
 	}
 	return nil
+}
+
+// commit commits b unless the store has failed, and keeps the error of a
+// commit that fails (see "Failed writes").
+func (s *State) commit(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	defer s.recoverFatal(&err)
+	if err := b.Commit(wo); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+// set is commit for one key.
+func (s *State) set(key, value []byte, wo *pebble.WriteOptions) (err error) {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	defer s.recoverFatal(&err)
+	if err := s.db.Set(key, value, wo); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+// applyNoSyncWait is commit with s.wo, returning before the WAL sync that
+// the caller awaits with b.SyncWait.
+func (s *State) applyNoSyncWait(b *pebble.Batch) (err error) {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	defer s.recoverFatal(&err)
+	if err := s.db.ApplyNoSyncWait(b, s.wo); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+// recoverFatal turns the panic of Pebble's Fatalf during a commit into the
+// commit's error (see "Failed writes"); any other panic goes on.
+func (s *State) recoverFatal(err *error) {
+	if r := recover(); r != nil {
+		f, ok := r.(pebbleFatal)
+		if !ok {
+			panic(r)
+		}
+		*err = s.fail(f)
+	}
+}
+
+// writable returns the kept commit error, wrapping ErrNotWritable, or nil.
+func (s *State) writable() error {
+	if p := s.failed.Load(); p != nil {
+		return fmt.Errorf("%w: a write failed: %v", ErrNotWritable, *p)
+	}
+	return nil
+}
+
+// fail keeps err, the error of a commit, when it is the first, and
+// returns it wrapping ErrNotWritable.
+func (s *State) fail(err error) error {
+	if s.failed.CompareAndSwap(nil, &err) {
+		s.o.Logger.Error("state store: a write failed; no more writes are taken until a restart", "err", err)
+	}
+	return fmt.Errorf("%w: %w", ErrNotWritable, err)
+}
+
+// Writable returns nil when the store takes writes, else an error wrapping
+// ErrNotWritable: after a write failed (see "Failed writes"), when a probe
+// fails, or when the last probe has not finished after a second (a disk
+// that stalls). The probe is a synced write of one small key, done at most
+// once a second and one at a time whatever the number of callers, so a
+// readiness check per request costs a clock read: it catches a store
+// nobody writes to (a disk full or read-only before the next event).
+func (s *State) Writable() error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	now := s.o.Now().UnixNano()
+	s.probeMu.Lock()
+	last, probing := s.probeStart, s.probing
+	due := !probing && (last == 0 || now-last >= int64(probeInterval) || now < last)
+	if due {
+		s.probeStart, s.probing = now, true
+	}
+	s.probeMu.Unlock()
+	switch {
+	case probing && now-last > int64(probeInterval):
+		return fmt.Errorf("%w: a probe write has not finished in %v", ErrNotWritable, time.Duration(now-last).Round(time.Millisecond))
+	case !due:
+		return nil // the last probe, or the one running, answers
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(now))
+	err := s.set([]byte{stateProbe}, v[:], pebble.Sync)
+	s.probeMu.Lock()
+	s.probing = false
+	s.probeMu.Unlock()
+	return err
 }
 
 // appendHistPrefix appends the prefix of user's history keys.
@@ -600,7 +738,7 @@ func (s *State) MergeHistory(visitor, user []byte, max int) error {
 	if b.Empty() {
 		return nil
 	}
-	if err := b.Commit(s.wo); err != nil {
+	if err := s.commit(b, s.wo); err != nil {
 		return fmt.Errorf("cannot commit the history merge of %q into %q: %w", visitor, user, err)
 	}
 	return nil
@@ -687,7 +825,7 @@ func (s *State) ScanCounters(prefix []byte, fn func(key []byte, v float64) error
 // PutMeta stores a metadata value durably. key and value are not retained.
 func (s *State) PutMeta(key, value []byte) error {
 	k := append([]byte{stateMeta}, key...)
-	if err := s.db.Set(k, value, s.wo); err != nil {
+	if err := s.set(k, value, s.wo); err != nil {
 		return fmt.Errorf("cannot store %q: %w", key, err)
 	}
 	return nil
@@ -790,7 +928,7 @@ func (s *State) SetMetaAndCount(key, value []byte, counters []Counter) error {
 	if b.Empty() {
 		return nil
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := s.commit(b, pebble.NoSync); err != nil {
 		return fmt.Errorf("cannot commit %q and %d counters: %w", key, len(counters), err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"math"
 	"math/rand"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/edgerec/edgerec/model"
 )
@@ -746,5 +748,183 @@ func TestStateWriteMeta(t *testing.T) {
 	var got StateEvent
 	if _, err := s.ScanEvents(0, func(_ uint64, e *StateEvent) error { got = cloneStateEvent(e); return nil }); err != nil || !equalStateEvents(&got, &ev) {
 		t.Fatalf("logged %+v %v; want %+v", got, err, ev)
+	}
+}
+
+// walFaults fails or stalls writes and syncs of the state store's WAL
+// files, when told, and counts their syncs.
+type walFaults struct {
+	fail    atomic.Bool
+	stall   atomic.Bool
+	syncs   atomic.Int64
+	entered chan struct{} // a stalled sync began
+	release chan struct{} // let the stalled sync go on
+}
+
+func newWALFaults() *walFaults {
+	return &walFaults{entered: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (f *walFaults) MaybeError(op errorfs.Op) error {
+	if !strings.HasSuffix(op.Path, ".log") {
+		return nil
+	}
+	switch op.Kind {
+	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		f.syncs.Add(1)
+		if f.stall.Load() {
+			f.entered <- struct{}{}
+			<-f.release
+		}
+	case errorfs.OpFileWrite, errorfs.OpFileWriteAt:
+	default:
+		return nil
+	}
+	if f.fail.Load() {
+		return errorfs.ErrInjected
+	}
+	return nil
+}
+
+func (f *walFaults) String() string { return "wal faults" }
+
+// TestStateWritable: Writable probes at most once a second, one probe at
+// a time; a failed probe, a failed write or a probe stalled for over a
+// second makes the store not writable; after a failure every write is
+// refused (Pebble would panic on a later commit) while reads go on.
+func TestStateWritable(t *testing.T) {
+	var clock atomic.Int64 // ns
+	clock.Store(time.Unix(1_700_000_000, 0).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	tick := func(d time.Duration) { clock.Add(int64(d)) }
+	open := func() (*State, *walFaults) {
+		t.Helper()
+		f := newWALFaults()
+		s := openState(t, "state", StateOptions{FS: errorfs.Wrap(vfs.NewMem(), f), Now: now, Logger: slog.New(slog.DiscardHandler)})
+		return s, f
+	}
+
+	// A probe a second at most.
+	s, f := open()
+	if err := s.AppendEvents([]StateEvent{view("u1", "i1", 100)}); err != nil {
+		t.Fatal(err)
+	}
+	syncs := f.syncs.Load()
+	if err := s.Writable(); err != nil {
+		t.Fatal(err)
+	}
+	if f.syncs.Load() != syncs+1 {
+		t.Fatalf("the first Writable synced the WAL %d times; want 1 (a probe)", f.syncs.Load()-syncs)
+	}
+	tick(900 * time.Millisecond)
+	for range 100 {
+		if err := s.Writable(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.syncs.Load() != syncs+1 {
+		t.Fatalf("100 Writable within the second synced the WAL %d more times; want 0", f.syncs.Load()-syncs-1)
+	}
+	// Due again, asked by many at once: one probe.
+	tick(time.Second)
+	syncs = f.syncs.Load()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Writable() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil || f.syncs.Load() != syncs+1 {
+		t.Fatalf("8 concurrent Writable when due: %v, %d WAL syncs; want nil and 1", err, f.syncs.Load()-syncs)
+	}
+	tick(900 * time.Millisecond)
+	// The disk fails: seen at the next probe, not before.
+	f.fail.Store(true)
+	if err := s.Writable(); err != nil {
+		t.Fatalf("within the second: %v; want the last probe's answer", err)
+	}
+	tick(200 * time.Millisecond)
+	err := s.Writable()
+	if !errors.Is(err, ErrNotWritable) || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("the probe after a second, on a failing disk: %v; want ErrNotWritable naming the injected error", err)
+	}
+	// Every write is refused without reaching Pebble; reads go on; the
+	// disk coming back changes nothing until a restart.
+	f.fail.Store(false)
+	syncs = f.syncs.Load()
+	for name, write := range map[string]func() error{
+		"AppendEvents": func() error { return s.AppendEvents([]StateEvent{view("u1", "i2", 101)}) },
+		"PutMeta":      func() error { return s.PutMeta([]byte("k"), []byte("v")) },
+		"SetMetaAndCount": func() error {
+			return s.SetMetaAndCount([]byte("k"), []byte("v"), []Counter{{Key: []byte("c"), Delta: 1}})
+		},
+		"MergeHistory": func() error { return s.MergeHistory([]byte("u1"), []byte("u9"), 10) },
+		"UpdateProfile": func() error {
+			return s.UpdateProfile([]byte("u1"), func(*model.Profile) error { return nil })
+		},
+		"HistoryWriter": func() error {
+			w := s.NewHistoryWriter()
+			_ = w.Add([]byte("u3"), &HistoryEntry{Item: []byte("i1"), Type: model.EventView, TS: 5})
+			return w.Close()
+		},
+	} {
+		if err := write(); !errors.Is(err, ErrNotWritable) {
+			t.Fatalf("%s after a failed write: %v; want ErrNotWritable", name, err)
+		}
+	}
+	tick(time.Hour)
+	if err := s.Writable(); !errors.Is(err, ErrNotWritable) {
+		t.Fatalf("an hour later: %v; want still ErrNotWritable", err)
+	}
+	if n := f.syncs.Load() - syncs; n != 0 {
+		t.Fatalf("refused writes and checks synced the WAL %d times; want 0", n)
+	}
+	var h History
+	if got := historyString(t, s, &h, "u1", 10); got != "i1@100" {
+		t.Fatalf("history after the failure: %q; want i1@100", got)
+	}
+	_ = s.Close() // Pebble reports the WAL's error again
+
+	// A failed event write is enough: no probe needed.
+	s, f = open()
+	if err := s.Writable(); err != nil {
+		t.Fatal(err)
+	}
+	f.fail.Store(true)
+	if err := s.AppendEvents([]StateEvent{view("u1", "i1", 100)}); !errors.Is(err, ErrNotWritable) {
+		t.Fatalf("AppendEvents on a failing disk: %v; want ErrNotWritable", err)
+	}
+	if err := s.Writable(); !errors.Is(err, ErrNotWritable) {
+		t.Fatalf("Writable right after a failed write: %v; want ErrNotWritable", err)
+	}
+	_ = s.Close()
+
+	// A probe that stalls: under a second it is given time, past it the
+	// store is not writable, and no second probe starts meanwhile.
+	s, f = open()
+	defer closeState(t, s)
+	f.stall.Store(true)
+	done := make(chan error)
+	go func() { done <- s.Writable() }()
+	<-f.entered
+	syncs = f.syncs.Load()
+	tick(500 * time.Millisecond)
+	if err := s.Writable(); err != nil {
+		t.Fatalf("a probe in flight for 0.5 s: %v; want nil", err)
+	}
+	tick(time.Second)
+	if err := s.Writable(); !errors.Is(err, ErrNotWritable) || !strings.Contains(err.Error(), "not finished in 1.5s") {
+		t.Fatalf("a probe in flight for 1.5 s: %v; want ErrNotWritable, not finished", err)
+	}
+	if f.syncs.Load() != syncs {
+		t.Fatal("a second probe started while one was in flight")
+	}
+	f.stall.Store(false)
+	close(f.release)
+	if err := <-done; err != nil {
+		t.Fatalf("the stalled probe, let go: %v", err)
+	}
+	if err := s.Writable(); err != nil {
+		t.Fatalf("after the stall: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/engine"
+	"github.com/edgerec/edgerec/index"
 	"github.com/edgerec/edgerec/internal/jsonw"
 )
 
@@ -56,6 +57,10 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &he):
 	case errors.As(err, &ee) && int(ee.Kind) < len(kindStatus) && kindStatus[ee.Kind] != 0:
 		he = &httpError{status: kindStatus[ee.Kind], code: ee.Code, message: ee.Message}
+	case errors.Is(err, index.ErrNotWritable):
+		// Not the request's fault, and /readyz says so too: the client
+		// retries elsewhere.
+		he = &httpError{status: fasthttp.StatusServiceUnavailable, code: "state_not_writable", message: "the state store takes no writes"}
 	default:
 		s.e.LogThrottled("internal error", "method", string(ctx.Method()), "path", string(ctx.Path()), "err", err)
 		he = &httpError{status: fasthttp.StatusInternalServerError, code: "internal", message: "internal error"}

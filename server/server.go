@@ -382,10 +382,13 @@ func authorize(ctx *fasthttp.RequestCtx, key string) error {
 	return nil
 }
 
+// handleReady answers /readyz: 200 when a snapshot is loaded and the state
+// store takes writes (engine.Ready), else 503 saying which. /healthz
+// answers 200 whenever the process serves.
 func (s *Server) handleReady(ctx *fasthttp.RequestCtx) error {
-	v := s.e.SnapshotVersion()
-	if v == 0 {
-		return engine.ErrNoSnapshot
+	v, err := s.e.Ready()
+	if err != nil {
+		return err
 	}
 	ctx.SetContentType("application/json")
 	b := append(make([]byte, 0, 64), `{"status":"ready","snapshot":`...)

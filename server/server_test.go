@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/engine"
@@ -94,8 +98,14 @@ type testStack struct {
 // state store.
 func newTestStack(t testing.TB, eo engine.Options, o Options) *testStack {
 	t.Helper()
+	return newTestStackState(t, eo, o, index.StateOptions{NoSync: true, Now: eo.Now})
+}
+
+// newTestStackState is newTestStack with the state store opened with so.
+func newTestStackState(t testing.TB, eo engine.Options, o Options, so index.StateOptions) *testStack {
+	t.Helper()
 	root := buildML100k(t)
-	state, err := index.OpenState(t.TempDir(), index.StateOptions{NoSync: true, Now: eo.Now})
+	state, err := index.OpenState(t.TempDir(), so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +260,79 @@ func TestReadEndpoints(t *testing.T) {
 			t.Fatalf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// failingWAL fails the writes and syncs of the state store's WAL when on.
+type failingWAL struct{ on atomic.Bool }
+
+func (f *failingWAL) String() string { return "failing WAL" }
+
+func (f *failingWAL) MaybeError(op errorfs.Op) error {
+	if !f.on.Load() || !strings.HasSuffix(op.Path, ".log") {
+		return nil
+	}
+	switch op.Kind {
+	case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		return errorfs.ErrInjected
+	}
+	return nil
+}
+
+// walFS is errorfs.FS that also injects into the WAL files Pebble
+// recycles (errorfs returns those unwrapped).
+type walFS struct {
+	*errorfs.FS
+	inj errorfs.Injector
+}
+
+func (fs walFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	if err != nil {
+		return nil, err
+	}
+	return errorfs.WrapFile(f, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		op.Path = newname
+		return fs.inj.MaybeError(op)
+	})), nil
+}
+
+// TestReadyzStateNotWritable: /readyz is 200 with a snapshot and a state
+// store that takes writes, 503 once the store's disk fails (seen by the
+// next probe, at most one a second); /healthz stays 200 and reads go on;
+// writes answer 503.
+func TestReadyzStateNotWritable(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	wal := &failingWAL{}
+	ts := newTestStackState(t, engine.Options{Now: now}, Options{},
+		index.StateOptions{NoSync: true, Now: now, FS: walFS{errorfs.Wrap(vfs.Default, wal), wal}, Logger: slog.New(slog.DiscardHandler)})
+	ready := func(want int, wantBody string) {
+		t.Helper()
+		code, body := do(t, ts.c, "GET", "/readyz", "", "")
+		if code != want || !strings.Contains(string(body), wantBody) {
+			t.Fatalf("/readyz: %d %s; want %d and %s", code, body, want, wantBody)
+		}
+	}
+	ready(200, `"status":"ready"`)
+	wal.on.Store(true)
+	ready(200, `"status":"ready"`) // the probe of this second stands
+	clock.Add(int64(1100 * time.Millisecond))
+	ready(503, `"code":"state_not_writable"`)
+	if code, body := do(t, ts.c, "GET", "/healthz", "", ""); code != 200 {
+		t.Fatalf("/healthz with the state store failed: %d %s; want 200", code, body)
+	}
+	if l := getList(t, ts.c, "/v1/popular?k=3"); len(l.Items) != 3 {
+		t.Fatalf("popular with the state store failed: %+v", l)
+	}
+	code, body := do(t, ts.c, "POST", "/v1/events", testKey, `{"user_id":"u1","item_id":"1","event":"view"}`)
+	if code != 503 || !strings.Contains(string(body), "state_not_writable") {
+		t.Fatalf("an event with the state store failed: %d %s; want 503 state_not_writable", code, body)
+	}
+	// The disk comes back: the store stays failed until a restart.
+	wal.on.Store(false)
+	clock.Add(int64(time.Hour))
+	ready(503, `"code":"state_not_writable"`)
 }
 
 func TestBadInputs(t *testing.T) {

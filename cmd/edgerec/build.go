@@ -145,6 +145,7 @@ func runBuild(c *command, args []string) error {
 	events := fs.String("events", "", "event files, comma-separated (CSV or NDJSON; plain, gzip or zstd)")
 	items := fs.String("items", "", "catalog file (CSV or NDJSON; plain, gzip or zstd); optional")
 	out := fs.String("out", "", "snapshot root: the new version is published there atomically")
+	keep := fs.Int("keep", index.DefaultKeep, "versions kept in the snapshot root after the publish: the newest N, plus the one CURRENT names and any a server on this machine serves; 0 keeps all")
 	var bf buildFlags
 	bf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -153,10 +154,14 @@ func runBuild(c *command, args []string) error {
 	if *events == "" || *out == "" {
 		return fmt.Errorf("-events and -out are required")
 	}
+	if *keep < 0 {
+		return fmt.Errorf("-keep %d: must not be negative (0 keeps every version)", *keep)
+	}
 	o, err := bf.options()
 	if err != nil {
 		return err
 	}
+	o.Keep = keepOption(*keep)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	start := time.Now()
@@ -208,4 +213,14 @@ func readFile(ctx context.Context, path string, read func(r io.Reader, name stri
 	}
 	defer r.Close()
 	return read(r, path)
+}
+
+// keepOption maps the --keep flag (0: keep every version) onto
+// index.BuildOptions.Keep and index.UnpackOptions.Keep (0: the default,
+// negative: every version).
+func keepOption(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

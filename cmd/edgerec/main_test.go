@@ -388,6 +388,8 @@ func TestFlagErrors(t *testing.T) {
 	f(1, "-events and -out are required", "build", "--events", events)
 	f(2, "flag provided but not defined: -nope", append(buildArgs, "--nope")...)
 	f(2, `invalid value "many" for flag -max-bad`, append(buildArgs, "--max-bad", "many")...)
+	f(1, "-keep -1: must not be negative", append(buildArgs, "--keep", "-1")...)
+	f(1, "--keep -1: must not be negative", "snapshot", "unpack", "--root", root, "--keep", "-1", missing)
 	f(1, "-test is required, and -train", "eval", "--train", events)
 	f(1, "-test is required, and -train", "eval", "--test", events)
 	f(1, "-k and -history must be at least 1", "eval", "--train", events, "--test", events, "--history", "0")

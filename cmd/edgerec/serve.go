@@ -166,9 +166,9 @@ func runServe(c *command, args []string) error {
 		_ = state.Close()
 		return err
 	}
-	if _, err := e.LoadSnapshot(ctx, root); err != nil {
+	if _, err := e.LoadNewestSnapshot(ctx, root); err != nil {
 		// Serve anyway: /readyz says not ready until POST /v1/admin/snapshots loads one.
-		logger.Warn("no snapshot loaded", "err", err)
+		logger.Warn("no snapshot loaded: serving none until POST /v1/admin/snapshots loads one", "err", err)
 	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {

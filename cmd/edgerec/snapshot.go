@@ -47,6 +47,7 @@ func runSnapshotUnpack(c *command, args []string) error {
 	root := fs.String("root", "data/run/snapshots", "snapshot root to publish into as its CURRENT version; then POST /v1/admin/snapshots loads it (env EDGEREC_ROOT)")
 	maxGB := fs.Int64("max-gb", 64, "largest unpacked snapshot, GiB (env EDGEREC_MAX_GB)")
 	allowOlder := fs.Bool("allow-older", false, "publish a version older than the root's CURRENT: a roll back (env EDGEREC_ALLOW_OLDER)")
+	keep := fs.Int("keep", index.DefaultKeep, "versions kept in the root after the publish: the newest N, plus the one CURRENT names and any a server on this machine serves; 0 keeps all (env EDGEREC_KEEP)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -56,6 +57,10 @@ func runSnapshotUnpack(c *command, args []string) error {
 	if *maxGB <= 0 {
 		return fmt.Errorf("--max-gb %d: want a positive number of GiB", *maxGB)
 	}
+	if *keep < 0 {
+		return fmt.Errorf("--keep %d: must not be negative (0 keeps every version)", *keep)
+	}
+	logger := newLogger()
 	if fs.NArg() != 1 {
 		return fmt.Errorf("want one packed snapshot: edgerec snapshot unpack [--root DIR] FILE.tar.zst (- for stdin)")
 	}
@@ -69,7 +74,10 @@ func runSnapshotUnpack(c *command, args []string) error {
 		defer f.Close()
 		r = f
 	}
-	dir, err := index.UnpackSnapshot(bufio.NewReaderSize(r, 1<<20), *root, index.UnpackOptions{MaxBytes: *maxGB << 30, AllowOlder: *allowOlder})
+	dir, err := index.UnpackSnapshot(bufio.NewReaderSize(r, 1<<20), *root, index.UnpackOptions{
+		MaxBytes: *maxGB << 30, AllowOlder: *allowOlder, Keep: keepOption(*keep),
+		Log: func(format string, args ...any) { logger.Info(fmt.Sprintf(format, args...)) },
+	})
 	if errors.Is(err, index.ErrSnapshotExists) {
 		// Shipping the same archive twice (a retried deploy) changes nothing.
 		cur, cerr := index.ResolveSnapshot(*root)
