@@ -23,4 +23,11 @@
 // the gzip member spliced from a stored block holding the head and the
 // cached deflate stream. Nothing is compressed per request; personal
 // answers and /v1/page are neither cached nor compressed.
+//
+// # Dashboard
+//
+// GET /dashboard (dashboard.go) renders the engine's results, placement
+// stats and segment sizes as one HTML page through html/template, from
+// templates embedded from dashboard/; a signed session cookie or the
+// admin key as a bearer header lets a reader in.
 package server

@@ -28,6 +28,7 @@ const (
 	routeProfile
 	routePage
 	routeMembers
+	routeDashboard
 	routeCount
 )
 
@@ -36,6 +37,7 @@ var routeNames = [routeCount]string{
 	routeUser: "user", routePopular: "popular", routeEvents: "events", routeItems: "items", routeAdmin: "admin",
 	routeStats: "stats", routeHealth: "health", routeMetrics: "metrics", routeCORS: "cors",
 	routeDecide: "decide", routeResults: "results", routeProfile: "profile", routePage: "page", routeMembers: "members",
+	routeDashboard: "dashboard",
 }
 
 // serverMetrics are exported on /metrics in Prometheus text format through

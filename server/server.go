@@ -113,6 +113,7 @@ type Server struct {
 	m     *serverMetrics
 	// keyless limits keyless decisions and beacons per address; nil: none.
 	keyless *ipLimiter
+	dash    *dashState // the results dashboard (dashboard.go)
 
 	started    time.Time
 	addr       string           // tests: the loopback address served
@@ -126,7 +127,7 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst)}
+	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst), dash: newDashState(o.AdminKey)}
 	if o.CacheBytes > 0 {
 		cache, err := ristretto.NewCache(&ristretto.Config[uint64, []byte]{
 			NumCounters: max(o.CacheBytes/100, 1000), // ~10 counters per cached answer of ~1 KiB
@@ -211,6 +212,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/metrics":
 		r = routeMetrics
 		s.m.write(ctx)
+	case isDashboardPath(path):
+		r = routeDashboard
+		err = s.routeDashboard(ctx, path)
 	case bytes.HasPrefix(path, []byte("/debug/pprof")):
 		r = routeAdmin
 		err = s.handlePprof(ctx)
