@@ -663,7 +663,7 @@ func TestDashboardScreenshot(t *testing.T) {
 		}
 		path := filepath.Join(dir, "dashboard-"+size.name+".png")
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		out, err := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+		out, err := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
 			"--user-data-dir="+t.TempDir(), "--screenshot="+path, fmt.Sprintf("--window-size=%d,%d", size.width, height),
 			"http://"+ln.Addr().String()+"/dashboard").CombinedOutput()
 		cancel()
