@@ -367,6 +367,9 @@ func (s *Server) dashboardPage(q dashQuery) (*dashPage, error) {
 			}
 			dp.Experiment, dp.Anchor, dp.Phase = pl.Experiment, x.Anchor, clicks.Phase
 			for i, v := range clicks.Variants {
+				if i >= len(buys.Variants) || buys.Variants[i].Variant != v.Variant {
+					break // the config changed between the two calls
+				}
 				dp.Variants = append(dp.Variants, dashPlacementVariant{Color: variantColor(i), Clicks: v, Purchases: buys.Variants[i]})
 			}
 		}
