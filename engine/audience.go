@@ -224,6 +224,56 @@ func (e *Engine) ExportAudience(ctx context.Context, w io.Writer, o AudienceOpti
 	return stats, err
 }
 
+// SegmentSize is how many stored profiles a segment matches.
+type SegmentSize struct {
+	Segment, Description string
+	// Members match the segment now; Email of them consent to email
+	// (consent_email true): the rows of export audience --segment with
+	// its default channel.
+	Members, Email int
+}
+
+// SegmentSizes are every configured segment's size at one time.
+type SegmentSizes struct {
+	At               int64 // Unix time of the count
+	Scanned, Skipped int   // profiles read, and skipped as undecodable
+	Segments         []SegmentSize
+}
+
+// SegmentSizes counts the members of every configured segment (in name
+// order) in one scan of the stored profiles, evaluated as the audience
+// export evaluates them (scanSegments). It reads only: no membership is
+// recorded. A scan costs about a microsecond a profile and segment (a
+// million profiles: seconds), so callers remember its answer; ctx stops
+// it between profiles.
+func (e *Engine) SegmentSizes(ctx context.Context) (SegmentSizes, error) {
+	cfg := e.Config()
+	r := SegmentSizes{At: e.exactNow(), Segments: make([]SegmentSize, len(cfg.segments))}
+	for i, sg := range cfg.segments {
+		r.Segments[i] = SegmentSize{Segment: sg.name, Description: sg.Description}
+	}
+	if len(cfg.segments) == 0 {
+		return r, nil
+	}
+	if e.state == nil {
+		return r, ErrNoState
+	}
+	var err error
+	r.Scanned, r.Skipped, err = e.scanSegments(ctx, nil, r.At, cfg.segments, func(_ []byte, p *model.Profile, set SegSet) error {
+		email := rule.HasConsent(p, "consent_email")
+		for i := range r.Segments {
+			if set.has(i) {
+				r.Segments[i].Members++
+				if email {
+					r.Segments[i].Email++
+				}
+			}
+		}
+		return nil
+	})
+	return r, err
+}
+
 // audienceExport is the state of one export.
 type audienceExport struct {
 	out     *countingWriter // what the export wrote (flushed) so far
@@ -257,29 +307,12 @@ func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (Audience
 	if !dry && x.o.Record {
 		mw = x.e.state.NewMetaWriter()
 	}
-	sc := &rule.Ctx{Now: x.now}
 	key := slices.Clip(x.prefix)
 	var rec, val []byte
 	var row audienceRow
-	err := x.e.state.ScanProfiles([]byte(x.o.After), func(user, value []byte) error {
-		if st.Scanned++; st.Scanned&1023 == 0 {
-			if err := x.ctx.Err(); err != nil {
-				return err
-			}
-		}
-		// A copy: the pooled sc must not keep the iterator's memory.
-		sc.Raw = append(sc.Raw[:0], value...)
-		if err := sc.P.Decode(sc.Raw); err != nil {
-			// Written by a newer version, or damaged: one profile must
-			// not stop every export. The user's next event rewrites it.
-			st.Skipped++
-			if !dry {
-				x.e.audienceSkipped.Add(1)
-			}
-			return nil
-		}
-		set := x.e.evalSegments(sc, x.segs)
-		member := set.has(0) && rule.HasConsent(&sc.P, x.consent)
+	var err error
+	st.Scanned, st.Skipped, err = x.e.scanSegments(x.ctx, []byte(x.o.After), x.now, x.segs, func(user []byte, p *model.Profile, set SegSet) error {
+		member := set.has(0) && rule.HasConsent(p, x.consent)
 		if member {
 			st.Members++
 		}
@@ -326,11 +359,11 @@ func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (Audience
 			if !member {
 				return nil
 			}
-			row.status, row.p = statusMember, &sc.P
+			row.status, row.p = statusMember, p
 		case !ok || changedAt < x.o.Since:
 			return nil
 		case member:
-			row.status, row.p = statusJoined, &sc.P
+			row.status, row.p = statusJoined, p
 			st.Joined++
 		default:
 			row.status = statusLeft
@@ -346,6 +379,9 @@ func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (Audience
 		}
 		return nil
 	})
+	if !dry {
+		x.e.audienceSkipped.Add(uint64(st.Skipped))
+	}
 	if errors.Is(err, errLimit) {
 		err = nil
 	}
@@ -355,6 +391,34 @@ func (x *audienceExport) scan(dry bool, fn func(r *audienceRow) error) (Audience
 		}
 	}
 	return st, err
+}
+
+// scanSegments decodes every stored profile after after and evaluates
+// segs over it at Unix time now, calling fn with the user (valid during
+// the call only), the decoded profile (likewise) and the segments it is
+// in. A profile that cannot be decoded is skipped and counted: one
+// written by a newer version, or damaged, must not stop every scan (the
+// user's next event rewrites it). ctx stops the scan between profiles.
+// It reads and writes nothing else: the audience export and SegmentSizes
+// both see the profiles through it.
+func (e *Engine) scanSegments(ctx context.Context, after []byte, now int64, segs []*Segment,
+	fn func(user []byte, p *model.Profile, set SegSet) error) (scanned, skipped int, err error) {
+	sc := &rule.Ctx{Now: now}
+	err = e.state.ScanProfiles(after, func(user, value []byte) error {
+		if scanned++; scanned&1023 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		// A copy: the pooled sc must not keep the iterator's memory.
+		sc.Raw = append(sc.Raw[:0], value...)
+		if err := sc.P.Decode(sc.Raw); err != nil {
+			skipped++
+			return nil
+		}
+		return fn(user, &sc.P, e.evalSegments(sc, segs))
+	})
+	return scanned, skipped, err
 }
 
 // recommend fills x.recs with user's top o.WithRecs recommendations, as

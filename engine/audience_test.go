@@ -380,3 +380,40 @@ func TestExportAudienceReadOnly(t *testing.T) {
 	opts = append(opts, AudienceOptions{Segment: "pricing", Since: t1, Format: "ndjson"})
 	compare("after changes")
 }
+
+// SegmentSizes counts every segment's members in one scan, as the
+// audience export sees them: the export's Members are the segment's
+// consenting members; it records nothing.
+func TestSegmentSizes(t *testing.T) {
+	cfg, err := ParseConfig([]byte(audienceYAML+`
+  about:
+    description: saw /about
+    if: 'views("/about", "30d") >= 1'
+  nobody:
+    if: 'purchases >= 100'
+`), "sizes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, st := testEngine(t, Options{Config: cfg})
+	seedAudience(t, e)
+	got, err := e.SegmentSizes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pricing: u1, u2, u4, u5; of them u1 and u4 consent to email.
+	want := []SegmentSize{{"about", "saw /about", 1, 1}, {"nobody", "", 0, 0}, {"pricing", "", 4, 2}}
+	if got.Scanned != 5 || got.Skipped != 0 || !slices.Equal(got.Segments, want) || got.At == 0 {
+		t.Fatalf("sizes %+v; want %+v of 5 profiles", got, want)
+	}
+	for _, s := range got.Segments {
+		_, ast := export(t, e, AudienceOptions{Segment: s.Segment})
+		if ast.Members != s.Email || ast.Scanned != got.Scanned {
+			t.Fatalf("segment %s: sizes %+v, export %+v", s.Segment, s, ast)
+		}
+	}
+	n := 0
+	if err := st.ScanMeta([]byte("sg/"), func(k, v []byte) error { n++; return nil }); err != nil || n != 0 {
+		t.Fatalf("%d membership records after SegmentSizes and exports without Record (%v)", n, err)
+	}
+}

@@ -161,11 +161,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		if lc != nil {
 			return lc, nil
 		}
-		// A fresh socket's send buffer takes these bytes at once; the
-		// deadline only guards the accept loop against the unexpected.
-		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		_, _ = c.Write(refusal)
-		_ = c.Close()
+		// Logged first: a client that reads the refusal finds it logged.
 		if l.log != nil {
 			why := "every connection is inside a request (-max-conns)"
 			if &refusal[0] == &refusalPerIP[0] {
@@ -173,6 +169,11 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			}
 			l.log("connection refused", "remote", c.RemoteAddr().String(), "why", why)
 		}
+		// A fresh socket's send buffer takes these bytes at once; the
+		// deadline only guards the accept loop against the unexpected.
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = c.Write(refusal)
+		_ = c.Close()
 	}
 }
 

@@ -32,4 +32,11 @@
 // carry another origin's grant. /v1/edgerec.js (script.go) is
 // assets/edgerec.js, embedded, stripped of comment lines and gzipped once
 // at start, and named by a hash of its bytes (ETag, ?v=).
+//
+// # Dashboard
+//
+// GET /dashboard (dashboard.go) renders the engine's results, placement
+// stats and segment sizes as one HTML page through html/template, from
+// templates embedded from dashboard/; a signed session cookie or the
+// admin key as a bearer header lets a reader in.
 package server

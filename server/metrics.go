@@ -33,6 +33,7 @@ const (
 	routeMembers
 	routeScript
 	routeOverload
+	routeDashboard
 	routeCount
 )
 
@@ -41,8 +42,9 @@ var routeNames = [routeCount]string{
 	routeUser: "user", routePopular: "popular", routeEvents: "events", routeItems: "items", routeAdmin: "admin",
 	routeStats: "stats", routeHealth: "health", routeMetrics: "metrics", routeCORS: "cors",
 	routeDecide: "decide", routeResults: "results", routeProfile: "profile", routePage: "page", routeMembers: "members",
-	routeScript: "script",
-	routeOverload: "overloaded",
+	routeScript:    "script",
+	routeOverload:  "overloaded",
+	routeDashboard: "dashboard",
 }
 
 // serverMetrics are exported on /metrics in Prometheus text format through

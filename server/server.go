@@ -146,6 +146,7 @@ type Server struct {
 	logs     *logThrottle
 	// keyless limits keyless decisions and beacons per address; nil: none.
 	keyless *ipLimiter
+	dash    *dashState // the results dashboard (dashboard.go)
 
 	started    time.Time
 	addr       string           // tests: the loopback address served
@@ -161,7 +162,7 @@ func New(e *engine.Engine, o Options) (*Server, error) {
 	}
 	o.CORSOrigins, _ = normalizeOrigins(o.CORSOrigins) // valid: checked above
 	s := &Server{o: o, e: e, started: time.Now(), keyless: newIPLimiter(o.KeylessRate, o.KeylessBurst),
-		conns: newConnLimiter(nil, o.MaxConns, o.MaxConnsPerIP), logs: newLogThrottle(time.Second)}
+		conns: newConnLimiter(nil, o.MaxConns, o.MaxConnsPerIP), logs: newLogThrottle(time.Second), dash: newDashState(o.AdminKey)}
 	s.inflight.max = int64(o.Concurrency)
 	s.conns.log = s.logClient
 	if o.CacheBytes > 0 {
@@ -263,6 +264,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/metrics":
 		r = routeMetrics
 		s.m.write(ctx)
+	case isDashboardPath(path):
+		r = routeDashboard
+		err = s.routeDashboard(ctx, path)
 	case string(path) == "/debug/pprof" || bytes.HasPrefix(path, []byte("/debug/pprof/")):
 		r = routeAdmin
 		err = s.handlePprof(ctx)
