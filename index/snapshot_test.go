@@ -10,7 +10,7 @@ import (
 	"github.com/edgerec/edgerec/model"
 )
 
-func smallBuilder(t *testing.T) *Builder {
+func smallBuilder(t testing.TB) *Builder {
 	t.Helper()
 	b, err := NewBuilder(BuildOptions{})
 	if err != nil {
