@@ -612,3 +612,24 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestEmptyPathID: an empty id in the path is a bad request, not, through
+// fasthttp's collapsing of "//", another endpoint (FuzzReadQuery found
+// /v1/users//recommendations answering as the profile of user
+// "recommendations").
+func TestEmptyPathID(t *testing.T) {
+	fs := newFuzzStack(t)
+	f := func(path string, want int) {
+		t.Helper()
+		status, _, body := fs.roundTrip(t, []byte("GET "+path+" HTTP/1.1\r\nHost: edgerec\r\n\r\n"))
+		if status != want {
+			t.Fatalf("GET %s: %d %s; want %d", path, status, body, want)
+		}
+	}
+	f("/v1/users//recommendations", 400)
+	f("/v1/users//segments", 400)
+	f("/v1/items//similar", 400)
+	f("/v1/items//bought-together", 400)
+	f("/v1/users/v1/recommendations", 200)
+	f("/v1/users/recommendations", 401) // the profile of user "recommendations"
+}
