@@ -633,3 +633,28 @@ func TestEmptyPathID(t *testing.T) {
 	f("/v1/users/v1/recommendations", 200)
 	f("/v1/users/recommendations", 401) // the profile of user "recommendations"
 }
+
+// TestEventsRefuseNonJSON: bodies fastjson's parser takes but JSON does
+// not have (FuzzEventsBody found "visitor_id":00 stored as user "00")
+// are refused whole, NDJSON and arrays alike.
+func TestEventsRefuseNonJSON(t *testing.T) {
+	fs := newFuzzStack(t)
+	f := func(body string, want int) {
+		t.Helper()
+		raw := fmt.Sprintf("POST /v1/events HTTP/1.1\r\nHost: edgerec\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", fuzzKey, len(body), body)
+		status, _, resp := fs.roundTrip(t, []byte(raw))
+		if status != want {
+			t.Fatalf("%s: %d %s; want %d", body, status, resp, want)
+		}
+		if n := fs.scanEvents(t, nil); want != 200 && n != fs.seq {
+			t.Fatalf("%s: %d, yet events stored", body, status)
+		}
+		fs.seq = fs.scanEvents(t, nil)
+	}
+	f(`{"visitor_id":00,"event":"pageview"}`, 400)
+	f(`[{"user_id":1-2,"event":"pageview"}]`, 400)
+	f(`{"user_id":nan,"event":"pageview"}`, 400)
+	f(`{"user_id":"u","event":"pageview","value":inf}`, 400)
+	f(`{"user_id":"u","event":"pageview"}`+"\n"+`{"user_id":+1,"event":"pageview"}`, 400)
+	f(`{"user_id":0,"event":"pageview","value":-1.5e3}`, 200)
+}
