@@ -497,7 +497,7 @@ func yamlLine(file *ast.File, path string) int {
 	anchors := map[string]ast.Node{}
 	collectAnchors(file.Docs[0].Body, anchors)
 	n := file.Docs[0].Body
-	line := max(1, n.GetToken().Position.Line)
+	line := tokenLine(n, 1)
 	p := strings.TrimPrefix(path, "$")
 	for p != "" {
 		n = derefYAML(n, anchors)
@@ -510,7 +510,7 @@ func yamlLine(file *ast.File, path string) int {
 				return line
 			}
 			n, p = seq.Values[i], p[end+1:]
-			line = max(line, tokenLine(derefYAML(n, anchors), line))
+			line = tokenLine(n, line)
 		case p[0] == '.':
 			var key string
 			key, p = cutPathKey(p[1:])
