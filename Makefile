@@ -6,7 +6,10 @@ SAMPLE    := data/sample
 RUNDIR    := data/run
 ADDR      ?= 127.0.0.1:8080
 API_KEY   ?= dev-key
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 30s
+FUZZMINTIME ?= 5s
+FUZZPARALLEL ?=
+FUZZ      ?= .
 BENCHCOUNT ?= 6
 
 .PHONY: help run sample chromium test test-race fmt vet check-all fuzz e2e bench bench-go bench-scale build docker clean
@@ -76,12 +79,8 @@ vet: ## go vet, and fail on unformatted files
 
 check-all: vet test ## every check CI runs
 
-fuzz: ## run each fuzz target for FUZZTIME (default 10s)
-	@for p in ./index ./model ./engine/rule; do \
-		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
-			echo "== $$p $$t"; $(GO) test -run=NONE -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$p || exit 1; \
-		done; \
-	done
+fuzz: ## every Fuzz* target for FUZZTIME each (30s), one after another: exec counts, a summary table (FUZZ=regexp picks targets)
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZMINTIME=$(FUZZMINTIME) FUZZPARALLEL=$(FUZZPARALLEL) FUZZ='$(FUZZ)' scripts/fuzz.sh
 
 e2e: build ## the binary end to end: gen, build, serve, every bench scenario, a shipped snapshot loaded under load (~20 s)
 	scripts/e2e.sh
@@ -101,4 +100,4 @@ docker: ## build the container image edgerec:VERSION (Dockerfile; needs a Docker
 	docker build --build-arg VERSION=$(VERSION) -t edgerec:$(VERSION) -t edgerec:latest .
 
 clean: ## remove build output and generated data
-	rm -rf bin data bench.new bench-out
+	rm -rf bin data bench.new bench-out fuzz-out

@@ -1,12 +1,15 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 )
 
@@ -177,11 +180,14 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig parses configuration bytes; name is used in errors.
 func ParseConfig(data []byte, name string) (*Config, error) {
 	var c Config
-	if err := yaml.UnmarshalWithOptions(data, &c, yaml.DisallowUnknownField()); err != nil {
+	if err := unmarshalConfig(data, &c); err != nil {
 		// go-yaml says "[line:col] message"; say "name:line:col: message".
 		msg := strings.TrimSpace(yaml.FormatError(err, false, false))
 		if pos, rest, ok := strings.Cut(strings.TrimPrefix(msg, "["), "] "); ok && strings.HasPrefix(msg, "[") {
 			return nil, fmt.Errorf("%s:%s: %s", name, pos, rest)
+		}
+		if l := positionlessLine(data, err); l > 0 {
+			return nil, fmt.Errorf("%s:%d: %s", name, l, msg)
 		}
 		return nil, fmt.Errorf("%s: %s", name, msg)
 	}
@@ -189,22 +195,8 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	line := func(path string) int {
-		p, err := yaml.PathString(path)
-		if err != nil {
-			return 0
-		}
-		n, err := p.FilterFile(file)
-		if err != nil || n == nil {
-			return 0
-		}
-		return n.GetToken().Position.Line
-	}
 	at := func(path string, msg string) error {
-		if l := line(path); l > 0 {
-			return fmt.Errorf("%s:%d: %s", name, l, msg)
-		}
-		return fmt.Errorf("%s: %s", name, msg)
+		return fmt.Errorf("%s:%d: %s", name, yamlLine(file, path), msg)
 	}
 	if err := c.validateSegments(at); err != nil {
 		return nil, err
@@ -225,6 +217,26 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	return d, nil
 }
 
+// errDecodePanic is a panic of the YAML decoder, recovered.
+type errDecodePanic struct{ v any }
+
+func (e errDecodePanic) Error() string {
+	return fmt.Sprintf("cannot decode a tagged value (the YAML decoder failed: %v)", e.v)
+}
+
+// unmarshalConfig decodes data into c. go-yaml v1.19.2 panics on a tagged
+// scalar where a list is expected ("windows: !x 1d"; FuzzParseConfig,
+// crash-tagged-scalar-list): a config file must not bring down a server
+// that reloads it, so the panic is an error here.
+func unmarshalConfig(data []byte, c *Config) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errDecodePanic{r}
+		}
+	}()
+	return yaml.UnmarshalWithOptions(data, c, yaml.DisallowUnknownField())
+}
+
 // validate checks every placement and fills its derived fields; at reports
 // an error at a YAML path.
 func (c *Config) validate(at func(path, msg string) error) error {
@@ -238,7 +250,7 @@ func (c *Config) validate(at func(path, msg string) error) error {
 	sort.Strings(names)
 	for _, n := range names {
 		p := c.Placements[n]
-		base := "$.placements." + n
+		base := "$.placements." + pathKey(n)
 		if p == nil {
 			return at(base, fmt.Sprintf("placement %q is empty: give at least a strategy", n))
 		}
@@ -457,4 +469,263 @@ func (c *Config) validatePlacementVariants(p *Placement, base string, at func(pa
 	}
 	c.placementExps[exp.Experiment] = exp
 	return nil
+}
+
+// pathKey writes a mapping key of the config (a placement, page or
+// segment name, which may hold any character) into a path for
+// yamlLine: as it is when plain, else single-quoted with \ escapes.
+func pathKey(k string) string {
+	if k != "" && !strings.ContainsAny(k, `.[]'\`) {
+		return k
+	}
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	return "'" + r.Replace(k) + "'"
+}
+
+// yamlLine returns the line of the node at path ("$.pages.lp.rules[0].if",
+// keys quoted by pathKey) in the first document of file, or, where the
+// path leads to nothing (a field left out, a name the path cannot find),
+// the line of the deepest node on its way: an error names at least the
+// entry it is about. Aliases, anchors, tags and merge keys (<<) are
+// followed as the decoder follows them. It is not go-yaml's
+// PathString/FilterFile, which cannot find names holding a dot or a
+// quote, nor look through aliases and merge keys.
+func yamlLine(file *ast.File, path string) int {
+	if len(file.Docs) == 0 || file.Docs[0].Body == nil {
+		return 1
+	}
+	anchors := map[string]ast.Node{}
+	collectAnchors(file.Docs[0].Body, anchors)
+	n := file.Docs[0].Body
+	line := tokenLine(n, 1)
+	p := strings.TrimPrefix(path, "$")
+	for p != "" {
+		n = derefYAML(n, anchors)
+		switch {
+		case p[0] == '[':
+			end := strings.IndexByte(p, ']')
+			i, err := strconv.Atoi(p[1:max(end, 1)])
+			seq, ok := n.(*ast.SequenceNode)
+			if end < 0 || err != nil || !ok || i < 0 || i >= len(seq.Values) {
+				return line
+			}
+			n, p = seq.Values[i], p[end+1:]
+			line = tokenLine(n, line)
+		case p[0] == '.':
+			var key string
+			key, p = cutPathKey(p[1:])
+			mv := mappingValue(n, key, anchors, 0)
+			if mv == nil {
+				return line
+			}
+			n = mv.Value
+			// The value's line, as an error about it names it; the key's
+			// when the value is left empty.
+			line = tokenLine(mv.Key, line)
+			if _, null := n.(*ast.NullNode); n != nil && !null {
+				line = tokenLine(n, line)
+			}
+		default:
+			return line
+		}
+	}
+	return line
+}
+
+// cutPathKey cuts the key at the start of p (after its '.') and returns it
+// and the rest of the path.
+func cutPathKey(p string) (key, rest string) {
+	if !strings.HasPrefix(p, "'") {
+		i := strings.IndexAny(p, ".[")
+		if i < 0 {
+			return p, ""
+		}
+		return p[:i], p[i:]
+	}
+	var b strings.Builder
+	for i := 1; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '\\' && i+1 < len(p):
+			i++
+			b.WriteByte(p[i])
+		case c == '\'':
+			return b.String(), p[i+1:]
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), ""
+}
+
+// mappingValue returns the entry of the mapping n with key, its own
+// entries first, then those of its merge keys.
+func mappingValue(n ast.Node, key string, anchors map[string]ast.Node, depth int) *ast.MappingValueNode {
+	var values []*ast.MappingValueNode
+	switch m := n.(type) {
+	case *ast.MappingNode:
+		values = m.Values
+	case *ast.MappingValueNode:
+		values = []*ast.MappingValueNode{m}
+	default:
+		return nil
+	}
+	for _, mv := range values {
+		if !mv.Key.IsMergeKey() && keyText(mv.Key, anchors) == key {
+			return mv
+		}
+	}
+	if depth > 16 {
+		return nil
+	}
+	for _, mv := range values {
+		if !mv.Key.IsMergeKey() {
+			continue
+		}
+		merged := derefYAML(mv.Value, anchors)
+		if seq, ok := merged.(*ast.SequenceNode); ok {
+			for _, e := range seq.Values {
+				if found := mappingValue(derefYAML(e, anchors), key, anchors, depth+1); found != nil {
+					return found
+				}
+			}
+		} else if found := mappingValue(merged, key, anchors, depth+1); found != nil {
+			return found
+		}
+	}
+	return nil
+}
+
+// keyText is a mapping key as the decoder reads it into a map[string]….
+func keyText(k ast.Node, anchors map[string]ast.Node) string {
+	if mk, ok := k.(*ast.MappingKeyNode); ok {
+		k = mk.Value
+	}
+	switch x := derefYAML(k, anchors).(type) {
+	case *ast.StringNode:
+		return x.Value
+	case nil:
+		return ""
+	default:
+		if t := x.GetToken(); t != nil {
+			return t.Value
+		}
+	}
+	return ""
+}
+
+// derefYAML looks through anchors, aliases and tags to the node they stand
+// for.
+func derefYAML(n ast.Node, anchors map[string]ast.Node) ast.Node {
+	for range 16 {
+		switch x := n.(type) {
+		case *ast.AnchorNode:
+			n = x.Value
+		case *ast.TagNode:
+			n = x.Value
+		case *ast.AliasNode:
+			if x.Value == nil {
+				return n
+			}
+			a, ok := anchors[x.Value.GetToken().Value]
+			if !ok {
+				return n
+			}
+			n = a
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// collectAnchors records the anchors under n by name; a later one
+// replaces an earlier, as in the decoder.
+func collectAnchors(n ast.Node, anchors map[string]ast.Node) {
+	walkYAML(n, 0, func(n ast.Node, _ int) {
+		if x, ok := n.(*ast.AnchorNode); ok && x.Name != nil {
+			anchors[x.Name.GetToken().Value] = x.Value
+		}
+	})
+}
+
+// walkYAML calls fn for n and every node under it, in document order,
+// with its depth.
+func walkYAML(n ast.Node, depth int, fn func(n ast.Node, depth int)) {
+	if n == nil || depth > 100_000 {
+		return
+	}
+	fn(n, depth)
+	switch x := n.(type) {
+	case *ast.AnchorNode:
+		walkYAML(x.Value, depth+1, fn)
+	case *ast.TagNode:
+		walkYAML(x.Value, depth+1, fn)
+	case *ast.MappingNode:
+		for _, mv := range x.Values {
+			walkYAML(mv, depth+1, fn)
+		}
+	case *ast.MappingValueNode:
+		walkYAML(x.Key, depth+1, fn)
+		walkYAML(x.Value, depth+1, fn)
+	case *ast.MappingKeyNode:
+		walkYAML(x.Value, depth+1, fn)
+	case *ast.SequenceNode:
+		for _, e := range x.Values {
+			walkYAML(e, depth+1, fn)
+		}
+	}
+}
+
+// positionlessLine finds the line of a decoding error that go-yaml
+// reports without a position: an alias of an anchor not defined before
+// it, a tagged value the decoder failed on, or the deepest node past the
+// decoder's nesting limit. It returns 0 for any other error.
+func positionlessLine(data []byte, err error) int {
+	file, perr := parser.ParseBytes(data, 0)
+	if perr != nil || len(file.Docs) == 0 {
+		return 0
+	}
+	line := 0
+	switch {
+	case strings.HasPrefix(err.Error(), "cannot find anchor by alias name "):
+		// The first alias of that name: one before its anchor, or inside
+		// it (the decoder knows an anchor once its value is decoded).
+		alias := strings.TrimPrefix(err.Error(), "cannot find anchor by alias name ")
+		walkYAML(file.Docs[0].Body, 0, func(n ast.Node, _ int) {
+			if x, ok := n.(*ast.AliasNode); ok && x.Value != nil && x.Value.GetToken().Value == alias && line == 0 {
+				line = tokenLine(x, 0)
+			}
+		})
+	case errors.As(err, new(errDecodePanic)):
+		// The first tagged value that is not a list.
+		walkYAML(file.Docs[0].Body, 0, func(n ast.Node, _ int) {
+			if x, ok := n.(*ast.TagNode); ok && line == 0 {
+				if _, seq := x.Value.(*ast.SequenceNode); !seq {
+					line = tokenLine(x, 0)
+				}
+			}
+		})
+	case errors.Is(err, yaml.ErrExceededMaxDepth):
+		deepest := -1
+		walkYAML(file.Docs[0].Body, 0, func(n ast.Node, depth int) {
+			if _, ok := n.(*ast.AliasNode); ok {
+				depth = 1 << 30 // an alias expands: the decoder goes deep there
+			}
+			if depth > deepest {
+				deepest, line = depth, tokenLine(n, line)
+			}
+		})
+	}
+	return line
+}
+
+// tokenLine is the line of n's token, or def when it has none.
+func tokenLine(n ast.Node, def int) int {
+	if n == nil {
+		return def
+	}
+	if t := n.GetToken(); t != nil && t.Position != nil && t.Position.Line > 0 {
+		return t.Position.Line
+	}
+	return def
 }

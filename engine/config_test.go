@@ -25,6 +25,18 @@ func TestParseConfigErrors(t *testing.T) {
 	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - factor: 2\n", "edgerec.yaml:5")
 	f("placements:\n  home:\n    strategy: popular\n    only:\n      - category: x\n        factor: 2\n", "an only rule needs one of category or item, and no factor")
 	f("placements:\n  home:\n    strategy: popular\n    exclude:\n      - item: x\n        segment: nope\n", `unknown segment "nope"`)
+	// Every error names a line (FuzzParseConfig): names holding a dot or
+	// a quote, a field left out (the line of its entry), an alias.
+	f("placements:\n  home.v2:\n    strategy: magic\n", `edgerec.yaml:3: placement "home.v2": unknown strategy`)
+	f("placements:\n  \"it's[0]\":\n    k: 1\n    strategy: magic\n", `edgerec.yaml:4: placement "it's[0]": unknown strategy`)
+	f("pages:\n  lp:\n    variants: [{id: a}]\n", `edgerec.yaml:3: page "lp": experiment id ""`)
+	f("placements:\n  z: &x\n    strategy: similar\n    exclude_seen: bad\n  a:\n    <<: *x\n    k: 2\n", `edgerec.yaml:4: placement "a": exclude_seen "bad"`)
+	f("placements:\n  a:\n    strategy: similar\n  b: *x\n", "edgerec.yaml:4:")
+	// go-yaml panics on a tagged scalar where a list is expected: an
+	// error, so that a reload cannot bring the server down.
+	f("profiles:\n  windows: !x 1d\n", "edgerec.yaml:2: cannot decode a tagged value")
+	// A rule left empty, before the page's fingerprint reads it.
+	f("pages:\n  lp:\n    experiment: e\n    variants: [{id: a, weight: 1}]\n    rules:\n      -\n", `edgerec.yaml:6: page "lp": empty rule`)
 }
 
 func TestParseConfigMerge(t *testing.T) {

@@ -101,7 +101,7 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 	experiments := map[string]string{}
 	for _, name := range sortedKeys(c.Pages) {
 		p := c.Pages[name]
-		base := "$.pages." + name
+		base := "$.pages." + pathKey(name)
 		if p == nil {
 			return at(base, fmt.Sprintf("page %q is empty", name))
 		}
@@ -116,6 +116,13 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 			return at(base+".experiment", fmt.Sprintf("page %q: experiment %q is already on placement %q", name, p.Experiment, pl.name))
 		}
 		experiments[p.Experiment] = name
+		// Empty rules first: validateSplit fingerprints the rules
+		// (a "- " entry of rules: is nil; FuzzParseConfig found it).
+		for i, r := range p.Rules {
+			if r == nil {
+				return at(fmt.Sprintf("%s.rules[%d]", base, i), fmt.Sprintf("page %q: empty rule", name))
+			}
+		}
 		if err := p.validateSplit(base, at); err != nil {
 			return err
 		}
@@ -123,9 +130,6 @@ func (c *Config) validatePages(at func(path, msg string) error) error {
 		ruleIDs := map[string]bool{}
 		for i, r := range p.Rules {
 			rp := fmt.Sprintf("%s.rules[%d]", base, i)
-			if r == nil {
-				return at(rp, fmt.Sprintf("page %q: empty rule", name))
-			}
 			if r.ID == "" {
 				r.ID = fmt.Sprintf("rule%d", i+1)
 			}

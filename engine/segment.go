@@ -89,7 +89,7 @@ func (c *Config) validateSegments(at func(path, msg string) error) error {
 	c.segmentIndex = map[string]int{}
 	for _, name := range sortedKeys(c.Segments) {
 		seg := c.Segments[name]
-		base := "$.segments." + name
+		base := "$.segments." + pathKey(name)
 		if !idPattern.MatchString(name) {
 			return at(base, fmt.Sprintf("segment name %q: want 1-64 of A-Z a-z 0-9 _ -", name))
 		}

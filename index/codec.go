@@ -29,7 +29,10 @@ func AppendList(dst []byte, ns []model.Neighbour) []byte {
 // retained: it may be a Pebble value about to be released.
 func DecodeList(dst []model.Neighbour, src []byte) ([]model.Neighbour, error) {
 	n, w := binary.Uvarint(src)
-	if w <= 0 || uint64(len(src)-w) != n*neighbourSize {
+	// n is compared by division: n*neighbourSize wraps for a count of
+	// 2^64/12 or more, and a crafted count could then pass for the length
+	// of a short value (testdata/fuzz/FuzzDecodeList/crash-count-overflow).
+	if w <= 0 || (len(src)-w)%neighbourSize != 0 || uint64((len(src)-w)/neighbourSize) != n {
 		return dst, ErrCorrupt
 	}
 	src = src[w:]

@@ -89,10 +89,7 @@ func (b *Builder) writeHistories(w *batchWriter) (int, error) {
 				break
 			}
 			count++
-			val = binary.AppendUvarint(val, uint64(b.evItem[x.e]))
-			val = append(val, byte(b.evType[x.e]))
-			val = binary.AppendVarint(val, b.evTS[x.e])
-			val = binary.LittleEndian.AppendUint32(val, math.Float32bits(b.evValue[x.e]))
+			val = appendHistoryEntry(val, b.evItem[x.e], b.evType[x.e], b.evTS[x.e], b.evValue[x.e])
 		}
 		if count == 0 {
 			continue
@@ -105,6 +102,15 @@ func (b *Builder) writeHistories(w *batchWriter) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// appendHistoryEntry appends one entry of a history record: uvarint
+// item (dense id), type byte, varint ts, float32 LE value (NaN: none).
+func appendHistoryEntry(dst []byte, item uint32, t model.EventType, ts int64, value float32) []byte {
+	dst = binary.AppendUvarint(dst, uint64(item))
+	dst = append(dst, byte(t))
+	dst = binary.AppendVarint(dst, ts)
+	return binary.LittleEndian.AppendUint32(dst, math.Float32bits(value))
 }
 
 // ScanHistories calls fn for every user's history in the snapshot, users

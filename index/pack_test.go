@@ -246,8 +246,9 @@ func rawHeader(name string, typ byte, size int64) []byte {
 	return h
 }
 
-// tarZst packs entries (name → body; a name ending in / is a directory, a
-// body of nil with a name of "link:…" a symlink) into a tar.zst.
+// tarZst packs entries (name, body) into a tar.zst: a name ending in / is
+// a directory, a body of "->" a symlink and one of "=>" a hard link to
+// /etc/passwd, anything else a regular file.
 func tarZst(t *testing.T, entries ...[2]string) []byte {
 	t.Helper()
 	var b bytes.Buffer
@@ -260,6 +261,8 @@ func tarZst(t *testing.T, entries ...[2]string) []byte {
 			h.Typeflag, h.Size = tar.TypeDir, 0
 		case e[1] == "->":
 			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, "/etc/passwd", 0
+		case e[1] == "=>":
+			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, "/etc/passwd", 0
 		}
 		must(t, tw.WriteHeader(h))
 		if h.Typeflag == tar.TypeReg {
@@ -341,30 +344,138 @@ func TestUnpackRefuses(t *testing.T) {
 	f("a renamed version", renamed.Bytes(), UnpackOptions{})
 }
 
+// dotSlash repacks a packed snapshot with its entries named as
+// tar -C root ./v123 names them: "./v123/…".
+func dotSlash(t *testing.T, packed []byte) []byte {
+	t.Helper()
+	zr, err := zstd.NewReader(bytes.NewReader(packed))
+	must(t, err)
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	var b bytes.Buffer
+	zw, _ := zstd.NewWriter(&b)
+	tw := tar.NewWriter(zw)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		must(t, err)
+		h.Name = "./" + h.Name
+		must(t, tw.WriteHeader(h))
+		_, err = io.Copy(tw, tr)
+		must(t, err)
+	}
+	must(t, tw.Close())
+	must(t, zw.Close())
+	return b.Bytes()
+}
+
 // FuzzUnpackSnapshot: whatever the archive, UnpackSnapshot publishes a
-// snapshot that opens, or refuses with ErrBadSnapshot; it never panics and
-// never writes outside the root.
+// snapshot that opens, or refuses with ErrBadSnapshot and leaves the root
+// empty; it never panics, never writes outside the root (the root sits
+// three directories down, so that an entry climbing out of it by any
+// number of ../ shows), never makes a link, and publishes only regular
+// entries of the archive's one version directory, each with the size its
+// header gave.
 func FuzzUnpackSnapshot(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, archive []byte) {
 		parent := t.TempDir()
-		root := filepath.Join(parent, "root")
-		_, err := UnpackSnapshot(bytes.NewReader(archive), root, UnpackOptions{MaxBytes: 64 << 20, MaxFiles: 100})
+		root := filepath.Join(parent, "a", "b", "root")
+		dir, err := UnpackSnapshot(bytes.NewReader(archive), root, UnpackOptions{MaxBytes: 4 << 20, MaxFiles: 100})
+		// Everything under parent: the directories down to root, and
+		// what root holds.
+		var inRoot []string
+		walkErr := filepath.WalkDir(parent, func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(parent, path)
+			switch {
+			case rel == "." || rel == "a" || rel == filepath.Join("a", "b") || rel == filepath.Join("a", "b", "root"):
+				if !d.IsDir() {
+					t.Fatalf("%s is not a directory", rel)
+				}
+			case strings.HasPrefix(rel, filepath.Join("a", "b", "root")+string(filepath.Separator)):
+				inRoot = append(inRoot, path)
+			default:
+				t.Fatalf("wrote %s outside the root", rel)
+			}
+			if d.Type()&os.ModeSymlink != 0 || !(d.Type().IsRegular() || d.IsDir()) {
+				t.Fatalf("%s is neither a regular file nor a directory (%v)", rel, d.Type())
+			}
+			return nil
+		})
+		if walkErr != nil {
+			t.Fatal(walkErr)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrBadSnapshot) {
 				t.Fatalf("refused without ErrBadSnapshot: %v", err)
 			}
-		} else {
-			s, err := OpenSnapshot(root)
-			if err != nil {
-				t.Fatalf("published a snapshot that does not open: %v", err)
+			if len(inRoot) != 0 {
+				t.Fatalf("a refused archive left %v", inRoot)
 			}
-			must(t, s.Close())
+			return
 		}
-		if names, _ := os.ReadDir(parent); len(names) != 1 {
-			t.Fatalf("wrote beside the root: %v", names)
+		s, err := OpenSnapshot(root)
+		if err != nil {
+			t.Fatalf("published a snapshot that does not open: %v", err)
+		}
+		must(t, s.Close())
+		// The published files are regular entries of the archive, read
+		// here on their own, with the sizes their headers gave.
+		want := archiveFiles(t, archive, filepath.Base(dir))
+		for _, path := range inRoot {
+			rel, _ := filepath.Rel(root, path)
+			st, err := os.Lstat(path)
+			must(t, err)
+			switch {
+			case rel == CurrentFile || rel == filepath.Base(dir) || st.IsDir():
+			case filepath.Dir(rel) != filepath.Base(dir):
+				t.Fatalf("published %s, outside %s", rel, filepath.Base(dir))
+			default:
+				size, ok := want[filepath.Base(rel)]
+				if !ok && filepath.Base(rel) != "LOCK" {
+					t.Fatalf("published %s, which the archive does not hold", rel)
+				}
+				if ok && size != st.Size() {
+					t.Fatalf("%s: %d bytes published, %d in the archive", rel, st.Size(), size)
+				}
+			}
 		}
 	})
+}
+
+// archiveFiles reads a packed archive that UnpackSnapshot took and
+// returns the sizes of the regular entries of its version directory by
+// file name.
+func archiveFiles(t *testing.T, archive []byte, version string) map[string]int64 {
+	t.Helper()
+	zr, err := zstd.NewReader(bytes.NewReader(archive), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
+	must(t, err)
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	files := map[string]int64{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatalf("an archive UnpackSnapshot took does not read: %v", err)
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		top, file, _ := strings.Cut(name, "/")
+		if top != version {
+			t.Fatalf("took an archive with entry %q beside %s", h.Name, version)
+		}
+		files[file] = h.Size
+	}
 }
 
 // TestWritePackSeeds writes the seed corpus of FuzzUnpackSnapshot (a real
@@ -381,6 +492,12 @@ func TestWritePackSeeds(t *testing.T) {
 		"absolute":   tarZst(t, [2]string{"/tmp/evil", "x"}),
 		"twice":      tarZst(t, [2]string{"v1/a", "x"}, [2]string{"v1/a", "y"}),
 		"nomanifest": tarZst(t, [2]string{"v1/000001.sst", "not really"}),
+		"hardlink":   tarZst(t, [2]string{"v1/", ""}, [2]string{"v1/MANIFEST", "=>"}),
+		"deep":       tarZst(t, [2]string{"v1/../../../../../../tmp/evil", "x"}),
+		"dotdot":     tarZst(t, [2]string{"v1/..", "x"}),
+		"backslash":  tarZst(t, [2]string{`v1/..\evil`, "x"}),
+		"subdir":     tarZst(t, [2]string{"v1/sub/", ""}, [2]string{"v1/sub/x", "x"}),
+		"dotslash":   dotSlash(t, packed),
 	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzUnpackSnapshot")
 	must(t, os.MkdirAll(dir, 0o755))

@@ -13,12 +13,12 @@ import (
 	"github.com/edgerec/edgerec/model"
 )
 
-func smallBuilder(t *testing.T) *Builder {
+func smallBuilder(t testing.TB) *Builder {
 	t.Helper()
 	return smallBuilderWith(t, BuildOptions{})
 }
 
-func smallBuilderWith(t *testing.T, o BuildOptions) *Builder {
+func smallBuilderWith(t testing.TB, o BuildOptions) *Builder {
 	t.Helper()
 	b, err := NewBuilder(o)
 	if err != nil {

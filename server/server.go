@@ -352,6 +352,13 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 func pathID(ctx *fasthttp.RequestCtx, p []byte, prefix string) (id, rest []byte) {
 	id, rest, _ = bytes.Cut(p[len(prefix):], []byte("/"))
 	orig := ctx.Request.URI().PathOriginal()
+	// An empty id: fasthttp collapses "//", which would make
+	// /v1/users//recommendations the profile of user "recommendations"
+	// (FuzzReadQuery).
+	if n := len("/v1/") + len(prefix); len(orig) > n && string(orig[:len("/v1/")]) == "/v1/" &&
+		string(orig[len("/v1/"):n]) == prefix && orig[n] == '/' {
+		return nil, orig[n+1:]
+	}
 	if !bytes.Contains(orig, []byte("%2F")) && !bytes.Contains(orig, []byte("%2f")) {
 		return id, rest
 	}
