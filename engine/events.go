@@ -225,6 +225,17 @@ func (v *View) placementEvent(x expEvent, ev *index.StateEvent) (expEvent, error
 	return x, nil
 }
 
+// decisionFlag is the flag of a decision id, "exp.variant.<flag>…": how
+// the decision was made; 0 when there is none.
+func decisionFlag(id []byte) byte {
+	_, rest, _ := bytes.Cut(id, []byte("."))
+	_, tail, _ := bytes.Cut(rest, []byte("."))
+	if len(tail) == 0 {
+		return 0
+	}
+	return tail[0]
+}
+
 // expEvent is an event an experiment counts.
 type expEvent struct {
 	i       int
@@ -260,7 +271,10 @@ func (v *View) experimentEvent(i int, ev *index.StateEvent, exp, variant []byte)
 		return v.placementEvent(x, ev)
 	}
 	if ev.Type == model.EventExposure {
-		if page.Exposure != "event" || page.variant(variant) < 0 {
+		// Only a split's decision exposes a visitor to the split: one
+		// made by a rule, the holdout or for a bot ('n', 'r', 'h') does
+		// not.
+		if page.Exposure != "event" || page.variant(variant) < 0 || decisionFlag(ev.RecID) != 's' {
 			return x, nil
 		}
 		x.page, x.variant = page, variant

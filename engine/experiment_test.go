@@ -262,11 +262,26 @@ func TestExposureEvents(t *testing.T) {
     variants:
       - {id: a, weight: 1}
       - {id: b, weight: 1}
+      - {id: sales, weight: 0}
+    rules:
+      - {if: 'keyword contains "営業"', variant: sales}
 `)
+	// A rule's decision is no exposure to the split.
+	rd := x.decide(t, "lp", "v9", "営業")
+	must(t, x.ingest([]index.StateEvent{beacon("v9", rd, model.EventExposure, "", 0)}, true))
 	d := x.decide(t, "lp", "v1", "")
 	must(t, x.ingest([]index.StateEvent{beacon("v1", d, model.EventConversion, "", 0)}, true))
 	r := x.results(t, "cta", ResultsRequest{})
-	if n := r.Variants[0].Exposures + r.Variants[1].Exposures + r.Variants[0].Conversions + r.Variants[1].Conversions; n != 0 {
+	if rd.Reason != reasonRule {
+		t.Fatalf("the rule did not decide: %+v", rd)
+	}
+	sum := func(r *ExperimentResult) (e, c float64) {
+		for _, v := range r.Variants {
+			e, c = e+v.Exposures, c+v.Conversions
+		}
+		return e, c
+	}
+	if e, c := sum(r); e+c != 0 {
 		t.Fatalf("before the exposure event: %+v", r.Variants)
 	}
 	for range 5 {
@@ -274,7 +289,7 @@ func TestExposureEvents(t *testing.T) {
 	}
 	must(t, x.ingest([]index.StateEvent{beacon("v1", d, model.EventConversion, "", 0)}, true))
 	r = x.results(t, "cta", ResultsRequest{})
-	if e, c := r.Variants[0].Exposures+r.Variants[1].Exposures, r.Variants[0].Conversions+r.Variants[1].Conversions; e != 1 || c != 1 {
+	if e, c := sum(r); e != 1 || c != 1 {
 		t.Fatalf("exposed %v, converted %v; want 1 and 1", e, c)
 	}
 }
