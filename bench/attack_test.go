@@ -273,8 +273,11 @@ func TestFindSaturation(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", log.String())
-	if sat.Rate < 200 || sat.Rate > 400 || len(sat.Steps) < 3 || sat.Steps[len(sat.Steps)-1].OK {
-		t.Fatalf("saturation at %v/s after %d steps; want 200-400/s", sat.Rate, len(sat.Steps))
+	// 200-400/s on an idle machine; a loaded one oversleeps the 2 ms and
+	// saturates a step earlier. What the test holds to: a saturation is
+	// found, within a factor of the server's capacity, after an OK step.
+	if sat.Rate < 100 || sat.Rate > 400 || len(sat.Steps) < 2 || !sat.Steps[0].OK || sat.Steps[len(sat.Steps)-1].OK {
+		t.Fatalf("saturation at %v/s after %d steps; want 100-400/s", sat.Rate, len(sat.Steps))
 	}
 }
 
