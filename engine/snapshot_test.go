@@ -11,27 +11,8 @@ import (
 	"testing"
 
 	"github.com/edgerec/edgerec/index"
+	"github.com/edgerec/edgerec/internal/testenv"
 )
-
-// truncateLargestTable cuts the largest table of the version directory
-// dir in half, as a disk or a copy cut short would.
-func truncateLargestTable(t *testing.T, dir string) {
-	t.Helper()
-	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	var largest string
-	var size int64
-	for _, p := range ssts {
-		if st, err := os.Stat(p); err == nil && st.Size() > size {
-			largest, size = p, st.Size()
-		}
-	}
-	if largest == "" {
-		t.Fatalf("no tables in %s", dir)
-	}
-	if err := os.Truncate(largest, size/2); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestLoadNewestSnapshot: a server starting up on a root whose CURRENT
 // version is damaged serves the newest version that verifies, logging
@@ -45,7 +26,7 @@ func TestLoadNewestSnapshot(t *testing.T) {
 		v[i] = buildRoot(t, root, index.BuildOptions{}, items, events)
 	}
 	dir := func(m *index.Manifest) string { return filepath.Join(root, "v"+strconv.FormatUint(m.Version, 10)) }
-	truncateLargestTable(t, dir(v[2])) // CURRENT's
+	testenv.TruncateLargestTable(t, dir(v[2])) // CURRENT's
 	if err := os.Remove(filepath.Join(dir(v[1]), index.ManifestFile)); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +67,7 @@ func TestLoadNewestSnapshot(t *testing.T) {
 	e.Close()
 
 	// No good version: nothing served, not ready; a good build then loads.
-	truncateLargestTable(t, dir(v[0]))
+	testenv.TruncateLargestTable(t, dir(v[0]))
 	e = newEngine(t, Options{}, st, "")
 	if _, err := e.LoadNewestSnapshot(context.Background(), root); err == nil {
 		t.Fatal("loaded a snapshot from a root of damaged versions")

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgerec/edgerec/internal/testenv"
 )
 
 // TestServeConnectionFlags: serve's connection flags and their
@@ -195,25 +197,6 @@ func (s *logProc) ready(t *testing.T, want int, wantBody string) {
 	}
 }
 
-// truncateTable cuts the largest table of a version directory in half.
-func truncateTable(t *testing.T, dir string) {
-	t.Helper()
-	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	var largest string
-	var size int64
-	for _, p := range ssts {
-		if st, err := os.Stat(p); err == nil && st.Size() > size {
-			largest, size = p, st.Size()
-		}
-	}
-	if largest == "" {
-		t.Fatalf("no tables in %s", dir)
-	}
-	if err := os.Truncate(largest, size/2); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestServeSnapshotRoot: edgerec serve starts on the newest version that
 // verifies when CURRENT's is damaged, and on none (503, not ready) when
 // none does; builds prune to --keep but never the version a server
@@ -226,7 +209,7 @@ func TestServeSnapshotRoot(t *testing.T) {
 	root := filepath.Join(data, "snapshots")
 	v1, _ := build(t, "--events", events, "--items", items, "--out", root)
 	v2, _ := build(t, "--events", events, "--items", items, "--out", root)
-	truncateTable(t, filepath.Join(root, "v"+v2)) // CURRENT's
+	testenv.TruncateLargestTable(t, filepath.Join(root, "v"+v2)) // CURRENT's
 
 	// Start-up: CURRENT's v2 is skipped, v1 served.
 	s := startServerLog(t, data)
@@ -290,8 +273,8 @@ func TestServeSnapshotRoot(t *testing.T) {
 
 	// No version verifies: serve starts, not ready, alive; a good build
 	// loaded by the admin call makes it ready.
-	truncateTable(t, filepath.Join(root, "v"+v4))
-	truncateTable(t, filepath.Join(root, "v"+v5))
+	testenv.TruncateLargestTable(t, filepath.Join(root, "v"+v4))
+	testenv.TruncateLargestTable(t, filepath.Join(root, "v"+v5))
 	s = startServerLog(t, data)
 	defer s.stop(t)
 	s.ready(t, 503, `"code":"no_snapshot"`)

@@ -77,3 +77,23 @@ func ParseCSV(tb testing.TB, b []byte) ([]map[string]string, []string) {
 	}
 	return rows, recs[0]
 }
+
+// TruncateLargestTable cuts the largest table of the snapshot version
+// directory dir in half, as a full disk or a copy cut short would.
+func TruncateLargestTable(tb testing.TB, dir string) {
+	tb.Helper()
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	var largest string
+	var size int64
+	for _, p := range ssts {
+		if st, err := os.Stat(p); err == nil && st.Size() > size {
+			largest, size = p, st.Size()
+		}
+	}
+	if largest == "" {
+		tb.Fatalf("no tables in %s", dir)
+	}
+	if err := os.Truncate(largest, size/2); err != nil {
+		tb.Fatal(err)
+	}
+}
