@@ -35,7 +35,10 @@ type AttackOptions struct {
 	// Pacer schedules sends (open loop). Nil means closed loop: Connections
 	// workers send as fast as answers come back.
 	Pacer Pacer
-	// Duration of the attack; default 10 s.
+	// Duration of the attack; default 10 s. An open loop sends every hit
+	// its Pacer schedules within Duration, the late ones too (until
+	// Duration + Timeout: what is not sent by then is dropped and counted
+	// in Report.Scheduled only); a closed loop sends until Duration.
 	Duration time.Duration
 	// Connections bounds the open connections; default 256 open loop, 16
 	// closed loop.
@@ -157,7 +160,15 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 		rate = o.Pacer.Rate(0)
 	}
 	rep := newReport(rate, o.Duration)
-	ctx, cancel := context.WithTimeout(ctx, o.Duration)
+	// An open loop may send the last hits of its schedule late, up to a
+	// Timeout after the end (see Duration): past that, a send could not
+	// answer within its timeout of its slot anyway.
+	window := o.Duration
+	if o.Pacer != nil {
+		window += o.Timeout
+	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, window)
 	defer cancel()
 	start := time.Now()
 	rep.Start = start
@@ -186,7 +197,7 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	// ended also reads the clock: ctx's own timer may fire late when
 	// every P is busy (event loops of another attack hold theirs in
 	// epoll), and meanwhile a dial under ctx's deadline fails at once.
-	end := start.Add(o.Duration)
+	end := start.Add(window)
 	ended := func() bool { return ctx.Err() != nil || !time.Now().Before(end) }
 	var wg sync.WaitGroup
 	var seed uint64
@@ -223,9 +234,6 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 			return
 		}
 		for intended := range ticks {
-			if d := time.Until(intended); d > 0 {
-				preciseSleep(d)
-			}
 			send(intended)
 		}
 	}
@@ -235,7 +243,13 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 			seed++
 			go worker(nil, seed)
 		}
+		wg.Wait()
 	} else {
+		w, err := newWaker()
+		if err != nil {
+			return nil, err
+		}
+		defer w.close()
 		ticks := make(chan time.Time)
 		workers := 0
 		spawn := func() {
@@ -247,29 +261,20 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 		for workers < min(16, o.MaxWorkers) {
 			spawn()
 		}
+		// The scheduler hands each hit to an idle worker when it is due,
+		// spawning one when all are busy, and sleeps in between with the
+		// waker, which gives the P to the workers meanwhile.
 		var hits uint64
-		// The scheduler owns its thread: preciseSleep blocks it in the
-		// kernel rather than parking the goroutine on a runtime timer.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
 	loop:
 		for {
-			elapsed := time.Since(start)
-			wait, stop := o.Pacer.Pace(elapsed, hits)
-			if stop {
+			due, stop := o.Pacer.Due(hits)
+			if stop || due >= o.Duration {
 				break
 			}
-			// Hand the send to a worker a little early: waking a parked
-			// goroutine takes tens to hundreds of microseconds, which the
-			// worker then spends before the due time, not in the latency.
-			if wait > handoffLead && !sleepUntil(ctx, start.Add(elapsed+wait-handoffLead)) {
-				break loop
-			}
-			if ctx.Err() != nil {
+			if !sleepUntil(ctx, w, start.Add(due)) {
 				break
 			}
-			// The send was due at start + its slot, whatever happens next.
-			intended := start.Add(elapsed + wait)
+			intended := start.Add(due)
 			select {
 			case ticks <- intended:
 			default:
@@ -286,8 +291,20 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 		}
 		close(ticks)
 		rep.Workers = workers
+		// The schedule: the hits due before the end, or before the
+		// caller's cancel if that came first. Those not sent show as
+		// Scheduled − Requests.
+		cut := o.Duration
+		if parent.Err() != nil {
+			cut = min(cut, time.Since(start))
+		}
+		n := hits
+		for due, stop := o.Pacer.Due(n); !stop && due < cut; due, stop = o.Pacer.Due(n) {
+			n++
+		}
+		rep.Scheduled = int64(n)
+		wg.Wait()
 	}
-	wg.Wait()
 	for i := range shards {
 		rep.merge(shards[i].r)
 	}
@@ -295,25 +312,24 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	return rep, nil
 }
 
-// handoffLead is how early the scheduler hands a due send to a worker.
-const handoffLead = 250 * time.Microsecond
-
 type shard struct {
 	mu sync.Mutex
 	r  *Report
 }
 
-// sleepUntil waits until due; false if ctx ended first. It sleeps with
-// preciseSleep in slices of at most 50 ms so that a cancel is seen soon.
-func sleepUntil(ctx context.Context, due time.Time) bool {
+// sleepUntil waits with w until due; false if ctx ended first. It sleeps
+// in slices of at most 50 ms so that a cancel is seen soon.
+func sleepUntil(ctx context.Context, w *waker, due time.Time) bool {
 	for {
-		d := time.Until(due)
-		if d <= 0 {
-			return ctx.Err() == nil
-		}
 		if ctx.Err() != nil {
 			return false
 		}
-		preciseSleep(min(d, 50*time.Millisecond))
+		d := time.Until(due)
+		if d <= 0 {
+			return true
+		}
+		if err := w.sleep(min(d, 50*time.Millisecond)); err != nil {
+			time.Sleep(min(d, 50*time.Millisecond)) // not expected; keep the schedule
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,6 +166,7 @@ func goldenReport() *Report {
 		}
 		r.add(res)
 	}
+	r.Scheduled = 2000
 	r.finish(2 * time.Second)
 	return r
 }
@@ -446,5 +448,30 @@ func TestAttackCountsTimeoutsAfterEnd(t *testing.T) {
 	}
 	if rep.Errors["timeout"] < 20 || rep.OK < 20 {
 		t.Fatalf("%d requests, %d ok, errors %v: ~30 sent into the hang should time out", rep.Requests, rep.OK, rep.Errors)
+	}
+}
+
+// TestAttackOpenLoopOneP: with one P (GOMAXPROCS=1, as under taskset -c 0)
+// the open loop sends every hit of its schedule and every one is answered.
+// The scheduler once slept in nanosleep(2) on a locked thread, which kept
+// the only P: it and the newest worker passed the P to each other and the
+// answers waited in the run queue, 16 a second at 1000/s (see waker). The
+// test counts requests, not time: 500/s for 2 s schedules exactly 1,000,
+// and every one goes out however late the loaded machine runs the
+// scheduler (it may send up to a Timeout after the end, see Duration).
+func TestAttackOpenLoopOneP(t *testing.T) {
+	var n atomic.Int64
+	u := serve(t, func(ctx *fasthttp.RequestCtx) { n.Add(1); ctx.SetBodyString("ok") })
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	rep, err := Attack(context.Background(), AttackOptions{URL: u, Pacer: ConstantPacer{Freq: 500, Per: time.Second},
+		Duration: 2 * time.Second, Timeout: 10 * time.Second, NewTargeter: fixed("/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d of %d scheduled sent in %.2fs by %d workers, p50 %s p99 %s", rep.Requests, rep.Scheduled, rep.Duration, rep.Workers,
+		us(rep.Latency.P50), us(rep.Latency.P99))
+	if rep.Scheduled != 1000 || rep.Requests != 1000 || rep.OK != 1000 || n.Load() != 1000 {
+		t.Fatalf("500/s for 2 s with one P: %d scheduled, %d sent, %d ok, server saw %d; want 1000 each (errors %v)",
+			rep.Scheduled, rep.Requests, rep.OK, n.Load(), rep.Errors)
 	}
 }
