@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -40,6 +41,11 @@ type AttackOptions struct {
 	// Duration + Timeout: what is not sent by then is dropped and counted
 	// in Report.Scheduled only); a closed loop sends until Duration.
 	Duration time.Duration
+	// Requests, when positive, ends the attack after that many requests:
+	// the open loop schedules no more, the closed loop sends no more.
+	// With a long Duration it makes an attack a count of requests rather
+	// than a window of time (as tests want on a loaded machine).
+	Requests int64
 	// Connections bounds the open connections; default 256 open loop, 16
 	// closed loop.
 	Connections int
@@ -172,11 +178,14 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	defer cancel()
 	start := time.Now()
 	rep.Start = start
+	// take reports whether one more request may go out (o.Requests).
+	var taken atomic.Int64
+	take := func() bool { return o.Requests <= 0 || taken.Add(1) <= o.Requests }
 	if o.Pacer == nil {
 		rep.Connections = o.Connections // closed loop: wrk's correction needs them
 	}
 	if o.Pacer == nil && haveLoops && !o.goroutines && tlsConf == nil {
-		parts, err := closedLoops(ctx, &o, addr, head, start)
+		parts, err := closedLoops(ctx, &o, addr, head, start, take)
 		if err != nil {
 			return nil, err
 		}
@@ -228,7 +237,7 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 			sh.mu.Unlock()
 		}
 		if ticks == nil { // closed loop
-			for !ended() {
+			for !ended() && take() {
 				send(time.Now())
 			}
 			return
@@ -268,7 +277,7 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	loop:
 		for {
 			due, stop := o.Pacer.Due(hits)
-			if stop || due >= o.Duration {
+			if stop || due >= o.Duration || !take() {
 				break
 			}
 			if !sleepUntil(ctx, w, start.Add(due)) {
@@ -299,7 +308,7 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 			cut = min(cut, time.Since(start))
 		}
 		n := hits
-		for due, stop := o.Pacer.Due(n); !stop && due < cut; due, stop = o.Pacer.Due(n) {
+		for due, stop := o.Pacer.Due(n); !stop && due < cut && (o.Requests <= 0 || n < uint64(o.Requests)); due, stop = o.Pacer.Due(n) {
 			n++
 		}
 		rep.Scheduled = int64(n)
