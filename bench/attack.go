@@ -225,13 +225,19 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 				// that was sent counts whatever happens after the end.)
 				return
 			}
+			// A hit handed over early (sendLead) counts from when it went
+			// out, a late one from its slot.
+			from := time.Now()
+			if intended.Before(from) {
+				from = intended
+			}
 			if err == nil {
 				var reuse bool
 				status, reuse, err = c.do(head, t.Method, t.Path, t.Body, time.Now().Add(o.Timeout))
 				pool.put(c, reuse)
 			}
 			kind = classify(err)
-			res := result{intended: intended, latency: time.Since(intended), status: status, err: kind, kind: t.Kind}
+			res := result{intended: intended, latency: time.Since(from), status: status, err: kind, kind: t.Kind}
 			sh.mu.Lock()
 			sh.r.add(res)
 			sh.mu.Unlock()
@@ -270,9 +276,10 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 		for workers < min(16, o.MaxWorkers) {
 			spawn()
 		}
-		// The scheduler hands each hit to an idle worker when it is due,
-		// spawning one when all are busy, and sleeps in between with the
-		// waker, which gives the P to the workers meanwhile.
+		// The scheduler hands each hit to an idle worker when it is due
+		// (sendLead before), spawning one when all are busy, and sleeps in
+		// between with the waker, which gives the P to the workers
+		// meanwhile.
 		var hits uint64
 	loop:
 		for {
@@ -280,7 +287,7 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 			if stop || due >= o.Duration || !take() {
 				break
 			}
-			if !sleepUntil(ctx, w, start.Add(due)) {
+			if !sleepUntil(ctx, w, start.Add(due-sendLead)) {
 				break
 			}
 			intended := start.Add(due)
@@ -320,6 +327,16 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	rep.finish(time.Since(start))
 	return rep, nil
 }
+
+// sendLead is how long before its slot the scheduler hands a hit to a
+// worker: about what the waker and the hand-off take. A send's lateness,
+// from its slot to the write of its first byte, at 2,000 and 10,000/s
+// with one P or two (the server on the other core, 3 s runs): p50 28-39
+// µs with no lead, 5-13 µs with 25 µs, -6 to 3 µs with 40 µs, -30 to -10
+// µs with 60 µs; the CPU cost per request does not change. A send that
+// goes out early counts its latency from its write, so the lead never
+// shortens a latency.
+const sendLead = 40 * time.Microsecond
 
 type shard struct {
 	mu sync.Mutex

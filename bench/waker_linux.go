@@ -26,9 +26,9 @@ import (
 // 16 answers a second (TestAttackOpenLoopOneP).
 //
 // How late a send leaves after its slot, p50 at 1,000 and 5,000/s against
-// a server on the other core: 30 µs with the timerfd, 500 µs with
-// time.Sleep, 60 µs with nanosleep and a hand-off 250 µs early (the
-// worker's own nanosleep woke within its 50 µs timer slack).
+// a server on the other core, without sendLead: 30 µs with the timerfd,
+// 500 µs with time.Sleep, 60 µs with nanosleep and a hand-off 250 µs
+// early (the worker's own nanosleep woke within its 50 µs timer slack).
 type waker struct {
 	f  *os.File
 	fd int
