@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Target is one request to send. Body and the header values may be reused
@@ -66,6 +68,11 @@ type AttackOptions struct {
 	TLS *tls.Config
 	// NewTargeter returns a worker's targeter; seed differs per worker.
 	NewTargeter func(seed uint64) Targeter
+	// Client is the HTTP client: "" or "own" for bench's own (epoll
+	// event loops for plain closed loops, keep-alive connections of its
+	// own otherwise), "fasthttp" for fasthttp's HostClient (a goroutine
+	// per connection in closed loop), to compare the two (see fastClient).
+	Client string
 
 	// goroutines makes the closed loop run a goroutine per connection even
 	// where it has event loops (to test the portable path).
@@ -117,6 +124,9 @@ func classify(err error) errKind {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return errTimeout
 	}
+	if kind, ok := classifyFast(err); ok {
+		return kind
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return errTimeout
@@ -141,6 +151,9 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	if o.NewTargeter == nil {
 		return nil, fmt.Errorf("BUG: no targeter")
 	}
+	if o.Client != "" && o.Client != "own" && o.Client != "fasthttp" {
+		return nil, fmt.Errorf("cannot use -client %q: want own or fasthttp", o.Client)
+	}
 	addr := u.Host
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
@@ -161,6 +174,11 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	}
 	pool := newConnPool(addr, tlsConf, o.Connections, o.Timeout)
 	defer pool.closeIdle()
+	var fc *fastClient
+	if o.Client == "fasthttp" {
+		fc = newFastClient(addr, tlsConf, head, &o)
+		defer fc.hc.CloseIdleConnections()
+	}
 	rate := 0.0
 	if o.Pacer != nil {
 		rate = o.Pacer.Rate(0)
@@ -184,7 +202,7 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 	if o.Pacer == nil {
 		rep.Connections = o.Connections // closed loop: wrk's correction needs them
 	}
-	if o.Pacer == nil && haveLoops && !o.goroutines && tlsConf == nil {
+	if o.Pacer == nil && haveLoops && !o.goroutines && tlsConf == nil && fc == nil {
 		parts, err := closedLoops(ctx, &o, addr, head, start, take)
 		if err != nil {
 			return nil, err
@@ -215,29 +233,44 @@ func Attack(ctx context.Context, o AttackOptions) (*Report, error) {
 		tg := o.NewTargeter(seed)
 		sh := &shards[seed%uint64(len(shards))]
 		var t Target
+		var req *fasthttp.Request
+		var resp *fasthttp.Response
+		if fc != nil {
+			req, resp = new(fasthttp.Request), new(fasthttp.Response)
+		}
 		send := func(intended time.Time) {
 			tg(&t)
-			status, kind := 0, errNone
-			c, err := pool.get(ctx)
-			if err != nil && ended() {
-				// The attack ended while this one waited for or dialed a
-				// connection: the end cut it, not the server. (A request
-				// that was sent counts whatever happens after the end.)
-				return
+			var status int
+			var err error
+			var from time.Time
+			if fc != nil {
+				from = time.Now()
+				status, err = fc.do(req, resp, &t, from.Add(o.Timeout))
+				if errors.Is(err, fasthttp.ErrNoFreeConns) && ended() {
+					return // as below
+				}
+			} else {
+				var c *conn
+				c, err = pool.get(ctx)
+				if err != nil && ended() {
+					// The attack ended while this one waited for or dialed a
+					// connection: the end cut it, not the server. (A request
+					// that was sent counts whatever happens after the end.)
+					return
+				}
+				from = time.Now()
+				if err == nil {
+					var reuse bool
+					status, reuse, err = c.do(head, t.Method, t.Path, t.Body, from.Add(o.Timeout))
+					pool.put(c, reuse)
+				}
 			}
 			// A hit handed over early (sendLead) counts from when it went
 			// out, a late one from its slot.
-			from := time.Now()
 			if intended.Before(from) {
 				from = intended
 			}
-			if err == nil {
-				var reuse bool
-				status, reuse, err = c.do(head, t.Method, t.Path, t.Body, time.Now().Add(o.Timeout))
-				pool.put(c, reuse)
-			}
-			kind = classify(err)
-			res := result{intended: intended, latency: time.Since(from), status: status, err: kind, kind: t.Kind}
+			res := result{intended: intended, latency: time.Since(from), status: status, err: classify(err), kind: t.Kind}
 			sh.mu.Lock()
 			sh.r.add(res)
 			sh.mu.Unlock()

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -129,26 +130,30 @@ func TestAttackErrors(t *testing.T) {
 		ctx.SetStatusCode(503)
 	})
 	t.Cleanup(func() { close(release) }) // before serve's Shutdown, which waits for handlers
-	rep, err := Attack(context.Background(), AttackOptions{URL: u, Pacer: ConstantPacer{Freq: 50, Per: time.Second},
-		Duration: time.Minute, Requests: 4, Timeout: time.Second, NewTargeter: RoundRobin([]Target{
-			{Method: "GET", Path: "/fast", Kind: "fast"}, {Method: "GET", Path: "/slow", Kind: "slow"}})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Requests != 4 || rep.OK != 0 || rep.Status["503"] != 2 || rep.Errors["timeout"] != 2 {
-		t.Fatalf("%d requests, status %v errors %v; want 2 of 503 and 2 timeouts", rep.Requests, rep.Status, rep.Errors)
+	for _, client := range []string{"own", "fasthttp"} {
+		rep, err := Attack(context.Background(), AttackOptions{URL: u, Pacer: ConstantPacer{Freq: 50, Per: time.Second},
+			Duration: time.Minute, Requests: 4, Timeout: time.Second, Client: client, NewTargeter: RoundRobin([]Target{
+				{Method: "GET", Path: "/fast", Kind: "fast"}, {Method: "GET", Path: "/slow", Kind: "slow"}})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Requests != 4 || rep.OK != 0 || rep.Status["503"] != 2 || rep.Errors["timeout"] != 2 {
+			t.Fatalf("%s: %d requests, status %v errors %v; want 2 of 503 and 2 timeouts", client, rep.Requests, rep.Status, rep.Errors)
+		}
 	}
 	// Nothing listens: connection errors.
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	rep, err = Attack(context.Background(), AttackOptions{URL: "http://" + addr, Pacer: ConstantPacer{Freq: 20, Per: time.Second},
-		Duration: time.Minute, Requests: 2, NewTargeter: fixed("/")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Requests != 2 || rep.Errors["connection"] != 2 {
-		t.Fatalf("%d requests against a closed port, errors %v; want 2 connection errors", rep.Requests, rep.Errors)
+	for _, client := range []string{"own", "fasthttp"} {
+		rep, err := Attack(context.Background(), AttackOptions{URL: "http://" + addr, Pacer: ConstantPacer{Freq: 20, Per: time.Second},
+			Duration: time.Minute, Requests: 2, Client: client, NewTargeter: fixed("/")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Requests != 2 || rep.Errors["connection"] != 2 {
+			t.Fatalf("%s: %d requests against a closed port, errors %v; want 2 connection errors", client, rep.Requests, rep.Errors)
+		}
 	}
 	if _, err := Attack(context.Background(), AttackOptions{URL: "nonsense", NewTargeter: fixed("/")}); err == nil {
 		t.Fatal("bad url accepted")
@@ -356,6 +361,39 @@ func TestRequestHead(t *testing.T) {
 	if got := string(h.append(nil, "POST", "/e", []byte("{}"))); got != "POST /e HTTP/1.1\r\nHost: h:1\r\nauthorization: Basic eA==\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}" {
 		t.Fatalf("POST with its own Authorization and Content-Type: %q", got)
 	}
+	// fasthttp's client (fill) sends what bench's own writes (append),
+	// headers in another order.
+	same := func(headers []string, method string, body []byte) {
+		t.Helper()
+		h, err := newRequestHead("h:1", "key", headers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var req fasthttp.Request
+		h.fill(&req, method, "/p?q=1", body)
+		var fast bytes.Buffer
+		if _, err := req.WriteTo(&fast); err != nil {
+			t.Fatal(err)
+		}
+		read := func(b []byte) (*http.Request, string) {
+			r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
+			if err != nil {
+				t.Fatalf("%q: %v", b, err)
+			}
+			body, _ := io.ReadAll(r.Body)
+			return r, string(body)
+		}
+		own, ownBody := read(h.append(nil, method, "/p?q=1", body))
+		got, gotBody := read(fast.Bytes())
+		if got.Method != own.Method || got.RequestURI != own.RequestURI || got.Host != own.Host || gotBody != ownBody ||
+			fmt.Sprint(got.Header) != fmt.Sprint(own.Header) {
+			t.Fatalf("%q %s: fasthttp's\n%q\nbench's\n%q", headers, method, fast.Bytes(), h.append(nil, method, "/p?q=1", body))
+		}
+	}
+	same(nil, "GET", nil)
+	same([]string{"Accept-Encoding: gzip", "X-Trace: a b", "Host: shop.example"}, "GET", nil)
+	same([]string{"X-A: 1"}, "POST", []byte("{}"))
+	same([]string{"authorization: Basic eA==", "Content-Type: application/json"}, "POST", []byte("{}"))
 	for _, bad := range []string{"novalue", ": v", "X A: v", "X-A: v\r\nX-B: w", "X-A: v\x00", "X-A: \x7f", "Host:", "Content-Length: 5", "transfer-encoding: chunked", "Ünï: v"} {
 		if err := CheckHeaders([]string{bad}); err == nil {
 			t.Errorf("header %q accepted", bad)
@@ -409,6 +447,13 @@ func TestAttackHeadersTLS(t *testing.T) {
 	f("https, verified", AttackOptions{URL: secure.URL, Connections: 2, TLS: &tls.Config{RootCAs: roots, ServerName: "example.com"}}, true)
 	f("https, insecure, open loop", AttackOptions{URL: secure.URL, Pacer: ConstantPacer{Freq: 200, Per: time.Second}, TLS: &tls.Config{InsecureSkipVerify: true}}, true)
 	f("https, unknown authority", AttackOptions{URL: secure.URL, Connections: 1}, false)
+	f("closed loop, fasthttp", AttackOptions{URL: plain.URL, Connections: 2, Client: "fasthttp"}, true)
+	f("open loop, fasthttp", AttackOptions{URL: plain.URL, Pacer: ConstantPacer{Freq: 200, Per: time.Second}, Client: "fasthttp"}, true)
+	f("https, verified, fasthttp", AttackOptions{URL: secure.URL, Connections: 2, Client: "fasthttp", TLS: &tls.Config{RootCAs: roots, ServerName: "example.com"}}, true)
+	f("https, unknown authority, fasthttp", AttackOptions{URL: secure.URL, Connections: 1, Client: "fasthttp"}, false)
+	if _, err := Attack(context.Background(), AttackOptions{URL: plain.URL, Client: "curl", NewTargeter: fixed("/")}); err == nil {
+		t.Fatal("-client curl accepted")
+	}
 	if _, err := Attack(context.Background(), AttackOptions{URL: "ftp://h:1", NewTargeter: fixed("/")}); err == nil {
 		t.Fatal("ftp:// accepted")
 	}

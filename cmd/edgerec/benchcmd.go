@@ -52,6 +52,7 @@ func runBench(args []string) error {
 		headers = append(headers, v)
 		return nil
 	})
+	client := fs.String("client", "own", "HTTP client: own (bench's, epoll event loops in closed loop) or fasthttp (fasthttp's HostClient), to compare the two; see scripts/bench-client.sh")
 	insecure := fs.Bool("insecure", false, "with an https -url, accept any server certificate (self-signed test servers)")
 	emit := fs.String("emit", "", "write the scenario as a wrk Lua script (wrk) or vegeta JSON targets (vegeta) to stdout, and exit")
 	_ = fs.Parse(args)
@@ -87,7 +88,7 @@ func runBench(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ao := bench.AttackOptions{URL: *url, Duration: *duration, Requests: *requests, Connections: *conns, Timeout: *timeout, APIKey: *apiKey,
+	ao := bench.AttackOptions{URL: *url, Duration: *duration, Requests: *requests, Client: *client, Connections: *conns, Timeout: *timeout, APIKey: *apiKey,
 		Headers: headers, NewTargeter: newTargeter}
 	if *insecure {
 		ao.TLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for, for self-signed test servers
