@@ -126,9 +126,11 @@ func (c *conn) do(h *requestHead, method, path string, body []byte, deadline tim
 // target: the Host header, the API key (sent with bodies: the events
 // POSTs) and the --header lines, rendered once.
 type requestHead struct {
-	host  string
-	auth  string
-	extra []byte // "Name: value\r\n" lines
+	host   string
+	auth   string
+	extra  []byte      // "Name: value\r\n" lines
+	fields [][2]string // the same as name and value (fastClient)
+	bearer string      // "Bearer " + auth
 	// ownType and ownAuth: --header gave Content-Type or Authorization,
 	// which replace bench's own on POSTs.
 	ownType, ownAuth bool
@@ -138,7 +140,7 @@ type requestHead struct {
 // Host header replaces the URL's host; Content-Length and
 // Transfer-Encoding are bench's to write.
 func newRequestHead(host, auth string, headers []string) (*requestHead, error) {
-	h := &requestHead{host: host, auth: auth}
+	h := &requestHead{host: host, auth: auth, bearer: "Bearer " + auth}
 	for _, line := range headers {
 		name, value, ok := strings.Cut(line, ":")
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
@@ -160,6 +162,7 @@ func newRequestHead(host, auth string, headers []string) (*requestHead, error) {
 			h.ownAuth = true
 		}
 		h.extra = append(append(append(append(h.extra, name...), ": "...), value...), "\r\n"...)
+		h.fields = append(h.fields, [2]string{name, value})
 	}
 	return h, nil
 }

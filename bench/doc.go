@@ -3,9 +3,12 @@
 //
 // # Contents
 //
-// The open-loop load generator (to come) schedules requests at a fixed rate
-// and measures latency from the intended send time, so a slow server cannot
-// hide its queueing (no coordinated omission; see vegeta's lib/attack.go).
+// The open-loop load generator (Attack with a Pacer) schedules requests at
+// a fixed rate and measures latency from the intended send time, so a slow
+// server cannot hide its queueing (no coordinated omission; see vegeta's
+// lib/attack.go). It sends every request its schedule holds, so the number
+// sent is a count, not what fitted in a window of time. Without a Pacer,
+// Attack is a closed loop, on epoll event loops where Linux has them.
 //
 // The synthetic data generator (Gen, GenFiles) writes an e-commerce catalog
 // and an event log with structure a recommender can learn: users browse

@@ -39,7 +39,7 @@ const haveLoops = true
 //
 // Latency counts from just before a request's first byte is written (or
 // its connection dialed) to the read that completes its answer.
-func closedLoops(ctx context.Context, o *AttackOptions, hostport string, head *requestHead, start time.Time) ([]*Report, error) {
+func closedLoops(ctx context.Context, o *AttackOptions, hostport string, head *requestHead, start time.Time, take func() bool) ([]*Report, error) {
 	addr, err := net.ResolveTCPAddr("tcp", hostport)
 	if err != nil {
 		return nil, fmt.Errorf("cannot resolve %q: %w", hostport, err)
@@ -50,7 +50,7 @@ func closedLoops(ctx context.Context, o *AttackOptions, hostport string, head *r
 	for i := range loops {
 		r := newReport(0, o.Duration)
 		r.Start = start
-		loops[i] = &loop{o: o, head: head, r: r}
+		loops[i] = &loop{o: o, head: head, r: r, take: take}
 		// Each loop its own Sockaddr: Connect encodes into it.
 		if ip4 := addr.IP.To4(); ip4 != nil {
 			sa := &unix.SockaddrInet4{Port: addr.Port}
@@ -124,6 +124,7 @@ type loop struct {
 	conns  []*loopConn
 	ready  []int // conns to send on next, by index
 	r      *Report
+	take   func() bool // false: the attack's Requests are all sent
 }
 
 // loopConn is one connection of a loop and its request in flight.
@@ -191,6 +192,10 @@ func (l *loop) run(ctx context.Context) error {
 			}
 			next, l.ready = l.ready, next[:0]
 			for _, i := range next {
+				if !l.take() {
+					ending = true
+					break
+				}
 				l.send(i)
 			}
 		}

@@ -12,6 +12,6 @@ import (
 // connection.
 const haveLoops = false
 
-func closedLoops(context.Context, *AttackOptions, string, *requestHead, time.Time) ([]*Report, error) {
+func closedLoops(context.Context, *AttackOptions, string, *requestHead, time.Time, func() bool) ([]*Report, error) {
 	return nil, errors.New("BUG: closedLoops without event loops")
 }

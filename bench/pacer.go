@@ -5,11 +5,19 @@ import (
 	"time"
 )
 
-// Pacer decides when the next request is due: given the time since the
-// attack began and the hits sent so far, it returns how long to wait before
-// the next one, or stop. The shape follows vegeta's lib/pacer.go.
+// Pacer schedules the sends of an open loop: Due returns when hit number
+// hits (counted from 0) is due, as time since the start of the attack, or
+// stop when the schedule holds no such hit.
+//
+// vegeta's lib/pacer.go, the model, asks Pace(elapsed, hits) for the wait
+// until the next hit instead, which is 0 for every hit already overdue.
+// Naming the slot itself lets a hit that goes out late (the generator was
+// descheduled, or every worker was busy) count its latency from its slot,
+// and lets the attack send every hit due within its duration: how many
+// were sent is then a count of the schedule, not of what fitted in a
+// wall-clock window.
 type Pacer interface {
-	Pace(elapsed time.Duration, hits uint64) (wait time.Duration, stop bool)
+	Due(hits uint64) (due time.Duration, stop bool)
 	// Rate is the intended hits per second at elapsed.
 	Rate(elapsed time.Duration) float64
 }
@@ -20,18 +28,12 @@ type ConstantPacer struct {
 	Per  time.Duration
 }
 
-// Pace implements Pacer.
-func (p ConstantPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
+// Due implements Pacer: hit n is due at n × Per/Freq.
+func (p ConstantPacer) Due(hits uint64) (time.Duration, bool) {
 	if p.Freq <= 0 || p.Per <= 0 {
 		return 0, true
 	}
-	interval := float64(p.Per) / float64(p.Freq)
-	// The next hit is due at hits × interval after the start.
-	due := time.Duration(math.Round(float64(hits) * interval))
-	if due <= elapsed {
-		return 0, false
-	}
-	return due - elapsed, false
+	return time.Duration(math.Round(float64(hits) * float64(p.Per) / float64(p.Freq))), false
 }
 
 // Rate implements Pacer.

@@ -7,39 +7,37 @@ import (
 
 func TestConstantPacer(t *testing.T) {
 	p := ConstantPacer{Freq: 100, Per: time.Second} // one every 10 ms
-	f := func(elapsed time.Duration, hits uint64, wantWait time.Duration, wantStop bool) {
+	f := func(hits uint64, want time.Duration) {
 		t.Helper()
-		wait, stop := p.Pace(elapsed, hits)
-		if wait != wantWait || stop != wantStop {
-			t.Fatalf("Pace(%v, %d) = %v, %v; want %v, %v", elapsed, hits, wait, stop, wantWait, wantStop)
+		due, stop := p.Due(hits)
+		if due != want || stop {
+			t.Fatalf("Due(%d) = %v, %v; want %v, false", hits, due, stop, want)
 		}
 	}
-	f(0, 0, 0, false)                   // first hit at once
-	f(0, 1, 10*time.Millisecond, false) // second after 10 ms
-	f(5*time.Millisecond, 1, 5*time.Millisecond, false)
-	f(10*time.Millisecond, 1, 0, false) // due now
-	f(35*time.Millisecond, 2, 0, false) // behind schedule: no wait, catch up
-	f(time.Second, 100, 0, false)
-	f(time.Second, 150, 500*time.Millisecond, false) // ahead of schedule
-	if w, stop := (ConstantPacer{}).Pace(0, 0); !stop || w != 0 {
+	f(0, 0) // the first hit at once
+	f(1, 10*time.Millisecond)
+	f(99, 990*time.Millisecond)
+	f(150, 1500*time.Millisecond)
+	f(360_000_000, 1000*time.Hour) // no drift over a long attack
+	if _, stop := (ConstantPacer{}).Due(0); !stop {
 		t.Fatal("zero pacer does not stop")
 	}
 	if r := p.Rate(0); r != 100 {
 		t.Fatalf("rate %v", r)
 	}
-	// Over a simulated second the pacer schedules exactly Freq hits.
-	var hits uint64
-	for elapsed := time.Duration(0); elapsed < time.Second; {
-		wait, _ := p.Pace(elapsed, hits)
-		elapsed += wait
-		if elapsed < time.Second {
-			hits++
+	// 3 a second: slots rounded to the nanosecond, none twice.
+	p = ConstantPacer{Freq: 3, Per: time.Second}
+	f(1, 333333333)
+	f(2, 666666667)
+	f(3, time.Second)
+	// Within a second the pacer schedules exactly Freq hits.
+	for _, p := range []ConstantPacer{{Freq: 100, Per: time.Second}, {Freq: 7, Per: time.Second}, {Freq: 1000, Per: time.Second}} {
+		var n uint64
+		for due, _ := p.Due(n); due < time.Second; due, _ = p.Due(n) {
+			n++
 		}
-		if wait == 0 {
-			elapsed += time.Microsecond
+		if n != uint64(p.Freq) {
+			t.Fatalf("%d/s: %d hits due within a second", p.Freq, n)
 		}
-	}
-	if hits != 100 {
-		t.Fatalf("%d hits in a second; want 100", hits)
 	}
 }

@@ -23,15 +23,20 @@ const (
 // Report is what an attack measured. It is JSON-encodable: `bench compare`
 // reads two of them back.
 type Report struct {
-	Start      time.Time        `json:"start"`
-	TargetRate float64          `json:"target_rate"` // 0: closed loop
-	Duration   float64          `json:"duration_seconds"`
-	Requests   int64            `json:"requests"`
-	Rate       float64          `json:"achieved_rate"`
-	OK         int64            `json:"ok"` // 2xx
-	Status     map[string]int64 `json:"status"`
-	Errors     map[string]int64 `json:"errors"`
-	Latency    Percentiles      `json:"latency_us"`
+	Start      time.Time `json:"start"`
+	TargetRate float64   `json:"target_rate"` // 0: closed loop
+	Duration   float64   `json:"duration_seconds"`
+	// Scheduled (open loop) counts the hits the pacer scheduled before
+	// the end; Requests those sent (answered or failed). They differ only
+	// when the generator fell more than a Timeout behind, or the attack
+	// was cut short.
+	Scheduled int64            `json:"scheduled,omitempty"`
+	Requests  int64            `json:"requests"`
+	Rate      float64          `json:"achieved_rate"`
+	OK        int64            `json:"ok"` // 2xx
+	Status    map[string]int64 `json:"status"`
+	Errors    map[string]int64 `json:"errors"`
+	Latency   Percentiles      `json:"latency_us"`
 	// WrkLatency (closed loop only) is Latency with the correction for
 	// coordinated omission that wrk applies before it prints; compare
 	// wrk's percentiles with these (see wrkCorrected).
@@ -220,7 +225,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "mode        %s\n", mode)
 	fmt.Fprintf(&b, "duration    %.2fs\n", r.Duration)
-	fmt.Fprintf(&b, "requests    %d (%.1f/s achieved", r.Requests, r.Rate)
+	fmt.Fprintf(&b, "requests    %d", r.Requests)
+	if r.TargetRate > 0 {
+		fmt.Fprintf(&b, " of %d scheduled", r.Scheduled)
+	}
+	fmt.Fprintf(&b, " (%.1f/s achieved", r.Rate)
 	if r.TargetRate > 0 {
 		fmt.Fprintf(&b, ", %.1f%% of target", 100*r.Rate/r.TargetRate)
 	}

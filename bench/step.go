@@ -18,6 +18,10 @@ type StepOptions struct {
 	MaxP99   time.Duration // default 10 ms
 	MaxSteps int           // default 12
 	Log      io.Writer     // one line per step; nil for none
+
+	// attack runs a step; nil: Attack. (Tests give a stand-in whose
+	// answers depend on the rate alone.)
+	attack func(context.Context, AttackOptions) (*Report, error)
 }
 
 // StepResult is one step of a search.
@@ -51,13 +55,16 @@ func FindSaturation(ctx context.Context, o StepOptions) (*Saturation, error) {
 	if o.MaxSteps <= 0 {
 		o.MaxSteps = 12
 	}
+	if o.attack == nil {
+		o.attack = Attack
+	}
 	sat := &Saturation{}
 	rate := o.Start
 	for i := 0; i < o.MaxSteps && ctx.Err() == nil; i++ {
 		a := o.Attack
 		a.Pacer = ConstantPacer{Freq: int(rate), Per: time.Second}
 		a.Duration = o.Step
-		rep, err := Attack(ctx, a)
+		rep, err := o.attack(ctx, a)
 		if err != nil {
 			return sat, err
 		}

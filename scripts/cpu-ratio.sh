@@ -85,12 +85,13 @@ warmup=${CPU_WARMUP:-2s}
 runs=${CPU_RUNS:-3}
 visitors=${CPU_VISITORS:-1000}
 scenarios=${CPU_SCENARIOS:-cache-hit pebble-miss personal decide page}
-# bench's open-loop scheduler sleeps in nanosleep(2) on a locked thread;
-# with GOMAXPROCS=1 (what pinning to one core gives) its workers can starve
-# behind it, depending on start-up timing (edgerec e72b131 with a targets
-# file of 10,000 lines or more: 16 answers a second at --rate 1000, or the
-# rate held at 5000 but with a p99 of 2 s and 10,000 workers). Two Ps on
-# the one core avoid it.
+# bench's open-loop scheduler slept in nanosleep(2) on a locked thread
+# up to a141990; with GOMAXPROCS=1 (what pinning to one core gives) its
+# workers could starve behind it, depending on start-up timing (with a
+# targets file of 10,000 lines or more: 16 answers a second at --rate
+# 1000, or the rate held at 5000 but with a p99 of 2 s and 10,000
+# workers). Two Ps on the one core avoided it, and stay the default so
+# that figures compare with earlier ones and with older CPU_BENCH_BINs.
 bench_procs=${CPU_BENCH_PROCS:-2}
 out=$(readlink -f "${OUT:-$(mktemp -d /tmp/cpu-ratio.XXXXXX)}")
 mkdir -p "$out"

@@ -27,7 +27,8 @@ func runBench(c *command, args []string) error {
 	url := fs.String("url", "http://127.0.0.1:8080", "edgerec (or any HTTP server) to load")
 	mode := fs.String("mode", "open", "open: fixed -rate, latency from each request's intended send time; closed: -connections workers as fast as answers come; step: raise the rate until p99 passes -max-p99")
 	rate := fs.Int("rate", 1000, "requests per second (open mode) or first rate (step mode)")
-	duration := fs.Duration("duration", 10*time.Second, "attack length (per step in step mode)")
+	duration := fs.Duration("duration", 10*time.Second, "attack length (per step in step mode); an open loop sends every request due within it, late ones until -timeout after it")
+	requests := fs.Int64("requests", 0, "stop after this many requests (0: no limit): the open loop schedules no more, the closed loop sends no more; -duration still ends the attack")
 	conns := fs.Int("connections", 0, "open connections; default 256 open loop, 16 closed loop")
 	scenario := fs.String("scenario", "mixed", "product-page, home, cart, similar, events, landing-page, mixed, or a targets file (METHOD /path [body] per line)")
 	page := fs.String("page", "lp_consulting", "landing page of the landing-page steps")
@@ -45,6 +46,7 @@ func runBench(c *command, args []string) error {
 		headers = append(headers, v)
 		return nil
 	})
+	client := fs.String("client", "own", "HTTP client: own (bench's, epoll event loops in closed loop) or fasthttp (fasthttp's HostClient), to compare the two; see scripts/bench-client.sh")
 	insecure := fs.Bool("insecure", false, "with an https -url, accept any server certificate (self-signed test servers)")
 	emit := fs.String("emit", "", "write the scenario as a wrk Lua script (wrk) or vegeta JSON targets (vegeta) to stdout, and exit")
 	if err := parseFlags(fs, args); err != nil {
@@ -82,7 +84,7 @@ func runBench(c *command, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ao := bench.AttackOptions{URL: *url, Duration: *duration, Connections: *conns, Timeout: *timeout, APIKey: *apiKey,
+	ao := bench.AttackOptions{URL: *url, Duration: *duration, Requests: *requests, Client: *client, Connections: *conns, Timeout: *timeout, APIKey: *apiKey,
 		Headers: headers, NewTargeter: newTargeter}
 	if *insecure {
 		ao.TLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for, for self-signed test servers
