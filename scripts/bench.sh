@@ -62,7 +62,7 @@ curl -s "http://127.0.0.1:$eport/v1/popular?k=100" | tr '{' '\n' | sed -n 's/^"i
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d$2)" "$1"; }
 
-declare -A sat thr cpu p99
+declare -A sat thr
 port_of() { if [ "$1" = edgerec ]; then echo "$eport"; else echo "$sport"; fi; }
 pid_of() { if [ "$1" = edgerec ]; then echo "$epid"; else echo "$spid"; fi; }
 for name in edgerec floor; do
@@ -78,30 +78,46 @@ for name in edgerec floor; do
 done
 # Both at the same rate, half of the lower saturation: CPU per request is
 # only comparable at equal load (idle wake-ups cost more per request at low
-# rates).
+# rates). Runs alternate (edgerec first in odd runs), medians of $runs: the
+# p99 at this rate is the scheduling of generator and server on 2 shared
+# cores more than either (5 pairs of 2026-12-05 ranged 0.05x-2.9x), so the
+# summary gives its range too.
 half=$(python3 -c "print(max(int(min(${sat[edgerec]}, ${sat[floor]})/2), 100))")
-for name in edgerec floor; do
-	url=http://127.0.0.1:$(port_of $name) pid=$(pid_of $name)
-	say "$name: $half/s (half of the lower saturation) for $fixed"
-	t0=$(cpu_ticks "$pid")
-	$bin bench --url "$url" --rate "$half" --duration "$fixed" --scenario similar --items "$work/ids.csv" \
-		--out "$out/$name-half" >/dev/null
-	t1=$(cpu_ticks "$pid")
-	reqs=$(json_field "$out/$name-half/report.json" "['requests']")
-	cpu[$name]=$(python3 -c "print(($t1-$t0)*1e6/$(getconf CLK_TCK)/max($reqs,1))")
-	p99[$name]=$(json_field "$out/$name-half/report.json" "['latency_us']['p99']")
-	cat "$out/$name-half/report.txt"
+: >"$out/half.tsv"
+for i in $(seq "$runs"); do
+	order="edgerec floor"
+	if [ $((i % 2)) = 0 ]; then order="floor edgerec"; fi
+	for name in $order; do
+		url=http://127.0.0.1:$(port_of $name) pid=$(pid_of $name)
+		say "$name: $half/s (half of the lower saturation) for $fixed, run $i of $runs"
+		t0=$(cpu_ticks "$pid")
+		$bin bench --url "$url" --rate "$half" --duration "$fixed" --scenario similar --items "$work/ids.csv" \
+			--out "$out/$name-half-$i" >/dev/null
+		t1=$(cpu_ticks "$pid")
+		printf '%s\t%s\t%s\t%s\n' "$name" "$t0" "$t1" "$out/$name-half-$i/report.json" >>"$out/half.tsv"
+		sed -n '3p;6p' "$out/$name-half-$i/report.txt"
+	done
 done
 
-say "edgerec against the floor (CPU and p99 at $half/s for both)"
-python3 - "${sat[edgerec]}" "${sat[floor]}" "${thr[edgerec]}" "${thr[floor]}" "${cpu[edgerec]}" "${cpu[floor]}" "${p99[edgerec]}" "${p99[floor]}" <<'EOF' | tee "$out/summary.txt"
-import sys
-se, sf, te, tf, ce, cf, pe, pf = map(float, sys.argv[1:])
+say "edgerec against the floor (CPU and p99 at $half/s for both, medians of $runs)"
+python3 - "${thr[edgerec]}" "${thr[floor]}" "$out/half.tsv" "$(getconf CLK_TCK)" <<'EOF' | tee "$out/summary.txt"
+import json, statistics, sys
+te, tf = map(float, sys.argv[1:3])
+tck = int(sys.argv[4])
+cpu, p99 = {"edgerec": [], "floor": []}, {"edgerec": [], "floor": []}
+for l in open(sys.argv[3]):
+    name, t0, t1, report = l.split()
+    r = json.load(open(report))
+    cpu[name].append((int(t1) - int(t0)) * 1e6 / tck / max(r["requests"], 1))
+    p99[name].append(r["latency_us"]["p99"])
+ce, cf = (statistics.median(cpu[n]) for n in ("edgerec", "floor"))
+pe, pf = (statistics.median(p99[n]) for n in ("edgerec", "floor"))
 r = lambda a, b: f"{a / b:.2f}x" if b else "-"
 print(f"{'':32} {'edgerec':>12} {'floor':>12} {'ratio':>8}")
 print(f"{'saturation (req/s, closed loop)':32} {te:12.0f} {tf:12.0f} {r(te, tf):>8}")
 print(f"{'server CPU per request (us)':32} {ce:12.1f} {cf:12.1f} {r(ce, cf):>8}")
 print(f"{'p99 at the same rate (us)':32} {pe:12.0f} {pf:12.0f} {r(pe, pf):>8}")
+print(f"{'p99, lowest-highest run (us)':32} {min(p99['edgerec']):>5.0f}-{max(p99['edgerec']):<6.0f} {min(p99['floor']):>5.0f}-{max(p99['floor']):<6.0f}")
 EOF
 
 say "bench against wrk on the floor (closed loop, 2 threads or loops, 4 and 16 connections)"
