@@ -125,6 +125,19 @@ type Pin struct {
 
 type seenPolicy uint8
 
+// parseSeen reads an exclude_seen setting; "" is all.
+func parseSeen(s string) (seenPolicy, bool) {
+	switch s {
+	case "", "all":
+		return seenAll, true
+	case "purchased":
+		return seenPurchased, true
+	case "none":
+		return seenNone, true
+	}
+	return 0, false
+}
+
 const (
 	seenAll seenPolicy = iota
 	seenPurchased
@@ -263,14 +276,7 @@ func (c *Config) validate(at func(path, msg string) error) error {
 			return at(base+".strategy", fmt.Sprintf("placement %q: unknown strategy %q: want similar, bought_together, personal, popular or trending", n, p.Strategy))
 		}
 		p.strategy = k
-		switch p.ExcludeSeen {
-		case "", "all":
-			p.seen = seenAll
-		case "purchased":
-			p.seen = seenPurchased
-		case "none":
-			p.seen = seenNone
-		default:
+		if p.seen, ok = parseSeen(p.ExcludeSeen); !ok {
 			return at(base+".exclude_seen", fmt.Sprintf("placement %q: exclude_seen %q: want all, purchased or none", n, p.ExcludeSeen))
 		}
 		p.histW = 1
@@ -426,16 +432,11 @@ func (c *Config) validatePlacementVariants(p *Placement, base string, at func(pa
 			}
 			v.Strategy, v.strategy = pv.Strategy, k
 		}
-		switch pv.ExcludeSeen {
-		case "":
-		case "all":
-			v.seen = seenAll
-		case "purchased":
-			v.seen = seenPurchased
-		case "none":
-			v.seen = seenNone
-		default:
-			return at(vp+".exclude_seen", fmt.Sprintf("placement %q: variant %q: exclude_seen %q: want all, purchased or none", p.name, pv.ID, pv.ExcludeSeen))
+		if pv.ExcludeSeen != "" {
+			var ok bool
+			if v.seen, ok = parseSeen(pv.ExcludeSeen); !ok {
+				return at(vp+".exclude_seen", fmt.Sprintf("placement %q: variant %q: exclude_seen %q: want all, purchased or none", p.name, pv.ID, pv.ExcludeSeen))
+			}
 		}
 		if pv.HistoryWeight != nil {
 			if *pv.HistoryWeight < 0 {

@@ -473,11 +473,7 @@ func (v *View) stickyKey(page *Page, visitor []byte) uint64 {
 // for visitor within Options.DecisionTTL, and returns its experiment and
 // variant.
 func (v *View) verifyDecision(decisionID, visitor []byte) (exp, variant []byte, ok bool) {
-	exp, rest, ok := bytes.Cut(decisionID, []byte("."))
-	if !ok {
-		return nil, nil, false
-	}
-	variant, tail, ok := bytes.Cut(rest, []byte("."))
+	exp, variant, tail, ok := splitDecisionID(decisionID)
 	if !ok || len(tail) != 1+4+16 {
 		return nil, nil, false
 	}
@@ -490,6 +486,18 @@ func (v *View) verifyDecision(decisionID, visitor []byte) (exp, variant []byte, 
 	sig := v.e.appendDecisionSig(ds.sig[:0], ds, string(exp), string(variant), tail[0], day, visitor)
 	ds.sig = sig
 	return exp, variant, hmac.Equal(sig, tail[5:])
+}
+
+// splitDecisionID splits "exp.variant.<flag><day><signature>" into
+// experiment, variant and the rest (empty when there is no second dot);
+// ok is false when there is no dot at all.
+func splitDecisionID(id []byte) (exp, variant, tail []byte, ok bool) {
+	exp, rest, ok := bytes.Cut(id, []byte("."))
+	if !ok {
+		return nil, nil, nil, false
+	}
+	variant, tail, _ = bytes.Cut(rest, []byte("."))
+	return exp, variant, tail, true
 }
 
 func appendHex16(dst []byte, x uint16) []byte {

@@ -228,12 +228,10 @@ func (v *View) placementEvent(x expEvent, ev *index.StateEvent) (expEvent, error
 // decisionFlag is the flag of a decision id, "exp.variant.<flag>…": how
 // the decision was made; 0 when there is none.
 func decisionFlag(id []byte) byte {
-	_, rest, _ := bytes.Cut(id, []byte("."))
-	_, tail, _ := bytes.Cut(rest, []byte("."))
-	if len(tail) == 0 {
-		return 0
+	if _, _, tail, ok := splitDecisionID(id); ok && len(tail) > 0 {
+		return tail[0]
 	}
-	return tail[0]
+	return 0
 }
 
 // expEvent is an event an experiment counts.
@@ -259,12 +257,10 @@ func (v *View) experimentEvent(i int, ev *index.StateEvent, exp, variant []byte)
 		return x, nil
 	}
 	if exp == nil {
-		var rest []byte
 		var ok bool
-		if exp, rest, ok = bytes.Cut(ev.RecID, []byte(".")); !ok {
+		if exp, variant, _, ok = splitDecisionID(ev.RecID); !ok {
 			return v.placementEvent(x, ev)
 		}
-		variant, _, _ = bytes.Cut(rest, []byte("."))
 	}
 	page := v.cfg.pageOf(exp)
 	if page == nil || page.placement {

@@ -27,6 +27,7 @@ package engine
 // with its start time and the fingerprint of the config it ran.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -211,7 +212,7 @@ type assignment struct {
 // decodeAssignment reads "variant" (written before phases: phase 0) or
 // "variant\x00<uvarint phase><flags>".
 func decodeAssignment(v []byte) assignment {
-	id, rest, ok := cutByte(v, 0)
+	id, rest, ok := bytes.Cut(v, []byte{0})
 	a := assignment{variant: id}
 	if ok {
 		if ph, n := binary.Uvarint(rest); n > 0 && len(rest) > n {
@@ -228,15 +229,6 @@ func appendAssignment(dst, variant []byte, phase uint64, exposed bool) []byte {
 		return append(dst, 1)
 	}
 	return append(dst, 0)
-}
-
-func cutByte(b []byte, c byte) (before, after []byte, found bool) {
-	for i, x := range b {
-		if x == c {
-			return b[:i], b[i+1:], true
-		}
-	}
-	return b, nil, false
 }
 
 // Rule arms.
