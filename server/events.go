@@ -46,7 +46,7 @@ func (s *Server) handleEvents(ctx *fasthttp.RequestCtx) error {
 	// events whose decision_id this server signed for their visitor.
 	beacon := authorize(ctx, s.o.APIKey) != nil
 	if beacon {
-		if err := s.limitKeyless(ctx); err != nil {
+		if err := s.limitAddress(ctx); err != nil {
 			return err
 		}
 	}

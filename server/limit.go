@@ -81,7 +81,12 @@ func (s *Server) limitKeyless(ctx *fasthttp.RequestCtx) error {
 	if s.keyless == nil || authorize(ctx, s.o.APIKey) == nil {
 		return nil
 	}
-	if s.keyless.allow(clientKey(ctx), ctx.Time().UnixNano()) {
+	return s.limitAddress(ctx)
+}
+
+// limitAddress is limitKeyless for a request known to be keyless.
+func (s *Server) limitAddress(ctx *fasthttp.RequestCtx) error {
+	if s.keyless == nil || s.keyless.allow(clientKey(ctx), ctx.Time().UnixNano()) {
 		return nil
 	}
 	s.m.rateLimited.Inc()
