@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/edgerec/edgerec/model"
 )
@@ -476,16 +478,35 @@ func (s *Snapshot) get(kind ListKind, id uint32, use func(v []byte) error) error
 	return nil
 }
 
-// snapshotOptions are the Pebble options of snapshot stores.
+// snapshotOptions are the Pebble options of snapshot stores. A published
+// version is never written again, so its read-only opens skip Pebble's
+// directory lock (sharedFS): a served snapshot may be opened by edgerec eval
+// or export in another process, or a second time in this one. Removal is
+// kept apart by the version's own lock (dirlock.go), not Pebble's.
 func snapshotOptions(readOnly bool) *pebble.Options {
-	return &pebble.Options{
+	o := &pebble.Options{
 		ReadOnly:      readOnly,
 		DisableWAL:    !readOnly,
 		MemTableSize:  64 << 20,
 		Logger:        pebbleLogger{slog.Default()},
 		EventListener: eventListener(slog.Default()),
 	}
+	if readOnly {
+		o.FS = sharedFS{vfs.Default}
+	}
+	return o
 }
+
+// sharedFS is the operating system's file system with a directory lock
+// that every opener gets: Pebble's own lock is exclusive, also between two
+// read-only opens.
+type sharedFS struct{ vfs.FS }
+
+func (sharedFS) Lock(string) (io.Closer, error) { return noLock{}, nil }
+
+type noLock struct{}
+
+func (noLock) Close() error { return nil }
 
 // pebbleLogger passes Pebble's errors to a structured logger and drops its
 // informational lines.

@@ -85,6 +85,38 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 }
 
+// A served version may be opened again (edgerec eval --snapshot, export)
+// while it is open: published versions are read-only.
+func TestSnapshotOpenTwice(t *testing.T) {
+	root := t.TempDir()
+	if _, err := smallBuilder(t).Build(root); err != nil {
+		t.Fatal(err)
+	}
+	s1, err := OpenSnapshot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s1.Close()
+	s2, err := OpenSnapshot(root)
+	if err != nil {
+		t.Fatalf("second open of a served version: %v", err)
+	}
+	a, ok := s2.Lookup([]byte("a"))
+	if !ok {
+		t.Fatal("item a not found through the second open")
+	}
+	l, err := s2.AppendList(nil, ListSimilar, a)
+	if err != nil || len(l) == 0 {
+		t.Fatalf("similar to a through the second open: %v, %v", l, err)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := s1.AppendList(nil, ListSimilar, a); err != nil || len(l) == 0 {
+		t.Fatalf("first open after the second closed: %v, %v", l, err)
+	}
+}
+
 func TestSnapshotRefusesDamage(t *testing.T) {
 	f := func(name string, damage func(dir string)) {
 		t.Helper()
