@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math/bits"
 	"strconv"
 	"strings"
 
@@ -25,6 +26,26 @@ type endpoint struct {
 	// (utm_* beyond the five read, on landing-page endpoints).
 	queryPrefix string
 	unchecked   bool
+	// byFirst[c] has bit i set when query[i] starts with byte c: a name
+	// is compared only with the known names of its first byte
+	// (BenchmarkCheckQuery: /v1/page's eight parameters against its 18
+	// names took 0.25-0.4 µs compared with each in turn).
+	byFirst [128]uint64
+}
+
+func init() {
+	for i := range endpoints {
+		e := &endpoints[i]
+		if len(e.query) > 64 {
+			panic("BUG: more than 64 query parameters on " + e.path)
+		}
+		for j, q := range e.query {
+			if q == "" || q[0] >= 128 {
+				panic("BUG: bad query parameter name " + strconv.Quote(q))
+			}
+			e.byFirst[q[0]] |= 1 << j
+		}
+	}
 }
 
 // Endpoints of the table, in the order of the document.
@@ -172,8 +193,11 @@ func checkQuery(args *fasthttp.Args, e *endpoint) error {
 }
 
 func knownParam(k []byte, e *endpoint) bool {
-	for _, q := range e.query {
-		if string(k) == q {
+	if len(k) == 0 || k[0] >= 128 {
+		return false
+	}
+	for m := e.byFirst[k[0]]; m != 0; m &= m - 1 {
+		if string(k) == e.query[bits.TrailingZeros64(m)] {
 			return true
 		}
 	}
