@@ -53,11 +53,13 @@ func (m methods) allows(ctx *fasthttp.RequestCtx) bool {
 	return false
 }
 
-// serve runs h for a route that answers the methods m: an OPTIONS request
-// is answered as a CORS preflight for those methods; another method is
-// refused with 405 and Allow. Every answer of the route carries the CORS
-// headers (errors too, so that a page can read them).
-func (s *Server) serve(ctx *fasthttp.RequestCtx, m methods, h func(*fasthttp.RequestCtx) error) error {
+// serve runs h for endpoint e (routes.go): an OPTIONS request is
+// answered as a CORS preflight for its methods; another method is
+// refused with 405 and Allow, a query parameter e does not read with 400
+// (checkQuery). Every answer of the route carries the CORS headers
+// (errors too, so that a page can read them).
+func (s *Server) serve(ctx *fasthttp.RequestCtx, e *endpoint, h func(*fasthttp.RequestCtx) error) error {
+	m := e.methods
 	if ctx.IsOptions() {
 		s.preflight(ctx, m)
 		return nil
@@ -66,6 +68,9 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, m methods, h func(*fasthttp.Req
 	if !m.allows(ctx) {
 		ctx.Response.Header.Set(fasthttp.HeaderAllow, allowHeader[m&mAll])
 		return errMethod
+	}
+	if err := checkQuery(ctx.QueryArgs(), e); err != nil {
+		return err
 	}
 	if m&mKeyless != 0 {
 		if err := s.limitKeyless(ctx); err != nil {

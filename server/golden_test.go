@@ -100,12 +100,31 @@ type goldenRun struct {
 	n    int
 }
 
-// goldenServer starts a server over a generated shop with a real state
-// store, on loopback TCP, at the clock goldenNow, with the bundled
-// edgerec.yaml. It is the only code that knows how a server is built.
+// goldenServer starts a server over a generated shop (goldenListen) and
+// returns a run of the script against it.
 func goldenServer(t *testing.T) *goldenRun {
 	t.Helper()
-	dir := t.TempDir()
+	addr, dir, m := goldenListen(t)
+	created, _ := json.Marshal(m.Created)
+	return &goldenRun{
+		// Paths go out as written, %2F included, as from browsers and curl.
+		c: &fasthttp.Client{DisablePathNormalizing: true, Dial: func(string) (net.Conn, error) { return net.Dial("tcp", addr) }},
+		norm: strings.NewReplacer(
+			strconv.FormatUint(m.Version, 10), "SNAPSHOT",
+			string(created), `"CREATED"`,
+			dir, "TMP",
+		),
+	}
+}
+
+// goldenListen starts a server over a generated shop with a real state
+// store, on loopback TCP, at the clock goldenNow, with the bundled
+// edgerec.yaml, and returns its address, its temporary directory and the
+// snapshot's manifest. It is the only code that knows how a server is
+// built (TestGolden, TestOpenAPIContract).
+func goldenListen(t *testing.T) (addr, dir string, m *index.Manifest) {
+	t.Helper()
+	dir = t.TempDir()
 	root, m := goldenSnapshot(t, dir)
 	cfg, err := engine.LoadConfig("../edgerec.yaml")
 	if err != nil {
@@ -148,17 +167,7 @@ func goldenServer(t *testing.T) *goldenRun {
 		e.Close()
 		_ = state.Close()
 	})
-	addr := ln.Addr().String()
-	created, _ := json.Marshal(m.Created)
-	return &goldenRun{
-		// Paths go out as written, %2F included, as from browsers and curl.
-		c: &fasthttp.Client{DisablePathNormalizing: true, Dial: func(string) (net.Conn, error) { return net.Dial("tcp", addr) }},
-		norm: strings.NewReplacer(
-			strconv.FormatUint(m.Version, 10), "SNAPSHOT",
-			string(created), `"CREATED"`,
-			dir, "TMP",
-		),
-	}
+	return ln.Addr().String(), dir, m
 }
 
 // goldenSnapshot generates a small shop (200 items in 5 categories, 473

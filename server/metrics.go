@@ -34,6 +34,7 @@ const (
 	routeScript
 	routeOverload
 	routeDashboard
+	routeOpenAPI
 	routeCount
 )
 
@@ -45,6 +46,7 @@ var routeNames = [routeCount]string{
 	routeScript:    "script",
 	routeOverload:  "overloaded",
 	routeDashboard: "dashboard",
+	routeOpenAPI:   "openapi",
 }
 
 // serverMetrics are exported on /metrics in Prometheus text format through

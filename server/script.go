@@ -17,9 +17,10 @@ import (
 //go:embed assets/edgerec.js
 var scriptSource []byte
 
-// script is the served form of the browser script, made once: comment
-// lines and indentation dropped, gzip-compressed, and named by a hash of
-// its bytes (the ETag, and the v= of an immutable URL).
+// script is the served form of a static asset, made once: the browser
+// script (comment lines and indentation dropped) or the OpenAPI document,
+// gzip-compressed, and named by a hash of its bytes (the ETag, and the v=
+// of the script's immutable URL).
 type script struct {
 	body, gz []byte
 	version  string // 16 hex digits of SHA-256 of body
@@ -44,8 +45,10 @@ func minifyScript(src []byte) []byte {
 	return out
 }
 
-func newScript(src []byte) *script {
-	body := minifyScript(src)
+func newScript(src []byte) *script { return newAsset(minifyScript(src)) }
+
+// newAsset makes the served form of body.
+func newAsset(body []byte) *script {
 	var gz bytes.Buffer
 	w, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
 	if err != nil {
@@ -84,18 +87,25 @@ func (s *Server) handleScript(ctx *fasthttp.RequestCtx) error {
 	} else {
 		h.Set(fasthttp.HeaderCacheControl, scriptMaxAge)
 	}
-	if etagMatch(ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch), sc.version) {
-		ctx.SetStatusCode(fasthttp.StatusNotModified)
-		return nil
-	}
-	ctx.SetContentType("text/javascript; charset=utf-8")
-	if ctx.Request.Header.HasAcceptEncoding("gzip") {
-		h.Set(fasthttp.HeaderContentEncoding, "gzip")
-		ctx.SetBody(sc.gz)
-		return nil
-	}
-	ctx.SetBody(sc.body)
+	writeAsset(ctx, sc, "text/javascript; charset=utf-8")
 	return nil
+}
+
+// writeAsset answers a: 304 when the client has this version, else its
+// body, gzipped for clients that take it. The caller has set the ETag and
+// Cache-Control.
+func writeAsset(ctx *fasthttp.RequestCtx, a *script, contentType string) {
+	if etagMatch(ctx.Request.Header.Peek(fasthttp.HeaderIfNoneMatch), a.version) {
+		ctx.SetStatusCode(fasthttp.StatusNotModified)
+		return
+	}
+	ctx.SetContentType(contentType)
+	if ctx.Request.Header.HasAcceptEncoding("gzip") {
+		ctx.Response.Header.Set(fasthttp.HeaderContentEncoding, "gzip")
+		ctx.SetBody(a.gz)
+		return
+	}
+	ctx.SetBody(a.body)
 }
 
 // etagMatch reports whether an If-None-Match header names the version:

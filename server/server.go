@@ -255,21 +255,20 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 			r = routeCORS // preflights count apart from their route's answers
 		}
 	case string(path) == "/healthz":
-		r = routeHealth
-		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"status":"ok"}` + "\n")
+		r, err = serveOps(ctx, epHealthz, handleHealth)
 	case string(path) == "/readyz":
-		r = routeHealth
-		err = s.handleReady(ctx)
+		r, err = serveOps(ctx, epReadyz, s.handleReady)
 	case string(path) == "/metrics":
-		r = routeMetrics
-		s.m.write(ctx)
+		r, err = serveOps(ctx, epMetrics, s.handleMetrics)
+	case string(path) == "/openapi.json":
+		r, err = serveOps(ctx, epOpenAPI, handleOpenAPI)
 	case isDashboardPath(path):
 		r = routeDashboard
 		err = s.routeDashboard(ctx, path)
-	case string(path) == "/debug/pprof" || bytes.HasPrefix(path, []byte("/debug/pprof/")):
-		r = routeAdmin
-		err = s.handlePprof(ctx)
+	case string(path) == "/debug/pprof" || string(path) == "/debug/pprof/":
+		r, err = serveOps(ctx, epPprofIndex, s.handlePprof)
+	case bytes.HasPrefix(path, []byte("/debug/pprof/")):
+		r, err = serveOps(ctx, epPprof, s.handlePprof)
 	default:
 		err = errNotFoundRoute
 	}
@@ -279,39 +278,41 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	s.m.observe(r, start)
 }
 
+// routeV1 routes the API: every path it answers names its endpoint of
+// the table (routes.go), whose methods and query parameters serve checks.
 func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 	switch {
 	case string(p) == "decide":
-		return routeDecide, s.serve(ctx, mGet|mKeyless, s.handleDecide)
+		return s.serveEP(ctx, epDecide, s.handleDecide)
 	case string(p) == "page":
-		return routePage, s.serve(ctx, mGet|mKeyless, s.handlePage)
+		return s.serveEP(ctx, epPage, s.handlePage)
 	case string(p) == "recommend":
-		return routeRecommend, s.serve(ctx, mGet, s.handleRecommend)
+		return s.serveEP(ctx, epRecommend, s.handleRecommend)
 	case string(p) == "popular":
-		return routePopular, s.serve(ctx, mGet, s.handlePopular)
+		return s.serveEP(ctx, epPopular, s.handlePopular)
 	case string(p) == "events":
-		return routeEvents, s.serve(ctx, mPost, s.handleEvents)
+		return s.serveEP(ctx, epEvents, s.handleEvents)
 	case string(p) == "edgerec.js":
-		return routeScript, s.serve(ctx, mGet, s.handleScript)
+		return s.serveEP(ctx, epScript, s.handleScript)
 	case string(p) == "items":
-		return routeItems, s.serve(ctx, mPut|mPost, s.handlePutItems)
+		return s.serveEP(ctx, epItems, s.handlePutItems)
 	case bytes.HasPrefix(p, []byte("items/")):
 		id, rest := pathID(ctx, p, "items/")
 		switch string(rest) {
 		case "similar":
-			return routeSimilar, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListSimilar) })
+			return s.serveEP(ctx, epSimilar, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListSimilar) })
 		case "bought-together":
-			return routeBought, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListBought) })
+			return s.serveEP(ctx, epBought, func(ctx *fasthttp.RequestCtx) error { return s.handleItemList(ctx, id, index.ListBought) })
 		}
 	case bytes.HasPrefix(p, []byte("users/")):
 		id, rest := pathID(ctx, p, "users/")
 		switch {
 		case string(rest) == "recommendations":
-			return routeUser, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleUser(ctx, id) })
+			return s.serveEP(ctx, epUserRecs, func(ctx *fasthttp.RequestCtx) error { return s.handleUser(ctx, id) })
 		case string(rest) == "segments":
-			return routeProfile, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleUserSegments(ctx, id) })
+			return s.serveEP(ctx, epSegments, func(ctx *fasthttp.RequestCtx) error { return s.handleUserSegments(ctx, id) })
 		case len(rest) == 0 && !bytes.HasSuffix(p, []byte("/")):
-			return routeProfile, s.serve(ctx, mGet|mPut|mPost, func(ctx *fasthttp.RequestCtx) error {
+			return s.serveEP(ctx, epProfile, func(ctx *fasthttp.RequestCtx) error {
 				if ctx.IsPut() || ctx.IsPost() {
 					return s.handlePutProfile(ctx, id)
 				}
@@ -321,23 +322,23 @@ func (s *Server) routeV1(ctx *fasthttp.RequestCtx, p []byte) (route, error) {
 	case bytes.HasPrefix(p, []byte("segments/")):
 		id, rest := pathID(ctx, p, "segments/")
 		if string(rest) == "members" {
-			return routeMembers, s.serve(ctx, mGet|mPost, func(ctx *fasthttp.RequestCtx) error { return s.handleMembers(ctx, id) })
+			return s.serveEP(ctx, epMembers, func(ctx *fasthttp.RequestCtx) error { return s.handleMembers(ctx, id) })
 		}
 	case string(p) == "admin/snapshots":
-		return routeAdmin, s.serve(ctx, mPost, s.handleLoadSnapshot)
+		return s.serveEP(ctx, epAdminSnapshots, s.handleLoadSnapshot)
 	case string(p) == "admin/config":
-		return routeAdmin, s.serve(ctx, mPost, s.handleReloadConfig)
+		return s.serveEP(ctx, epAdminConfig, s.handleReloadConfig)
 	case string(p) == "admin/status":
-		return routeAdmin, s.serve(ctx, mGet, s.handleStatus)
+		return s.serveEP(ctx, epAdminStatus, s.handleStatus)
 	case bytes.HasPrefix(p, []byte("experiments/")):
 		id, rest, _ := bytes.Cut(p[len("experiments/"):], []byte("/"))
 		if string(rest) == "results" {
-			return routeResults, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handleResults(ctx, id) })
+			return s.serveEP(ctx, epResults, func(ctx *fasthttp.RequestCtx) error { return s.handleResults(ctx, id) })
 		}
 	case bytes.HasPrefix(p, []byte("placements/")):
 		id, rest, _ := bytes.Cut(p[len("placements/"):], []byte("/"))
 		if string(rest) == "stats" {
-			return routeStats, s.serve(ctx, mGet, func(ctx *fasthttp.RequestCtx) error { return s.handlePlacementStats(ctx, id) })
+			return s.serveEP(ctx, epStats, func(ctx *fasthttp.RequestCtx) error { return s.handlePlacementStats(ctx, id) })
 		}
 	}
 	return routeNotFound, errNotFoundRoute
@@ -390,6 +391,19 @@ func authorize(ctx *fasthttp.RequestCtx, key string) error {
 	if subtle.ConstantTimeCompare(tok, []byte(key)) != 1 {
 		return errUnauthorized
 	}
+	return nil
+}
+
+// handleHealth answers /healthz: 200 whenever the process serves.
+func handleHealth(ctx *fasthttp.RequestCtx) error {
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"status":"ok"}` + "\n")
+	return nil
+}
+
+// handleMetrics answers /metrics (Prometheus text).
+func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) error {
+	s.m.write(ctx)
 	return nil
 }
 

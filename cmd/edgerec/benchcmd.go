@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/bench"
+	"github.com/edgerec/edgerec/client"
 	"github.com/edgerec/edgerec/index"
 )
 
@@ -181,18 +182,19 @@ func targeter(scenario, items, url string, users int, page string) (func(uint64)
 	return s.Targeter, nil
 }
 
-// popularIDs asks the server for its most popular items.
+// popularIDs asks the server for its most popular items (through the
+// Go client: a setup step, not part of the measured load).
 func popularIDs(url string) ([]string, error) {
-	resp, err := http.Get(strings.TrimRight(url, "/") + "/v1/popular?k=100")
+	c, err := client.New(url, client.Options{HTTP: &http.Client{Timeout: 10 * time.Second}})
+	if err != nil {
+		return nil, err
+	}
+	l, err := c.Popular(context.Background(), &client.ListOptions{K: 100})
 	if err != nil {
 		return nil, fmt.Errorf("cannot ask %s for item ids (or give -items): %w", url, err)
 	}
-	defer resp.Body.Close()
-	var l struct {
-		Items []struct{ ID string }
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil || len(l.Items) == 0 {
-		return nil, fmt.Errorf("cannot read item ids from %s/v1/popular (status %d); give -items", url, resp.StatusCode)
+	if len(l.Items) == 0 {
+		return nil, fmt.Errorf("%s/v1/popular answered no items; give -items", url)
 	}
 	ids := make([]string, len(l.Items))
 	for i, it := range l.Items {

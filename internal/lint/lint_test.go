@@ -10,8 +10,9 @@ import (
 const module = "github.com/edgerec/edgerec"
 
 // TestImportDirection enforces the package graph of STYLE.md:
-// cmd → server → engine → index → model, cmd → bench → model. HTTP lives
-// in server alone: engine, index and model never see fasthttp, and only
+// cmd → server → engine → index → model, cmd → bench → model; api (the
+// OpenAPI document) and client (the Go client) import nothing of ours,
+// and bench may use client. HTTP lives in server alone: engine, index and model never see fasthttp, and only
 // cmd builds a Server.
 func TestImportDirection(t *testing.T) {
 	allowed := map[string][]string{
@@ -19,8 +20,10 @@ func TestImportDirection(t *testing.T) {
 		"index":       {"model"},
 		"engine":      {"engine/rule", "index", "model"},
 		"engine/rule": {"model"},
-		"server":      {"engine", "engine/rule", "index", "model"},
-		"bench":       {"model"},
+		"server":      {"api", "engine", "engine/rule", "index", "model"},
+		"bench":       {"client", "model"},
+		"api":         {},
+		"client":      {},
 	}
 	forbiddenExternal := map[string][]string{
 		"model":       {"github.com/valyala/fasthttp", "github.com/cockroachdb/pebble"},
@@ -28,6 +31,7 @@ func TestImportDirection(t *testing.T) {
 		"engine":      {"github.com/valyala/fasthttp"},
 		"engine/rule": {"github.com/valyala/fasthttp", "github.com/cockroachdb/pebble"},
 		"bench":       {"github.com/cockroachdb/pebble", "github.com/dgraph-io/ristretto"},
+		"client":      {"github.com/valyala/fasthttp", "github.com/cockroachdb/pebble"},
 	}
 	for pkg, ok := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", module+"/"+pkg).CombinedOutput()
