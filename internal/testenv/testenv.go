@@ -30,7 +30,7 @@ var ShopOptions = bench.GenOptions{
 
 // Shop writes the test shop (ShopOptions) into a temporary directory of
 // tb, as gzipped CSV like the files of ../shared/data, and returns the
-// paths of its events and items (about 10 ms).
+// paths of its events and items (10 ms on an idle core).
 func Shop(tb testing.TB) (events, items string) {
 	tb.Helper()
 	return WriteShop(tb, tb.TempDir())
@@ -61,7 +61,7 @@ func SharedData(tb testing.TB, name string) string {
 		if os.Getenv("CI") != "" {
 			tb.Fatalf("quality test: shared data missing in CI: %v", err)
 		}
-		tb.Skipf("quality test: needs %s beside the repository (%v); CI fails here", filepath.Join("..", "shared", "data", name), err)
+		tb.Skipf("quality test: needs ../shared/data beside the repository (CI fails here): %v", err)
 	}
 	return p
 }
