@@ -16,13 +16,13 @@ func TestAllocs(t *testing.T) {
 		t.Helper()
 		h.allocs(t, name, func(v *View, out *hotOut) error { return call(v, &req, &out.recs) })
 	}
-	rec("Similar", RecRequest{Item: []byte("1"), K: 10}, (*View).Similar)
-	rec("BoughtTogether", RecRequest{Item: []byte("50"), K: 5}, (*View).BoughtTogether)
+	rec("Similar", RecRequest{Item: []byte("i44"), K: 10}, (*View).Similar)
+	rec("BoughtTogether", RecRequest{Item: []byte("i90"), K: 5}, (*View).BoughtTogether)
 	rec("Popular", RecRequest{K: 10}, (*View).Popular)
 	rec("Personal 20 events", RecRequest{K: 10}, func(v *View, req *RecRequest, out *Recs) error {
 		return v.Personal(hotUser20, req, out)
 	})
-	rec("Recommend product_page", RecRequest{Placement: []byte("product_page"), Item: []byte("50"), User: hotViewer}, (*View).Recommend)
+	rec("Recommend product_page", RecRequest{Placement: []byte("product_page"), Item: []byte("i90"), User: hotViewer}, (*View).Recommend)
 	rec("Recommend home", RecRequest{Placement: []byte("home"), User: hotViewer, K: 10}, (*View).Recommend)
 	decide := func(name string, req DecideRequest) {
 		t.Helper()
@@ -47,7 +47,7 @@ func TestAllocs(t *testing.T) {
 	}
 	// A page view: decision, two placements, segments.
 	preq := PageRequest{Page: []byte("lp_consulting"), Placements: [][]byte{[]byte("home"), []byte("product_page")},
-		Decide: DecideRequest{Visitor: hotViewer}, Rec: RecRequest{Item: []byte("50"), K: 6}}
+		Decide: DecideRequest{Visitor: hotViewer}, Rec: RecRequest{Item: []byte("i90"), K: 6}}
 	out = h.allocs(t, "Page", func(v *View, out *hotOut) error { return v.Page(&preq, &out.page) })
 	if p := &out.page; len(p.Recs) != 2 || len(p.Recs[0].Picks) != 6 || len(p.Recs[1].Picks) != 6 || !p.Decided {
 		t.Errorf("page: %+v", p)

@@ -25,7 +25,7 @@ segments:
     if: 'views("/pricing", "30d") >= 1'
 `
 
-// audienceEngine serves ML-100k with a config of segment "pricing" at a
+// audienceEngine serves the test shop with a config of segment "pricing" at a
 // settable clock (Unix seconds).
 func audienceEngine(t *testing.T) (*Engine, *index.State, *atomic.Int64) {
 	t.Helper()
@@ -54,7 +54,7 @@ func export(t *testing.T, e *Engine, o AudienceOptions) ([]byte, AudienceStats) 
 func seedAudience(t *testing.T, e *Engine) {
 	t.Helper()
 	post(t, e, pageview("u1", "/pricing"), pageview("u2", "/pricing"), pageview("u3", "/about"),
-		pageview("u4", "/pricing/"), pageview("u5", "/pricing"), view("u1", "50"), view("u1", "181"))
+		pageview("u4", "/pricing/"), pageview("u5", "/pricing"), view("u1", "i90"), view("u1", "i157"))
 	setAttrs(t, e, "u1", `{"email":"a@x.jp","company":"ACME, \"Inc\"","consent_email":true}`)
 	setAttrs(t, e, "u2", `{"email":"b@x.jp","consent_email":false,"secret":"no"}`)
 	setAttrs(t, e, "u3", `{"email":"c@x.jp","consent_email":true}`)
@@ -79,7 +79,7 @@ func TestExportAudience(t *testing.T) {
 			t.Fatalf("row %+v", r)
 		}
 		for _, rec := range r.Recommendations {
-			if rec.ID == "" || rec.Title == "" || rec.Category == "" || r.UserID == "u1" && (rec.ID == "50" || rec.ID == "181") {
+			if rec.ID == "" || rec.Title == "" || rec.Category == "" || r.UserID == "u1" && (rec.ID == "i90" || rec.ID == "i157") {
 				t.Fatalf("rec %+v of %s", rec, r.UserID)
 			}
 		}

@@ -20,7 +20,7 @@ import (
 //	go test -run NONE -bench ExportAudience1M -benchtime 1x ./engine/
 func BenchmarkExportAudience1M(b *testing.B) {
 	const users = 1_000_000
-	root := ml100kRoot(b)
+	root := shopRoot(b)
 	state := openState(b, b.TempDir(), index.StateOptions{})
 	cfg, err := ParseConfig([]byte(audienceYAML), "audience.yaml")
 	if err != nil {
@@ -51,7 +51,7 @@ func BenchmarkExportAudience1M(b *testing.B) {
 }
 
 // seedMillion stores n users: every other one viewed /pricing, each viewed
-// two movies, two in three consent to email.
+// two items, two in three consent to email.
 func seedMillion(b *testing.B, state *index.State, n int) {
 	now := time.Now().Unix()
 	const batch = 1000
@@ -72,8 +72,8 @@ func seedMillion(b *testing.B, state *index.State, n int) {
 					}
 					evs = append(evs,
 						index.StateEvent{User: user, Type: model.EventPageview, TS: now - 3600, Page: page},
-						index.StateEvent{User: user, Item: []byte(strconv.Itoa(i*7%1682 + 1)), Type: model.EventView, TS: now - 1800},
-						index.StateEvent{User: user, Item: []byte(strconv.Itoa(i*13%1682 + 1)), Type: model.EventView, TS: now - 60})
+						index.StateEvent{User: user, Item: []byte("i" + strconv.Itoa(i*7%200+1)), Type: model.EventView, TS: now - 1800},
+						index.StateEvent{User: user, Item: []byte("i" + strconv.Itoa(i*13%200+1)), Type: model.EventView, TS: now - 60})
 				}
 				if err := state.AppendEvents(evs); err != nil {
 					errs <- err

@@ -15,15 +15,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgerec/edgerec/bench"
 	"github.com/edgerec/edgerec/index"
 	"github.com/edgerec/edgerec/internal/testenv"
 	"github.com/edgerec/edgerec/model"
 )
 
 // The engine's test helpers: a real state store in t.TempDir() and a real
-// snapshot, built once per test binary, of ML-100k (movies as items,
-// genres as categories) or of a generated shop. No mocks.
+// snapshot of the test shop (testenv.Shop), built once per test binary.
+// No mocks.
 
 func sharedData(t testing.TB, name string) string {
 	t.Helper()
@@ -81,36 +80,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// ml100kRoot returns the root of a default build of ML-100k (every
-// event, with the item catalog).
-func ml100kRoot(t testing.TB) string {
-	t.Helper()
-	events, items := sharedData(t, "ml100k_events.csv.gz"), sharedData(t, "ml100k_items.csv.gz")
-	return buildOnce(t, "ml100k", func(t testing.TB, root, _ string) {
-		buildRoot(t, root, index.BuildOptions{}, items, events)
-	})
-}
-
-// shopEventsFile and shopItemsFile name the generated shop's files in shopRoot's
-// scratch directory.
+// shopEventsFile and shopItemsFile name the test shop's files in shopRoot's
+// scratch directory (testenv.WriteShop's names).
 const (
-	shopEventsFile = "events.csv"
-	shopItemsFile  = "items.csv"
+	shopEventsFile = "events.csv.gz"
+	shopItemsFile  = "items.csv.gz"
 )
 
-// shopRoot returns the root of a build of a generated shop (as
-// server/golden_test.go's goldenSnapshot makes it): 20,000 events of 500
-// users over 200 items in 5 categories, 60 days from 2026-01-01. The
+// shopRoot returns the root of a default build of the test shop
+// (testenv.Shop: 20,000 events of 473 users over 200 items "i1".."i200"
+// in 5 categories, with baskets), built once per test binary. The
 // generated files are beside the root.
 func shopRoot(t testing.TB) string {
 	t.Helper()
 	return buildOnce(t, "shop", func(t testing.TB, root, dir string) {
-		events, items := filepath.Join(dir, shopEventsFile), filepath.Join(dir, shopItemsFile)
-		if _, err := bench.GenFiles(events, items, bench.GenOptions{
-			Events: 20000, Items: 200, Users: 500, Categories: 5, Seed: 1, Start: 1767225600, Days: 60,
-		}); err != nil {
-			t.Fatal(err)
-		}
+		events, items := testenv.WriteShop(t, dir)
 		buildRoot(t, root, index.BuildOptions{}, items, events)
 	})
 }
@@ -177,11 +161,11 @@ func newEngine(t testing.TB, o Options, state *index.State, root string) *Engine
 	return e
 }
 
-// testEngine makes an engine serving ML-100k over a fresh state store,
+// testEngine makes an engine serving the test shop over a fresh state store,
 // as the old server tests' testServer did.
 func testEngine(t testing.TB, o Options) (*Engine, *index.State) {
 	t.Helper()
-	root := ml100kRoot(t)
+	root := shopRoot(t)
 	st := openState(t, t.TempDir(), index.StateOptions{Now: o.Now})
 	return newEngine(t, o, st, root), st
 }
@@ -348,16 +332,16 @@ func readEventFile(t testing.TB, path string, fn func(ev *model.Event)) {
 // The visitors of the hot-path tests and benchmarks (alloc_test.go,
 // engine_timing_test.go).
 var (
-	// hotUser20 viewed 20 movies.
+	// hotUser20 viewed 20 items.
 	hotUser20 = []byte("hot-20")
-	// hotViewer viewed five movies.
+	// hotViewer viewed five items.
 	hotViewer = []byte("hot-viewer")
-	// hotLead viewed ten movies and the pricing page ten times: in
+	// hotLead viewed ten items and the pricing page ten times: in
 	// segment info_gathering.
 	hotLead = []byte("hot-lead")
 )
 
-// hotEngine serves ML-100k with the sample config to the hot visitors.
+// hotEngine serves the test shop with the sample config to the hot visitors.
 type hotEngine struct {
 	e *Engine
 }
@@ -381,13 +365,13 @@ func newHotEngineWith(tb testing.TB, o Options) *hotEngine {
 	e, _ := testEngine(tb, o)
 	var evs []ev
 	for i := 1; i <= 20; i++ {
-		evs = append(evs, view(string(hotUser20), strconv.Itoa(i*7)))
+		evs = append(evs, view(string(hotUser20), "i"+strconv.Itoa(i*7)))
 	}
-	for _, item := range []string{"1", "50", "100", "181", "258"} {
+	for _, item := range []string{"i44", "i90", "i55", "i157", "i79"} {
 		evs = append(evs, view(string(hotViewer), item))
 	}
 	for i := 1; i <= 10; i++ {
-		evs = append(evs, view(string(hotLead), strconv.Itoa(i*7)), pageview(string(hotLead), "/pricing"))
+		evs = append(evs, view(string(hotLead), "i"+strconv.Itoa(i*7)), pageview(string(hotLead), "/pricing"))
 	}
 	post(tb, e, evs...)
 	return &hotEngine{e: e}

@@ -63,7 +63,7 @@ func BenchmarkPersonal20Computed(b *testing.B) {
 func BenchmarkPageComputed(b *testing.B) {
 	h := newHotEngine(b)
 	req := PageRequest{Page: []byte("lp_consulting"), Placements: [][]byte{[]byte("home"), []byte("product_page")},
-		Decide: DecideRequest{Visitor: hotLead}, Rec: RecRequest{Item: []byte("50"), K: 6}}
+		Decide: DecideRequest{Visitor: hotLead}, Rec: RecRequest{Item: []byte("i90"), K: 6}}
 	runParallel(b, h, func(out *PageResult) error {
 		h.e.touchUser(hotLead)
 		v := h.e.Acquire()
@@ -77,7 +77,7 @@ func BenchmarkPageComputed(b *testing.B) {
 // history's, at most 3 per category.
 func BenchmarkRecommendProductPage(b *testing.B) {
 	h := newHotEngine(b)
-	req := RecRequest{Placement: []byte("product_page"), Item: []byte("50"), User: hotViewer}
+	req := RecRequest{Placement: []byte("product_page"), Item: []byte("i90"), User: hotViewer}
 	runParallel(b, h, func(out *Recs) error {
 		v := h.e.Acquire()
 		defer v.Release()
@@ -103,7 +103,7 @@ func BenchmarkDecideSticky(b *testing.B) {
 func BenchmarkPage(b *testing.B) {
 	h := newHotEngine(b)
 	req := PageRequest{Page: []byte("lp_consulting"), Placements: [][]byte{[]byte("home"), []byte("product_page")},
-		Decide: DecideRequest{Visitor: hotLead}, Rec: RecRequest{Item: []byte("50"), K: 6}}
+		Decide: DecideRequest{Visitor: hotLead}, Rec: RecRequest{Item: []byte("i90"), K: 6}}
 	runParallel(b, h, func(out *PageResult) error {
 		v := h.e.Acquire()
 		defer v.Release()
@@ -116,7 +116,7 @@ func BenchmarkPage(b *testing.B) {
 // the cache would have kept.
 func BenchmarkSimilarMiss(b *testing.B) {
 	h := newHotEngineWith(b, Options{CacheBytes: 1})
-	req := RecRequest{Item: []byte("1"), K: 10}
+	req := RecRequest{Item: []byte("i44"), K: 10}
 	b.ReportAllocs()
 	for i := 0; i < 3; i++ { // scratch memory grown
 		v := h.e.Acquire()

@@ -419,10 +419,22 @@ func TestPlacementVariants(t *testing.T) {
 `), "p.yaml")
 	must(t, err)
 	e, _ := testEngine(t, Options{Config: c})
+	// 400 customers of the shop: their personal recommendations are not
+	// popular fills.
+	var users []string
+	seen := map[string]bool{}
+	readEventFile(t, shopFile(t, shopEventsFile), func(x *model.Event) {
+		if u := string(x.User); !seen[u] && len(users) < 400 {
+			seen[u] = true
+			users = append(users, u)
+		}
+	})
+	if len(users) != 400 {
+		t.Fatalf("%d customers in the shop; want 400", len(users))
+	}
 	variants := map[string]int{}
 	var batch []index.StateEvent
-	for i := range 400 {
-		user := fmt.Sprint(i + 1) // ML-100k users: personal recommendations are not popular fills
+	for _, user := range users {
 		v := e.Acquire()
 		var r Recs
 		must(t, v.Recommend(&RecRequest{Placement: []byte("home"), User: []byte(user)}, &r))

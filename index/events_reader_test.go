@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/edgerec/edgerec/internal/testenv"
 	"github.com/edgerec/edgerec/model"
 )
 
@@ -356,48 +357,52 @@ func TestEventReaderFixtures(t *testing.T) {
 	}
 }
 
-func TestEventReaderRealData(t *testing.T) {
+// TestEventReaderShop reads the test shop's gzipped events (views,
+// carts, purchases in baskets, quantities) and compares every event with
+// the row as encoding/csv reads it.
+func TestEventReaderShop(t *testing.T) {
 	t.Parallel()
-	f := func(name string, events, users, items, baskets int, typ model.EventType) {
-		t.Helper()
-		rc, err := OpenInput(sharedData(t, name))
+	events, _ := testenv.Shop(t)
+	rows := gzipCSV(t, events)
+	rc, err := OpenInput(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	r, err := NewEventReader(rc, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[model.EventType]int{}
+	baskets := map[string]bool{}
+	var ev model.Event
+	for i := 1; ; i++ {
+		err := r.Next(&ev)
+		if err == io.EOF {
+			if i != len(rows) {
+				t.Fatalf("read %d events; the file has %d rows", i-1, len(rows)-1)
+			}
+			break
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer rc.Close()
-		r, err := NewEventReader(rc, name)
-		if err != nil {
-			t.Fatal(err)
+		if i >= len(rows) {
+			t.Fatalf("more events than the file's %d rows", len(rows)-1)
 		}
-		userSet, itemSet, basketSet := map[string]bool{}, map[string]bool{}, map[string]bool{}
-		n := 0
-		var ev model.Event
-		for {
-			err := r.Next(&ev)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			n++
-			if ev.Type != typ {
-				t.Fatalf("%s:%d: type %s, want %s", name, r.Line(), ev.Type, typ)
-			}
-			userSet[string(ev.User)] = true
-			itemSet[string(ev.Item)] = true
-			if ev.Basket != nil {
-				basketSet[string(ev.Basket)] = true
-			}
+		row := rows[i] // user_id,item_id,event,ts,value,basket
+		ts, _ := strconv.ParseInt(row[3], 10, 64)
+		value, _ := strconv.ParseFloat(row[4], 64)
+		if string(ev.User) != row[0] || string(ev.Item) != row[1] || ev.Type.String() != row[2] || ev.TS != ts ||
+			ev.HasValue != (row[4] != "") || ev.Value != value || string(ev.Basket) != row[5] || r.Line() != i+1 {
+			t.Fatalf("line %d: %+v; the row is %q", r.Line(), ev, row)
 		}
-		if n != events || len(userSet) != users || len(itemSet) != items || len(basketSet) != baskets {
-			t.Fatalf("%s: got %d events, %d users, %d items, %d baskets; want %d, %d, %d, %d",
-				name, n, len(userSet), len(itemSet), len(basketSet), events, users, items, baskets)
-		}
-		if r.Line() != events+1 {
-			t.Fatalf("%s: last line %d, want %d", name, r.Line(), events+1)
+		types[ev.Type]++
+		if ev.Basket != nil {
+			baskets[string(ev.Basket)] = true
 		}
 	}
-	f("ml100k_events.csv.gz", 100000, 943, 1682, 0, model.EventRating)
-	f("groceries_events.csv.gz", 43367, 9835, 169, 9835, model.EventPurchase)
+	if types[model.EventView] == 0 || types[model.EventCart] == 0 || types[model.EventPurchase] == 0 || len(baskets) < 100 {
+		t.Fatalf("the shop has %v events by type and %d baskets: the test shows little", types, len(baskets))
+	}
 }

@@ -1,15 +1,19 @@
 package index
 
 import (
+	"compress/gzip"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/edgerec/edgerec/internal/testenv"
 	"github.com/edgerec/edgerec/model"
 )
 
@@ -160,38 +164,76 @@ func TestItemReaderFixtures(t *testing.T) {
 	}
 }
 
-func TestItemReaderRealData(t *testing.T) {
+// TestItemReaderShop reads the test shop's gzipped catalog (quoted
+// titles with commas and double quotes, several categories, price, stock,
+// brand) and compares every item with the row as encoding/csv reads it.
+func TestItemReaderShop(t *testing.T) {
 	t.Parallel()
-	const name = "ml100k_items.csv.gz"
-	rc, err := OpenInput(sharedData(t, name))
+	_, items := testenv.Shop(t)
+	rows := gzipCSV(t, items)
+	if want := []string{"item_id", "title", "category", "price", "stock", "brand"}; !reflect.DeepEqual(rows[0], want) {
+		t.Fatalf("header %q; want %q", rows[0], want)
+	}
+	rc, err := OpenInput(items)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	r, err := NewItemReader(rc, name)
+	r, err := NewItemReader(rc, items)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var items []model.Item
-	for {
+	var quoted, multi int
+	for i := 1; ; i++ {
 		var it model.Item
 		err := r.Next(&it)
 		if err == io.EOF {
+			if i != len(rows) {
+				t.Fatalf("read %d items; the file has %d rows", i-1, len(rows)-1)
+			}
 			break
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		items = append(items, it)
+		if i >= len(rows) {
+			t.Fatalf("more items than the file's %d rows", len(rows)-1)
+		}
+		row := rows[i]
+		price, _ := strconv.ParseFloat(row[3], 64)
+		stock, _ := strconv.ParseInt(row[4], 10, 64)
+		want := model.Item{ID: row[0], Title: row[1], Categories: strings.Split(row[2], "|"),
+			Price: price, HasPrice: true, Stock: stock, HasStock: true, Brand: row[5]}
+		if !reflect.DeepEqual(it, want) {
+			t.Fatalf("row %d: got %+v, want %+v", i, it, want)
+		}
+		if strings.ContainsAny(it.Title, ",\"") {
+			quoted++
+		}
+		if len(it.Categories) > 1 {
+			multi++
+		}
 	}
-	if len(items) != 1682 {
-		t.Fatalf("got %d items, want 1682", len(items))
+	if quoted == 0 || multi == 0 {
+		t.Fatalf("%d quoted titles, %d items in several categories: the test shows little", quoted, multi)
 	}
-	want := model.Item{ID: "1", Title: "Toy Story (1995)", Categories: []string{"Animation", "Children's", "Comedy"}}
-	if !reflect.DeepEqual(items[0], want) {
-		t.Fatalf("item 1: got %+v, want %+v", items[0], want)
+}
+
+// gzipCSV reads a gzipped CSV file with the standard library alone.
+func gzipCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if it := items[266]; it.ID != "267" || it.Title != "unknown" {
-		t.Fatalf("item 267: got %+v", it)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
 	}
+	rows, err := csv.NewReader(zr).ReadAll()
+	if err != nil || len(rows) < 2 {
+		t.Fatalf("%s: %d rows, %v", path, len(rows), err)
+	}
+	return rows
 }

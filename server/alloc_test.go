@@ -31,8 +31,8 @@ func TestAllocsCacheHit(t *testing.T) {
 		}
 	}
 	settleState(t, s)
-	f("/v1/items/1/similar?k=10", 0)
-	f("/v1/items/50/bought-together?k=5", 0)
+	f("/v1/items/i44/similar?k=10", 0)
+	f("/v1/items/i90/bought-together?k=5", 0)
 	f("/v1/popular?k=10", 0)
 	// A returning visitor's landing-page decision: stored assignment,
 	// rules (outcome cached), payload.
@@ -49,18 +49,18 @@ func TestAllocsCacheHit(t *testing.T) {
 	f("/v1/decide?page=lp_consulting&visitor=alloc-lead", 0)
 	// Personal answers: a visitor's live history blended over cached
 	// lists; and /v1/page, decision, two placements and segments in one.
-	for _, item := range []string{"1", "50", "100", "181", "258"} {
+	for _, item := range []string{"i44", "i90", "i55", "i157", "i79"} {
 		if code, b := do(t, s.testClient, "POST", "/v1/events", testKey, `{"event":"view","visitor":"alloc-viewer","item_id":"`+item+`"}`); code != 200 {
 			t.Fatalf("events: %d %s", code, b)
 		}
 	}
 	f("/v1/users/alloc-viewer/recommendations?k=10", 0)
-	f("/v1/recommend?placement=product_page&item=50&visitor=alloc-viewer", 0)
-	f("/v1/page?page=lp_consulting&visitor=alloc-viewer&placements=home,product_page&item=50&k=6", 0)
+	f("/v1/recommend?placement=product_page&item=i90&visitor=alloc-viewer", 0)
+	f("/v1/page?page=lp_consulting&visitor=alloc-viewer&placements=home,product_page&item=i90&k=6", 0)
 
 	// A client that takes gzip, on a cached answer.
 	var ctx fasthttp.RequestCtx
-	ctx.Request.SetRequestURI("/v1/items/1/similar?k=20")
+	ctx.Request.SetRequestURI("/v1/items/i44/similar?k=20")
 	ctx.Request.Header.Set("Accept-Encoding", "gzip")
 	for range 3 {
 		ctx.Response.Reset()

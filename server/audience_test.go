@@ -54,7 +54,7 @@ func seedAudience(t *testing.T, s *Server) {
 	t.Helper()
 	postEvents(t, s, pageview("u1", "/pricing")+pageview("u2", "/pricing")+pageview("u3", "/about")+
 		pageview("u4", "/pricing/")+pageview("u5", "/pricing")+
-		`{"user_id":"u1","item_id":"50","event":"view"}`+"\n"+`{"user_id":"u1","item_id":"181","event":"view"}`+"\n")
+		`{"user_id":"u1","item_id":"i90","event":"view"}`+"\n"+`{"user_id":"u1","item_id":"i157","event":"view"}`+"\n")
 	putAttrs(t, s, "u1", `{"email":"a@x.jp","company":"ACME, \"Inc\"","consent_email":true}`)
 	putAttrs(t, s, "u2", `{"email":"b@x.jp","consent_email":false,"secret":"no"}`)
 	putAttrs(t, s, "u3", `{"email":"c@x.jp","consent_email":true}`)

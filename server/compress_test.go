@@ -131,7 +131,7 @@ func withoutRecID(t *testing.T, b []byte) map[string]any {
 // clients without gzip and the parts of /v1/page do not.
 func TestGzipAnswers(t *testing.T) {
 	s, c := testServer(t, engine.Options{}, Options{})
-	const big, big2, small = "/v1/items/1/similar?k=20", "/v1/items/2/similar?k=20", "/v1/items/1/similar?k=1"
+	const big, big2, small = "/v1/items/i44/similar?k=20", "/v1/items/i29/similar?k=20", "/v1/items/i44/similar?k=1"
 	f := func(uri string, accept bool, wantEnc string) map[string]any {
 		t.Helper()
 		enc, vary, body := getGzip(t, c, uri, accept)
@@ -161,7 +161,7 @@ func TestGzipAnswers(t *testing.T) {
 		t.Fatalf("%d gzip answers counted, want 4", n)
 	}
 	// /v1/page is not compressed, and its parts are plain JSON.
-	if enc, _, body := getGzip(t, c, "/v1/page?placements=product_page,home&item=1&k=20", true); enc != "" || !json.Valid(body) {
+	if enc, _, body := getGzip(t, c, "/v1/page?placements=product_page,home&item=i44&k=20", true); enc != "" || !json.Valid(body) {
 		t.Fatalf("/v1/page with gzip: %q %s", enc, body)
 	}
 	// Turned off (Options are read per request; nothing else runs here).

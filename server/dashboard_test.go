@@ -89,7 +89,7 @@ func dashStack(t testing.TB, cfg string) (*testStack, *atomic.Int64) {
 // sixth searched for 営業 (the rule's), the others split; conversions
 // by variant (contact 5%, 6.5% for consult, 9% for the rule's sales
 // page; downloads twice as often); pageviews for the segments; and every
-// fifth visitor is also an ML-100k user shown the home placement, who
+// fifth visitor is also a customer of the test shop, shown the home placement, who
 // clicks 30% (personal) or 18% (popular) of the time and buys a third as
 // often. Who converts hangs on the visitor's own bucket, so the data is
 // the same in every run.
@@ -158,7 +158,7 @@ func seedDashboard(t testing.TB, ts *testStack, clock *atomic.Int64, n int) {
 			batch = append(batch, index.StateEvent{User: []byte(vis), Type: model.EventPageview, Page: []byte("https://example.jp/contact"), TS: now})
 		}
 		if i%5 == 0 {
-			user := strconv.Itoa(i/5%900 + 1)
+			user := "u" + strconv.Itoa(i/5%450+1) // a shop customer, with history
 			v := e.Acquire()
 			var r engine.Recs
 			err := v.Recommend(&engine.RecRequest{Placement: []byte("home"), User: []byte(user)}, &r)

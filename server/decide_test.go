@@ -293,7 +293,7 @@ func TestHoldoutRecommendations(t *testing.T) {
 		}
 	}
 	for _, id := range []string{held, other} {
-		postEvents(t, s, fmt.Sprintf(`{"user_id":%q,"item_id":"50","event":"view"}`+"\n"+`{"user_id":%q,"item_id":"181","event":"view"}`, id, id))
+		postEvents(t, s, fmt.Sprintf(`{"user_id":%q,"item_id":"i90","event":"view"}`+"\n"+`{"user_id":%q,"item_id":"i157","event":"view"}`, id, id))
 	}
 	for _, id := range []string{held, other} {
 		for _, uri := range []string{"/v1/users/" + id + "/recommendations?k=5", "/v1/recommend?placement=home&k=5&user=" + id} {
@@ -320,7 +320,7 @@ func TestBeaconConversion(t *testing.T) {
 	for _, body := range []string{
 		fmt.Sprintf(`{"event":"conversion","visitor":"beacon-2","decision_id":%q}`, d.DecisionID), // someone else's id
 		fmt.Sprintf(`{"event":"conversion","visitor":"beacon-1","decision_id":%q}`, tampered),
-		`{"event":"view","user_id":"beacon-1","item_id":"1"}`,
+		`{"event":"view","user_id":"beacon-1","item_id":"i44"}`,
 		`not json`,
 	} {
 		if code, resp := do(t, c, "POST", "/v1/events", "", body); code != 401 {
@@ -376,7 +376,7 @@ func TestDecisionKeyPerEngine(t *testing.T) {
 	cfg := splitConfig(t, [2]int{50, 50}, 1, 0)
 	a, _ := testServer(t, engine.Options{Config: cfg}, Options{})
 	// The second server needs no snapshot for decisions and beacons (the
-	// first holds the ML-100k one).
+	// first holds the shop's).
 	state, err := index.OpenState(t.TempDir(), index.StateOptions{NoSync: true})
 	if err != nil {
 		t.Fatal(err)

@@ -91,16 +91,16 @@ func TestKeylessRateLimit(t *testing.T) {
 // a repeat.
 func TestEventIDRetry(t *testing.T) {
 	s, _ := testServer(t, engine.Options{}, Options{})
-	body := `{"user_id":"r1","item_id":"50","event":"view","event_id":"c7f3-1"}`
+	body := `{"user_id":"r1","item_id":"i90","event":"view","event_id":"c7f3-1"}`
 	for i, want := range []string{`{"accepted":1}`, `{"accepted":1,"repeats":1}`} {
 		if code, b := do(t, s.testClient, "POST", "/v1/events", testKey, body); code != 200 || strings.TrimSpace(string(b)) != want {
 			t.Fatalf("post %d: %d %s; want %s", i+1, code, b, want)
 		}
 	}
-	if code, b := do(t, s.testClient, "POST", "/v1/events", testKey, `{"user_id":"r1","event":"view","item_id":"50","event_id":""}`); code != 200 {
+	if code, b := do(t, s.testClient, "POST", "/v1/events", testKey, `{"user_id":"r1","event":"view","item_id":"i90","event_id":""}`); code != 200 {
 		t.Fatalf("empty event_id: %d %s", code, b)
 	}
-	if code, b := do(t, s.testClient, "POST", "/v1/events", testKey, `{"user_id":"r1","event":"view","item_id":"50","event_id":"`+strings.Repeat("x", 300)+`"}`); code != 400 || !strings.Contains(string(b), "event_id") {
+	if code, b := do(t, s.testClient, "POST", "/v1/events", testKey, `{"user_id":"r1","event":"view","item_id":"i90","event_id":"`+strings.Repeat("x", 300)+`"}`); code != 400 || !strings.Contains(string(b), "event_id") {
 		t.Fatalf("a 300-byte event_id: %d %s", code, b)
 	}
 }

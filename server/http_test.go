@@ -118,8 +118,8 @@ func TestKeysNeverEchoed(t *testing.T) {
 
 	type endpoint struct{ method, path, body, key string }
 	endpoints := []endpoint{
-		{"PUT", "/v1/items", `[{"item_id":"1","stock":0}]`, apiKey},
-		{"POST", "/v1/events", `{"user_id":"u1","item_id":"1","event":"purchase","value":9}`, apiKey},
+		{"PUT", "/v1/items", `[{"item_id":"i44","stock":0}]`, apiKey},
+		{"POST", "/v1/events", `{"user_id":"u1","item_id":"i44","event":"purchase","value":9}`, apiKey},
 		{"GET", "/v1/users/u1", "", apiKey},
 		{"GET", "/v1/admin/status", "", adminKey},
 		{"POST", "/v1/admin/snapshots", "", adminKey},

@@ -105,7 +105,7 @@ func scrape(t *testing.T, c *fasthttp.Client) (order []string, values map[string
 func TestMetricsHistograms(t *testing.T) {
 	ts := newTestStack(t, engine.Options{}, Options{})
 	for range 5 {
-		getList(t, ts.c, "/v1/items/1/similar?k=5")
+		getList(t, ts.c, "/v1/items/i44/similar?k=5")
 		getList(t, ts.c, "/v1/popular?k=5")
 	}
 	do(t, ts.c, "GET", "/nosuch", "", "")

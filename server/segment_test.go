@@ -24,7 +24,7 @@ placements:
   home:
     strategy: popular
     pin:
-      - item: "1682"
+      - item: "i1"
         position: 1
         segment: info_gathering
 segments:
@@ -111,7 +111,7 @@ pages:
 		t.Fatalf("profile: %s", b)
 	}
 	// The pin for the segment, and everything in one call.
-	code, b = do(t, c, "GET", "/v1/page?page=lp&visitor=lead-1&placements=home,product_page&item=50&k=3", "", "")
+	code, b = do(t, c, "GET", "/v1/page?page=lp&visitor=lead-1&placements=home,product_page&item=i90&k=3", "", "")
 	var page struct {
 		Decision        decision
 		Recommendations map[string]apiList
@@ -122,12 +122,12 @@ pages:
 		t.Fatalf("page: %d %s", code, b)
 	}
 	if page.Decision.Variant != "guide" || page.Visitor != "lead-1" || len(page.Segments) != 2 ||
-		len(page.Recommendations["home"].Items) != 3 || page.Recommendations["home"].Items[0].ID != "1682" ||
+		len(page.Recommendations["home"].Items) != 3 || page.Recommendations["home"].Items[0].ID != "i1" ||
 		len(page.Recommendations["product_page"].Items) != 3 {
 		t.Fatalf("page: %s", b)
 	}
 	code, b = do(t, c, "GET", "/v1/page?visitor=someone-else&placements=home&k=3", "", "")
-	if code != 200 || json.Unmarshal(b, &page) != nil || page.Recommendations["home"].Items[0].ID == "1682" || len(page.Segments) != 0 {
+	if code != 200 || json.Unmarshal(b, &page) != nil || page.Recommendations["home"].Items[0].ID == "i1" || len(page.Segments) != 0 {
 		t.Fatalf("page for a visitor outside the segment: %d %s", code, b)
 	}
 	// Logged in as lead-1 on another device: the rules, the pin and the
@@ -135,7 +135,7 @@ pages:
 	page.Decision, page.Segments = decision{}, nil
 	code, b = do(t, c, "GET", "/v1/page?page=lp&visitor=new-device&user=lead-1&placements=home&k=3", "", "")
 	if code != 200 || json.Unmarshal(b, &page) != nil || page.Decision.Variant != "guide" || page.Decision.Visitor != "new-device" ||
-		page.Recommendations["home"].Items[0].ID != "1682" || len(page.Segments) != 2 {
+		page.Recommendations["home"].Items[0].ID != "i1" || len(page.Segments) != 2 {
 		t.Fatalf("page with user=: %d %s", code, b)
 	}
 	if d := decide(t, s, "page=lp&visitor=new-device", "Mozilla/5.0"); d.Variant != "a" {
@@ -205,14 +205,14 @@ placements:
   home:
     strategy: popular
     exclude:
-      - category: Drama
+      - category: electronics
     only:
-      - category: Comedy
+      - category: audio
         segment: pricing
   typo:
     strategy: popular
     only:
-      - category: Dramaa
+      - category: audioo
 segments:
   pricing:
     if: 'views("/pricing", "30d") >= 1'
@@ -220,32 +220,32 @@ segments:
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The films' genres, read before the server holds the snapshot.
-	drama, comedy := map[string]bool{}, map[string]bool{}
+	// The items' categories, read before the server holds the snapshot.
+	electronics, audio := map[string]bool{}, map[string]bool{}
 	readSnapshot(t, func(snap *index.Snapshot) {
-		d, _ := snap.Category([]byte("Drama"))
-		c, _ := snap.Category([]byte("Comedy"))
+		e, _ := snap.Category([]byte("electronics"))
+		a, _ := snap.Category([]byte("audio"))
 		for n := range snap.NumItems() {
 			info := snap.Item(uint32(n))
-			drama[info.ID] = slices.Contains(info.Cats, d)
-			comedy[info.ID] = slices.Contains(info.Cats, c)
+			electronics[info.ID] = slices.Contains(info.Cats, e)
+			audio[info.ID] = slices.Contains(info.Cats, a)
 		}
 	})
 	s, c := testServer(t, engine.Options{Config: cfg}, Options{})
-	// cats returns whether any answer item is a Drama, and whether all
-	// are Comedies.
-	cats := func(visitor string) (anyDrama, allComedy bool) {
+	// cats returns whether any answer item is in electronics, and
+	// whether all are in audio.
+	cats := func(visitor string) (anyElectronics, allAudio bool) {
 		t.Helper()
 		l := getList(t, c, "/v1/recommend?placement=home&k=40&visitor="+visitor)
 		if len(l.Items) != 40 {
 			t.Fatalf("%s: %d items", visitor, len(l.Items))
 		}
-		allComedy = true
+		allAudio = true
 		for _, it := range l.Items {
-			anyDrama = anyDrama || drama[it.ID]
-			allComedy = allComedy && comedy[it.ID]
+			anyElectronics = anyElectronics || electronics[it.ID]
+			allAudio = allAudio && audio[it.ID]
 		}
-		return anyDrama, allComedy
+		return anyElectronics, allAudio
 	}
 	// Visitors in and out of the universal holdout: filters are not
 	// personalisation, both keep them.
@@ -259,27 +259,27 @@ segments:
 	}
 	for _, v := range []string{held, other} {
 		if d, _ := cats(v); d {
-			t.Fatalf("%s (holdout %v): a Drama in an answer that excludes them", v, v == held)
+			t.Fatalf("%s (holdout %v): an electronics item in an answer that excludes them", v, v == held)
 		}
 	}
 	if code, b := do(t, c, "POST", "/v1/events", testKey, `{"event":"pageview","visitor":"lead","page":"/pricing"}`); code != 200 {
 		t.Fatalf("%d %s", code, b)
 	}
 	if d, all := cats("lead"); d || !all {
-		t.Fatalf("segment member: drama %v, all comedies %v", d, all)
+		t.Fatalf("segment member: electronics %v, all audio %v", d, all)
 	}
 	// An only rule naming a category the snapshot lacks does not empty
 	// the answer.
 	if l := getList(t, c, "/v1/recommend?placement=typo&k=5"); len(l.Items) != 5 {
 		t.Fatalf("only an unknown category: %d items", len(l.Items))
 	}
-	// Without the filters, the same placement has Dramas (the test is not
+	// Without the filters, the same placement has electronics (the test is not
 	// vacuous). A config in force is not changed in place: the changed
 	// one is set anew, as a reload does (answers are cached by it).
 	cfg.Placements["home"].Exclude = nil
 	s.e.SetConfig(cfg)
 	if d, _ := cats(other); !d {
-		t.Fatal("no Drama among the 40 most popular films: the test shows nothing")
+		t.Fatal("no electronics among the 40 most popular items: the test shows nothing")
 	}
 }
 

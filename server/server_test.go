@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -26,25 +27,22 @@ import (
 
 const testKey = "test-key"
 
-func sharedData(t testing.TB, name string) string {
-	t.Helper()
-	return testenv.SharedData(t, name)
-}
-
-// snapRoot is the ML-100k snapshot (movies as items, genres as
-// categories) buildML100k builds once per test binary.
+// snapRoot is the snapshot of the test shop (testenv.Shop: 200 items
+// "i1".."i200" in 5 categories, 20,000 events with baskets) buildShop
+// builds once per test binary.
 var snapRoot string
 
-func buildML100k(t testing.TB) string {
+func buildShop(t testing.TB) string {
 	t.Helper()
 	if snapRoot != "" {
 		return snapRoot
 	}
-	events, items := sharedData(t, "ml100k_events.csv.gz"), sharedData(t, "ml100k_items.csv.gz")
-	root, err := os.MkdirTemp("", "edgerec-server-test-")
+	dir, err := os.MkdirTemp("", "edgerec-server-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
+	events, items := testenv.WriteShop(t, dir)
+	root := filepath.Join(dir, "snapshots")
 	b, err := index.NewBuilder(index.BuildOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -62,12 +60,12 @@ func buildML100k(t testing.TB) string {
 	return root
 }
 
-// readSnapshot opens the ML-100k snapshot for fn and closes it. Pebble
+// readSnapshot opens the shop snapshot for fn and closes it. Pebble
 // locks a store for one opener, so call it before testServer: an engine
 // holds its snapshot until the test ends.
 func readSnapshot(t testing.TB, fn func(s *index.Snapshot)) {
 	t.Helper()
-	snap, err := index.OpenSnapshot(buildML100k(t))
+	snap, err := index.OpenSnapshot(buildShop(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +77,7 @@ func TestMain(m *testing.M) {
 	log.SetOutput(io.Discard) // "serving snapshot …" lines would interleave with benchmark output
 	code := m.Run()
 	if snapRoot != "" {
-		_ = os.RemoveAll(snapRoot)
+		_ = os.RemoveAll(filepath.Dir(snapRoot))
 	}
 	os.Exit(code)
 }
@@ -92,7 +90,7 @@ type testStack struct {
 	c     *fasthttp.Client
 }
 
-// newTestStack starts a Server over an engine with the ML-100k snapshot
+// newTestStack starts a Server over an engine with the shop snapshot
 // (or the one of o.SnapshotRoot) and a real state store (whose clock is eo.Now), on real loopback TCP.
 // When the test ends it closes the server, then the engine, then the
 // state store.
@@ -104,7 +102,7 @@ func newTestStack(t testing.TB, eo engine.Options, o Options) *testStack {
 // newTestStackState is newTestStack with the state store opened with so.
 func newTestStackState(t testing.TB, eo engine.Options, o Options, so index.StateOptions) *testStack {
 	t.Helper()
-	root := buildML100k(t)
+	root := buildShop(t)
 	state, err := index.OpenState(t.TempDir(), so)
 	if err != nil {
 		t.Fatal(err)
@@ -201,32 +199,51 @@ func getList(t testing.TB, c *fasthttp.Client, uri string) apiList {
 }
 
 func TestReadEndpoints(t *testing.T) {
+	// The shop's audio items, and an item bought with no other (in too
+	// few baskets), read before the server holds the snapshot.
+	audio, lone := map[string]bool{}, ""
+	readSnapshot(t, func(ref *index.Snapshot) {
+		a, _ := ref.Category([]byte("audio"))
+		for n := range uint32(ref.NumItems()) {
+			info := ref.Item(n)
+			audio[info.ID] = slices.Contains(info.Cats, a)
+			if l, err := ref.AppendList(nil, index.ListBought, n); err == nil && len(l) == 0 && lone == "" {
+				lone = info.ID
+			}
+		}
+	})
+	if lone == "" {
+		t.Fatal("every item of the shop is bought with another: the fallback goes untested")
+	}
 	_, c := testServer(t, engine.Options{}, Options{})
-	// Toy Story (1995) is item 1.
-	l := getList(t, c, "/v1/items/1/similar?k=5")
-	if len(l.Items) != 5 || l.Fallback || l.Items[0].Reason != "similar_to" || l.Items[0].Because != "1" {
-		t.Fatalf("similar to 1: %+v", l)
+	// i44 is among the shop's ten most viewed items.
+	l := getList(t, c, "/v1/items/i44/similar?k=5")
+	if len(l.Items) != 5 || l.Fallback || l.Items[0].Reason != "similar_to" || l.Items[0].Because != "i44" {
+		t.Fatalf("similar to i44: %+v", l)
 	}
 	for _, it := range l.Items {
-		if it.ID == "1" || it.Title == "" || it.Category == "" {
-			t.Fatalf("similar to 1: bad item %+v", it)
+		if it.ID == "i44" || it.Title == "" || it.Category == "" {
+			t.Fatalf("similar to i44: bad item %+v", it)
 		}
 	}
 	// A second call hits the cache and gets a fresh rec_id.
-	l2 := getList(t, c, "/v1/items/1/similar?k=5")
+	l2 := getList(t, c, "/v1/items/i44/similar?k=5")
 	if l2.RecID == l.RecID || l2.Items[0].ID != l.Items[0].ID {
 		t.Fatalf("cached answer: %+v vs %+v", l2, l)
 	}
 	// Category filter.
-	l = getList(t, c, "/v1/items/1/similar?k=10&category=Horror")
+	l = getList(t, c, "/v1/items/i44/similar?k=10&category=audio")
+	if len(l.Items) == 0 {
+		t.Fatalf("audio filter: no items: %+v", l)
+	}
 	for _, it := range l.Items {
-		if it.Category == "" {
-			t.Fatalf("horror filter: %+v", it)
+		if !audio[it.ID] {
+			t.Fatalf("audio filter: %+v", it)
 		}
 	}
 	// Exclude.
-	first := getList(t, c, "/v1/items/1/similar?k=3").Items[0].ID
-	for _, it := range getList(t, c, "/v1/items/1/similar?k=3&exclude="+first).Items {
+	first := getList(t, c, "/v1/items/i44/similar?k=3").Items[0].ID
+	for _, it := range getList(t, c, "/v1/items/i44/similar?k=3&exclude="+first).Items {
 		if it.ID == first {
 			t.Fatalf("excluded %s came back", first)
 		}
@@ -239,11 +256,15 @@ func TestReadEndpoints(t *testing.T) {
 	if l := getList(t, c, "/v1/users/nobody/recommendations?k=4"); len(l.Items) != 4 || !l.Fallback {
 		t.Fatalf("new user: %+v", l)
 	}
-	// Bought together on ML-100k has no baskets: falls back to popular in the category.
-	if l := getList(t, c, "/v1/items/1/bought-together?k=3"); len(l.Items) != 3 || !l.Fallback {
+	// Bought together, from the shop's baskets; an item bought with no
+	// other falls back to popular items.
+	if l := getList(t, c, "/v1/items/i44/bought-together?k=3"); len(l.Items) != 3 || l.Fallback || l.Items[0].Reason != "bought_with" {
 		t.Fatalf("bought together: %+v", l)
 	}
-	if l := getList(t, c, "/v1/recommend?placement=product_page&item=1&visitor=v1&k=6"); len(l.Items) != 6 {
+	if l := getList(t, c, "/v1/items/"+lone+"/bought-together?k=3"); len(l.Items) != 3 || !l.Fallback {
+		t.Fatalf("bought together with %s, bought alone: %+v", lone, l)
+	}
+	if l := getList(t, c, "/v1/recommend?placement=product_page&item=i44&visitor=v1&k=6"); len(l.Items) != 6 {
 		t.Fatalf("recommend: %+v", l)
 	}
 	if l := getList(t, c, "/v1/recommend?placement=home&item=unknown-item&k=6"); len(l.Items) != 6 || !l.Fallback {
@@ -325,7 +346,7 @@ func TestReadyzStateNotWritable(t *testing.T) {
 	if l := getList(t, ts.c, "/v1/popular?k=3"); len(l.Items) != 3 {
 		t.Fatalf("popular with the state store failed: %+v", l)
 	}
-	code, body := do(t, ts.c, "POST", "/v1/events", testKey, `{"user_id":"u1","item_id":"1","event":"view"}`)
+	code, body := do(t, ts.c, "POST", "/v1/events", testKey, `{"user_id":"u1","item_id":"i44","event":"view"}`)
 	if code != 503 || !strings.Contains(string(body), "state_not_writable") {
 		t.Fatalf("an event with the state store failed: %d %s; want 503 state_not_writable", code, body)
 	}
@@ -351,29 +372,29 @@ func TestBadInputs(t *testing.T) {
 		}
 	}
 	f("GET", "/v1/items/no-such-item/similar", "", "", 404)
-	f("GET", "/v1/items/1/similar?k=-1", "", "", 400)
-	f("GET", "/v1/items/1/similar?k=0", "", "", 400)
-	f("GET", "/v1/items/1/similar?k=1000000000", "", "", 400)
-	f("GET", "/v1/items/1/similar?k=abc", "", "", 400)
-	f("GET", "/v1/items/1/similar?category=NoSuchGenre", "", "", 400)
-	f("GET", "/v1/items/1/similar?price_min=cheap", "", "", 400)
+	f("GET", "/v1/items/i44/similar?k=-1", "", "", 400)
+	f("GET", "/v1/items/i44/similar?k=0", "", "", 400)
+	f("GET", "/v1/items/i44/similar?k=1000000000", "", "", 400)
+	f("GET", "/v1/items/i44/similar?k=abc", "", "", 400)
+	f("GET", "/v1/items/i44/similar?category=NoSuchGenre", "", "", 400)
+	f("GET", "/v1/items/i44/similar?price_min=cheap", "", "", 400)
 	f("GET", "/v1/items/%ff%fe/similar", "", "", 400)
 	f("GET", "/v1/items/"+strings.Repeat("x", 300)+"/similar", "", "", 400)
 	f("GET", "/v1/users/%ff/recommendations", "", "", 400)
 	f("GET", "/v1/recommend?placement=nowhere", "", "", 400)
 	f("GET", "/v1/nothing", "", "", 404)
-	f("POST", "/v1/items/1/similar", "", "", 405)
-	f("POST", "/v1/events", "", `{"user_id":"u","item_id":"1","event":"view"}`, 401)
-	f("POST", "/v1/events", "wrong", `{"user_id":"u","item_id":"1","event":"view"}`, 401)
-	f("POST", "/v1/events", testKey, `{"user_id":"u","item_id":"1","event":"view"`, 400)
-	f("POST", "/v1/events", testKey, `[{"user_id":"u","item_id":"1","event":"buy"}]`, 400)
-	f("POST", "/v1/events", testKey, `{"user_id":"","item_id":"1","event":"view"}`, 400)
+	f("POST", "/v1/items/i44/similar", "", "", 405)
+	f("POST", "/v1/events", "", `{"user_id":"u","item_id":"i44","event":"view"}`, 401)
+	f("POST", "/v1/events", "wrong", `{"user_id":"u","item_id":"i44","event":"view"}`, 401)
+	f("POST", "/v1/events", testKey, `{"user_id":"u","item_id":"i44","event":"view"`, 400)
+	f("POST", "/v1/events", testKey, `[{"user_id":"u","item_id":"i44","event":"buy"}]`, 400)
+	f("POST", "/v1/events", testKey, `{"user_id":"","item_id":"i44","event":"view"}`, 400)
 	f("POST", "/v1/events", testKey, `{"user_id":"u","event":"view"}`, 400)
-	f("POST", "/v1/events", testKey, `{"user_id":"u","item_id":"1","event":"view","ts":"x"}`, 400)
+	f("POST", "/v1/events", testKey, `{"user_id":"u","item_id":"i44","event":"view","ts":"x"}`, 400)
 	f("POST", "/v1/events", testKey, "", 400)
-	f("POST", "/v1/events", testKey, strings.Repeat(`{"user_id":"u","item_id":"1","event":"view"}`+"\n", 1001), 413)
-	f("PUT", "/v1/items", testKey, `{"item_id":"1","stock":"many"}`, 400)
-	f("PUT", "/v1/items", "", `{"item_id":"1","stock":1}`, 401)
+	f("POST", "/v1/events", testKey, strings.Repeat(`{"user_id":"u","item_id":"i44","event":"view"}`+"\n", 1001), 413)
+	f("PUT", "/v1/items", testKey, `{"item_id":"i44","stock":"many"}`, 400)
+	f("PUT", "/v1/items", "", `{"item_id":"i44","stock":1}`, 401)
 	f("POST", "/v1/admin/snapshots", "", "", 401)
 	f("GET", "/v1/admin/status", "wrong", "", 401)
 	f("GET", "/debug/pprof/", "", "", 401)
@@ -392,33 +413,33 @@ func TestBadInputs(t *testing.T) {
 		t.Fatalf("oversize body: %q", resp[:n])
 	}
 	// The server still answers.
-	getList(t, c, "/v1/items/1/similar?k=3")
+	getList(t, c, "/v1/items/i44/similar?k=3")
 }
 
-// After a visitor views items of one genre, their recommendations move
+// After a visitor views items of one category, their recommendations move
 // toward it, without a rebuild.
 func TestPersonalization(t *testing.T) {
-	// The snapshot's horror films, read before the server holds it.
-	var horrorItems []string
-	horrorIDs := map[string]bool{}
+	// The snapshot's phones, read before the server holds it.
+	var phoneItems []string
+	phoneIDs := map[string]bool{}
 	readSnapshot(t, func(ref *index.Snapshot) {
-		horror, _ := ref.Category([]byte("Horror"))
-		pop, _ := ref.AppendList(nil, index.ListPopular, horror)
+		phones, _ := ref.Category([]byte("phones"))
+		pop, _ := ref.AppendList(nil, index.ListPopular, phones)
 		for _, n := range pop[:8] {
-			horrorItems = append(horrorItems, ref.Item(n.Item).ID)
+			phoneItems = append(phoneItems, ref.Item(n.Item).ID)
 		}
 		for n := range ref.NumItems() {
-			if slices.Contains(ref.Item(uint32(n)).Cats, horror) {
-				horrorIDs[ref.Item(uint32(n)).ID] = true
+			if slices.Contains(ref.Item(uint32(n)).Cats, phones) {
+				phoneIDs[ref.Item(uint32(n)).ID] = true
 			}
 		}
 	})
-	isHorror := func(id string) bool { return horrorIDs[id] }
+	isPhone := func(id string) bool { return phoneIDs[id] }
 	_, c := testServer(t, engine.Options{}, Options{})
 	count := func(l apiList) int {
 		n := 0
 		for _, it := range l.Items {
-			if isHorror(it.ID) {
+			if isPhone(it.ID) {
 				n++
 			}
 		}
@@ -426,7 +447,7 @@ func TestPersonalization(t *testing.T) {
 	}
 	before := count(getList(t, c, "/v1/users/fan/recommendations?k=20"))
 	var body strings.Builder
-	for _, id := range horrorItems {
+	for _, id := range phoneItems {
 		fmt.Fprintf(&body, `{"user_id":"fan","item_id":%q,"event":"view"}`+"\n", id)
 	}
 	if code, resp := do(t, c, "POST", "/v1/events", testKey, body.String()); code != 200 {
@@ -434,12 +455,12 @@ func TestPersonalization(t *testing.T) {
 	}
 	l := getList(t, c, "/v1/users/fan/recommendations?k=20")
 	after := count(l)
-	t.Logf("horror items in 20 recommendations: %d before, %d after", before, after)
+	t.Logf("phones in 20 recommendations: %d before, %d after", before, after)
 	if after < before+3 || l.Fallback {
-		t.Fatalf("recommendations did not move toward horror: %d before, %d after: %+v", before, after, l)
+		t.Fatalf("recommendations did not move toward phones: %d before, %d after: %+v", before, after, l)
 	}
 	for _, it := range l.Items {
-		for _, seen := range horrorItems {
+		for _, seen := range phoneItems {
 			if it.ID == seen {
 				t.Fatalf("seen item %s recommended", seen)
 			}
@@ -450,11 +471,11 @@ func TestPersonalization(t *testing.T) {
 // A stock correction takes effect on the next request.
 func TestPutItems(t *testing.T) {
 	_, c := testServer(t, engine.Options{}, Options{})
-	top := getList(t, c, "/v1/items/1/similar?k=3").Items[0].ID
+	top := getList(t, c, "/v1/items/i44/similar?k=3").Items[0].ID
 	if code, resp := do(t, c, "PUT", "/v1/items", testKey, `[{"item_id":"`+top+`","stock":0}]`); code != 200 {
 		t.Fatalf("put: %d %s", code, resp)
 	}
-	for _, it := range getList(t, c, "/v1/items/1/similar?k=3").Items {
+	for _, it := range getList(t, c, "/v1/items/i44/similar?k=3").Items {
 		if it.ID == top {
 			t.Fatalf("out-of-stock %s still recommended", top)
 		}
@@ -462,7 +483,7 @@ func TestPutItems(t *testing.T) {
 	if code, resp := do(t, c, "PUT", "/v1/items", testKey, `{"item_id":"`+top+`","stock":5,"price":12.5}`); code != 200 {
 		t.Fatalf("put: %d %s", code, resp)
 	}
-	l := getList(t, c, "/v1/items/1/similar?k=3")
+	l := getList(t, c, "/v1/items/i44/similar?k=3")
 	if l.Items[0].ID != top || l.Items[0].Price == nil || *l.Items[0].Price != 12.5 {
 		t.Fatalf("restocked %s: %+v", top, l.Items[0])
 	}
@@ -497,8 +518,8 @@ func TestPlacementStats(t *testing.T) {
 // both the visitor and the user.
 func TestLoginMerge(t *testing.T) {
 	_, c := testServer(t, engine.Options{}, Options{})
-	evs := `{"visitor":"anon-7","item_id":"50","event":"view"}
-{"visitor":"anon-7","item_id":"181","event":"view"}`
+	evs := `{"visitor":"anon-7","item_id":"i90","event":"view"}
+{"visitor":"anon-7","item_id":"i157","event":"view"}`
 	if code, resp := do(t, c, "POST", "/v1/events", testKey, evs); code != 200 {
 		t.Fatalf("events: %d %s", code, resp)
 	}
@@ -516,7 +537,7 @@ func TestLoginMerge(t *testing.T) {
 		t.Fatalf("alice after login: %+v", l)
 	}
 	for _, it := range l.Items {
-		if it.ID == "50" || it.ID == "181" {
+		if it.ID == "i90" || it.ID == "i157" {
 			t.Fatalf("alice is shown %s, seen as a visitor", it.ID)
 		}
 	}
@@ -538,9 +559,9 @@ func postEvents(t *testing.T, s *Server, body string) {
 // such answers).
 func TestAnonymousPlacementNoHistory(t *testing.T) {
 	s, c := testServer(t, engine.Options{}, Options{})
-	if code, resp := do(t, c, "POST", "/v1/events", testKey, `{"user_id":"leaky","item_id":"50","event":"view"}
-{"user_id":"leaky","item_id":"181","event":"view"}
-{"user_id":"leaky","item_id":"258","event":"purchase"}`); code != 200 {
+	if code, resp := do(t, c, "POST", "/v1/events", testKey, `{"user_id":"leaky","item_id":"i90","event":"view"}
+{"user_id":"leaky","item_id":"i157","event":"view"}
+{"user_id":"leaky","item_id":"i79","event":"purchase"}`); code != 200 {
 		t.Fatalf("events: %d %s", code, resp)
 	}
 	// Through the handler on one goroutine, so that the pooled request
@@ -556,9 +577,9 @@ func TestAnonymousPlacementNoHistory(t *testing.T) {
 		return withoutRecID(t, ctx.Response.Body())
 	}
 	for _, anon := range []string{
-		"/v1/recommend?placement=product_page&item=1&k=10",
+		"/v1/recommend?placement=product_page&item=i44&k=10",
 		"/v1/recommend?placement=home&k=10",
-		"/v1/recommend?placement=email&item=1&k=10",
+		"/v1/recommend?placement=email&item=i44&k=10",
 	} {
 		want := handle(anon)
 		for range 5 {

@@ -31,9 +31,9 @@ func handlerLoop(b *testing.B, h fasthttp.RequestHandler, uri string) {
 // request answered from the rendered-body cache.
 func BenchmarkSimilarCacheHit(b *testing.B) {
 	s, _ := testServer(b, engine.Options{}, Options{})
-	warm(b, s, "/v1/items/1/similar?k=10")
+	warm(b, s, "/v1/items/i44/similar?k=10")
 	b.ResetTimer()
-	handlerLoop(b, s.Handle, "/v1/items/1/similar?k=10")
+	handlerLoop(b, s.Handle, "/v1/items/i44/similar?k=10")
 }
 
 // BenchmarkSimilarCacheHitGzip is the hot path for a client that accepts
@@ -41,7 +41,7 @@ func BenchmarkSimilarCacheHit(b *testing.B) {
 // and a CRC-32 of the answer.
 func BenchmarkSimilarCacheHitGzip(b *testing.B) {
 	s, _ := testServer(b, engine.Options{}, Options{})
-	const uri = "/v1/items/1/similar?k=10"
+	const uri = "/v1/items/i44/similar?k=10"
 	warm(b, s, uri)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -70,7 +70,7 @@ func BenchmarkSimilarCacheHitGzip(b *testing.B) {
 func BenchmarkSimilarPebble(b *testing.B) {
 	s, _ := testServer(b, engine.Options{CacheBytes: 1}, Options{CacheBytes: 1})
 	b.ResetTimer()
-	handlerLoop(b, s.Handle, "/v1/items/1/similar?k=10")
+	handlerLoop(b, s.Handle, "/v1/items/i44/similar?k=10")
 }
 
 // BenchmarkUserRecommendations blends a visitor's 20-event history.
@@ -78,7 +78,7 @@ func BenchmarkUserRecommendations(b *testing.B) {
 	s, c := testServer(b, engine.Options{}, Options{})
 	var body []byte
 	for i := 1; i <= 20; i++ {
-		body = append(body, `{"user_id":"bench","item_id":"`...)
+		body = append(body, `{"user_id":"bench","item_id":"i`...)
 		body = append(body, []byte(itoa(i*7))...)
 		body = append(body, `","event":"view"}`+"\n"...)
 	}
@@ -95,7 +95,7 @@ func BenchmarkUserRecommendations(b *testing.B) {
 // fixed body of the size of a similar-items answer.
 func BenchmarkStaticFloor(b *testing.B) {
 	s, _ := testServer(b, engine.Options{}, Options{})
-	body := warm(b, s, "/v1/items/1/similar?k=10")
+	body := warm(b, s, "/v1/items/i44/similar?k=10")
 	b.ResetTimer()
 	handlerLoop(b, func(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
@@ -167,20 +167,20 @@ func httpLoop(b *testing.B, addr, uri string) {
 // the same size.
 func BenchmarkHTTPSimilarCacheHit(b *testing.B) {
 	s, _ := testServer(b, engine.Options{}, Options{})
-	warm(b, s, "/v1/items/1/similar?k=10")
+	warm(b, s, "/v1/items/i44/similar?k=10")
 	b.ResetTimer()
-	httpLoop(b, s.addr, "/v1/items/1/similar?k=10")
+	httpLoop(b, s.addr, "/v1/items/i44/similar?k=10")
 }
 
 func BenchmarkHTTPSimilarPebble(b *testing.B) {
 	s, _ := testServer(b, engine.Options{CacheBytes: 1}, Options{CacheBytes: 1})
 	b.ResetTimer()
-	httpLoop(b, s.addr, "/v1/items/1/similar?k=10")
+	httpLoop(b, s.addr, "/v1/items/i44/similar?k=10")
 }
 
 func BenchmarkHTTPStaticFloor(b *testing.B) {
 	s, _ := testServer(b, engine.Options{}, Options{})
-	body := warm(b, s, "/v1/items/1/similar?k=10")
+	body := warm(b, s, "/v1/items/i44/similar?k=10")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -227,7 +227,7 @@ func BenchmarkHTTPDecide(b *testing.B) {
 func BenchmarkHTTPPage(b *testing.B) {
 	s := pageBenchServer(b)
 	b.ResetTimer()
-	httpLoop(b, s.addr, "/v1/page?page=lp_consulting&visitor=lead-b&placements=home,product_page&item=50&k=6")
+	httpLoop(b, s.addr, "/v1/page?page=lp_consulting&visitor=lead-b&placements=home,product_page&item=i90&k=6")
 }
 
 func BenchmarkHTTPPageSeparate(b *testing.B) {
@@ -236,7 +236,7 @@ func BenchmarkHTTPPageSeparate(b *testing.B) {
 	uris := []string{
 		"/v1/decide?page=lp_consulting&visitor=lead-b",
 		"/v1/recommend?placement=home&visitor=lead-b&k=6",
-		"/v1/recommend?placement=product_page&visitor=lead-b&item=50&k=6",
+		"/v1/recommend?placement=product_page&visitor=lead-b&item=i90&k=6",
 		"/v1/users/lead-b/segments",
 	}
 	c := &fasthttp.Client{MaxConnsPerHost: 64}
@@ -267,7 +267,7 @@ func pageBenchServer(b *testing.B) *Server {
 		b.Fatalf("events: %d %s", code, resp)
 	}
 	settleState(b, s)
-	warm(b, s, "/v1/page?page=lp_consulting&visitor=lead-b&placements=home,product_page&item=50&k=6")
+	warm(b, s, "/v1/page?page=lp_consulting&visitor=lead-b&placements=home,product_page&item=i90&k=6")
 	return s
 }
 
@@ -275,5 +275,5 @@ func pageBenchServer(b *testing.B) *Server {
 func BenchmarkPage(b *testing.B) {
 	s := pageBenchServer(b)
 	b.ResetTimer()
-	handlerLoop(b, s.Handle, "/v1/page?page=lp_consulting&visitor=lead-b&placements=home,product_page&item=50&k=6")
+	handlerLoop(b, s.Handle, "/v1/page?page=lp_consulting&visitor=lead-b&placements=home,product_page&item=i90&k=6")
 }

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgerec/edgerec/internal/testenv"
 )
 
 // bin is the edgerec binary TestMain builds once for every test here.
@@ -399,25 +401,16 @@ func TestFlagErrors(t *testing.T) {
 	f(1, `CORS origin "shop.example": want *, null or scheme://host[:port]`, "serve", "--data", filepath.Join(dir, "serve"), "--addr", "127.0.0.1:0", "--cors", "https://ok.example,shop.example")
 }
 
-// TestEvalJSON runs SAR through the CLI on the MovieLens 100k user split
-// and pins its figures. SAR blends every training item of a user: the
+// TestEvalJSON, a quality test, runs SAR through the CLI on the MovieLens
+// 100k user split (../shared/data) and pins its figures, the published ones. SAR blends every training item of a user: the
 // history window is opened to all of them.
 func TestEvalJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: runs without -short")
 	}
 	t.Parallel()
-	d := filepath.Join("..", "..", "..", "shared", "data")
-	train := filepath.Join(d, "ml100k_split_by_user_train.csv.gz")
-	test := filepath.Join(d, "ml100k_split_by_user_test.csv.gz")
-	for _, p := range []string{train, test} {
-		if _, err := os.Stat(p); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("shared data missing in CI: %v", err)
-			}
-			t.Skipf("shared data missing: %v", err)
-		}
-	}
+	train := testenv.SharedData(t, "ml100k_split_by_user_train.csv.gz")
+	test := testenv.SharedData(t, "ml100k_split_by_user_test.csv.gz")
 	code, out, errs := run(t, "eval", "--json", "--train", train, "--test", test,
 		"--similarity", "jaccard", "--topk", "-1", "--rating-value", "--half-life", "30d", "--min-support", "1", "--history", "10000")
 	if code != 0 {

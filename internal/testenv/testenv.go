@@ -1,4 +1,10 @@
 // Package testenv holds helpers that tests of several packages share.
+//
+// Tests run on a generated shop (Shop, WriteShop): every test that needs
+// realistic data, in every package, and none skips for want of data. Only
+// the quality tests, which compare figures with those published for
+// MovieLens 100k, read ../shared/data (SharedData). Package bench's own
+// tests cannot use Shop: testenv imports bench.
 package testenv
 
 import (
@@ -9,20 +15,53 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/edgerec/edgerec/bench"
 )
 
+// ShopOptions generate the test shop: 20,000 events (views, carts,
+// purchases in baskets) of 473 users over 200 items ("i1".."i200", with
+// title, price, stock and brand) in 5 categories (electronics, audio,
+// phones, computers, cameras), in 60 days from 2026-01-01. Same options,
+// same files (on one architecture, one Go release).
+var ShopOptions = bench.GenOptions{
+	Events: 20000, Items: 200, Users: 500, Categories: 5, Seed: 1, Start: 1767225600, Days: 60,
+}
+
+// Shop writes the test shop (ShopOptions) into a temporary directory of
+// tb, as gzipped CSV like the files of ../shared/data, and returns the
+// paths of its events and items (10 ms on an idle core).
+func Shop(tb testing.TB) (events, items string) {
+	tb.Helper()
+	return WriteShop(tb, tb.TempDir())
+}
+
+// WriteShop is Shop into dir, for files that outlive a test (a snapshot
+// built once per test binary, say): the caller removes dir.
+func WriteShop(tb testing.TB, dir string) (events, items string) {
+	tb.Helper()
+	events, items = filepath.Join(dir, "events.csv.gz"), filepath.Join(dir, "items.csv.gz")
+	if _, err := bench.GenFiles(events, items, ShopOptions); err != nil {
+		tb.Fatal(err)
+	}
+	return events, items
+}
+
 // SharedData returns the path of a file of ../shared/data (beside the
-// repository). Locally a missing data set skips the test; in CI (CI set)
-// it fails it, since CI always has the data beside the project.
+// repository), for the quality tests alone: those that compare a figure
+// with one published for that data set. Without the file the test fails
+// in CI (CI set), which always has the data, and skips elsewhere, naming
+// the file: the data sets may not be redistributed, so a clone has them
+// only where a developer put them.
 func SharedData(tb testing.TB, name string) string {
 	tb.Helper()
 	_, self, _, _ := runtime.Caller(0)
 	p := filepath.Join(filepath.Dir(self), "..", "..", "..", "shared", "data", name)
 	if _, err := os.Stat(p); err != nil {
 		if os.Getenv("CI") != "" {
-			tb.Fatalf("shared data missing in CI: %v", err)
+			tb.Fatalf("quality test: shared data missing in CI: %v", err)
 		}
-		tb.Skipf("shared data %s not found (%v): skipping", name, err)
+		tb.Skipf("quality test: needs ../shared/data beside the repository (CI fails here): %v", err)
 	}
 	return p
 }
