@@ -92,7 +92,7 @@ e2e: build ## the binary end to end: gen, build, serve, every bench scenario, a 
 docs-check: ## README.md top to bottom: make run in a fresh copy on a free port, then every sh block and printed curl line (2xx only)
 	scripts/docs-check.sh
 
-bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: ~2 min)
+bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: a few minutes)
 	scripts/bench.sh
 
 bench-go: ## Go benchmarks into bench.new; benchstat against bench.old when present
