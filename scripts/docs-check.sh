@@ -25,7 +25,7 @@
 # port it chose), and ADMIN_KEY=dev-key (serve's admin key defaults to
 # the API key).
 #
-# Needs: make, go, curl, python3 (a free port). DOCS_CHECK_KEEP=1 keeps
+# Needs: bash, make, go, curl, tar, setsid. DOCS_CHECK_KEEP=1 keeps
 # the temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +70,13 @@ awk -v dir="$work/blocks" '
 blocks=("$work"/blocks/*.sh)
 [ -e "${blocks[0]}" ] || { echo "docs-check: README.md has no runnable sh blocks" >&2; exit 1; }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+# A free port: one nothing answers on (bash's /dev/tcp connects or fails).
+port=
+for _ in $(seq 50); do
+	p=$((20000 + RANDOM % 40000))
+	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+done
+[ -n "$port" ] || { echo "docs-check: no free port found" >&2; exit 1; }
 addr=127.0.0.1:$port
 
 echo "docs-check: make run on $addr (log: run.log)"
