@@ -12,14 +12,14 @@ FUZZPARALLEL ?=
 FUZZ      ?= .
 BENCHCOUNT ?= 6
 
-.PHONY: help run sample chromium test test-race fmt vet check-all fuzz e2e bench bench-go bench-scale build docker clean
+.PHONY: help run sample chromium test test-race fmt vet check-all fuzz e2e docs-check bench bench-go bench-scale build docker clean
 
 help: ## show this help
 	@echo "edgerec make targets:"
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/edgerec (static, no cgo)
-	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/edgerec
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/edgerec
 
 $(SAMPLE)/events.csv.gz: | build
 	@mkdir -p $(SAMPLE)
@@ -61,11 +61,15 @@ chromium: ## install chromium and CJK fonts for the browser tests (root with apt
 # saturation search) misjudge a machine that busy.
 BROWSER_TEST := '^TestBrowser$$'
 
-test: vet chromium ## vet, then all tests: -race -short, then the long quality tests without -race
+# docs-check runs last (about 20 s): the README's commands against the
+# binary the tests just passed, so a change that breaks what a newcomer
+# types fails make test, and CI, like any other test.
+test: vet chromium ## vet, then all tests: -race -short, then the long quality tests without -race, then docs-check
 	$(GO) test -race -short -shuffle=on -skip $(BROWSER_TEST) ./...
 	$(GO) test -race -short -run $(BROWSER_TEST) ./cmd/edgerec
 	$(GO) test -count=1 -skip $(BROWSER_TEST) ./...
 	$(GO) test -count=1 -run $(BROWSER_TEST) ./cmd/edgerec
+	scripts/docs-check.sh
 
 test-race: ## all tests under the race detector, long ones included
 	$(GO) test -race -shuffle=on ./...
@@ -85,7 +89,10 @@ fuzz: ## every Fuzz* target for FUZZTIME each (30s), one after another: exec cou
 e2e: build ## the binary end to end: gen, build, serve, every bench scenario, a shipped snapshot loaded under load (~20 s)
 	scripts/e2e.sh
 
-bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: ~2 min)
+docs-check: ## README.md top to bottom: make run in a fresh copy on a free port, then every sh block and printed curl line (2xx only)
+	scripts/docs-check.sh
+
+bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: a few minutes)
 	scripts/bench.sh
 
 bench-go: ## Go benchmarks into bench.new; benchstat against bench.old when present

@@ -115,47 +115,19 @@ func searchEngine(host []byte) string {
 	return ""
 }
 
+// device tells mobile, tablet or desktop from the User-Agent: iPad, a
+// "Tablet" token, or Android without "Mobi" (Android tablets and Kindles
+// leave it out) is a tablet; "Mobi" (Mobile, Mobi) or Opera Mini is a
+// phone; anything else is a desktop.
 func device(ua []byte) string {
 	switch {
-	case bytes.Contains(ua, []byte("iPad")) || bytes.Contains(ua, []byte("Tablet")):
-		return "tablet"
-	case bytes.Contains(ua, []byte("Mobi")):
+	case bytes.Contains(ua, []byte("Mobi")) || bytes.Contains(ua, []byte("Opera Mini")):
+		if bytes.Contains(ua, []byte("iPad")) || bytes.Contains(ua, []byte("Tablet")) {
+			return "tablet"
+		}
 		return "mobile"
+	case bytes.Contains(ua, []byte("iPad")) || bytes.Contains(ua, []byte("Tablet")) || bytes.Contains(ua, []byte("Android")):
+		return "tablet"
 	}
 	return "desktop"
-}
-
-var botMarkers = [...][]byte{[]byte("bot"), []byte("crawl"), []byte("spider"), []byte("slurp"), []byte("facebookexternalhit"),
-	[]byte("headlesschrome"), []byte("lighthouse"), []byte("preview")}
-
-// isBot reports whether the User-Agent is a known crawler or preview
-// fetcher: those always get the control and stay out of the statistics.
-func isBot(ua []byte) bool {
-	for _, m := range botMarkers {
-		if containsFold(ua, m) {
-			return true
-		}
-	}
-	return false
-}
-
-// containsFold is an ASCII case-insensitive bytes.Contains (marker is
-// lower case).
-func containsFold(s, marker []byte) bool {
-	for i := 0; i+len(marker) <= len(s); i++ {
-		j := 0
-		for ; j < len(marker); j++ {
-			c := s[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != marker[j] {
-				break
-			}
-		}
-		if j == len(marker) {
-			return true
-		}
-	}
-	return false
 }

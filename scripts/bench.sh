@@ -8,7 +8,7 @@
 # saturation throughput, server CPU per request (from /proc of each server
 # process), p99 at half of saturation, and the ratios edgerec/floor. Then
 # bench against wrk on the floor, bench's own cost, the Go benchmarks and
-# the build-scale table. BENCH_QUICK=1 shortens every step (about 2 min).
+# the build-scale table. BENCH_QUICK=1 shortens every step (a few minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/edgerec

@@ -108,7 +108,7 @@ func goldenServer(t *testing.T) *goldenRun {
 	created, _ := json.Marshal(m.Created)
 	return &goldenRun{
 		// Paths go out as written, %2F included, as from browsers and curl.
-		c: &fasthttp.Client{DisablePathNormalizing: true, Dial: func(string) (net.Conn, error) { return net.Dial("tcp", addr) }},
+		c: &fasthttp.Client{Name: browserUA, DisablePathNormalizing: true, Dial: func(string) (net.Conn, error) { return net.Dial("tcp", addr) }},
 		norm: strings.NewReplacer(
 			strconv.FormatUint(m.Version, 10), "SNAPSHOT",
 			string(created), `"CREATED"`,

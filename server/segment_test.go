@@ -293,7 +293,7 @@ func TestSlashInIDs(t *testing.T) {
 	s, _ := testServer(t, engine.Options{Config: cfg}, Options{})
 	// fasthttp's client decodes %2F before it sends a path unless told
 	// not to; browsers and curl send it as is.
-	c := &fasthttp.Client{DisablePathNormalizing: true, Dial: func(string) (net.Conn, error) { return net.Dial("tcp", s.addr) }}
+	c := &fasthttp.Client{Name: browserUA, DisablePathNormalizing: true, Dial: func(string) (net.Conn, error) { return net.Dial("tcp", s.addr) }}
 	f := func(method, uri, key, body string, want int, contains string) {
 		t.Helper()
 		code, b := do(t, c, method, uri, key, body)

@@ -136,7 +136,7 @@ func newTestStackState(t testing.TB, eo engine.Options, o Options, so index.Stat
 	s.addr = ln.Addr().String()
 	go func() { _ = s.Serve(ln) }()
 	addr := ln.Addr().String()
-	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return net.Dial("tcp", addr) }}
+	c := &fasthttp.Client{Name: browserUA, Dial: func(string) (net.Conn, error) { return net.Dial("tcp", addr) }}
 	s.testClient = c
 	return &testStack{s: s, e: e, state: state, c: c}
 }
@@ -159,6 +159,11 @@ type apiList struct {
 	Items    []apiItem `json:"items"`
 	Fallback bool      `json:"fallback"`
 }
+
+// browserUA is the User-Agent the test clients send: fasthttp's own
+// ("fasthttp") is a command-line client's, which decisions take for a
+// bot's.
+const browserUA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 func do(t testing.TB, c *fasthttp.Client, method, uri, key, body string, header ...string) (int, []byte) {
 	t.Helper()

@@ -148,7 +148,7 @@ func itoa(i int) string { return string(fasthttp.AppendUint(nil, i)) }
 
 // httpLoop sends GET uri over loopback TCP from parallel clients.
 func httpLoop(b *testing.B, addr, uri string) {
-	c := &fasthttp.Client{MaxConnsPerHost: 64}
+	c := &fasthttp.Client{MaxConnsPerHost: 64, Name: browserUA}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -239,7 +239,7 @@ func BenchmarkHTTPPageSeparate(b *testing.B) {
 		"/v1/recommend?placement=product_page&visitor=lead-b&item=i90&k=6",
 		"/v1/users/lead-b/segments",
 	}
-	c := &fasthttp.Client{MaxConnsPerHost: 64}
+	c := &fasthttp.Client{MaxConnsPerHost: 64, Name: browserUA}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
