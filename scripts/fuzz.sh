@@ -17,6 +17,11 @@
 #                 shared machine run `nice -n 19 make fuzz FUZZPARALLEL=1`
 #   FUZZ          only targets whose name matches this regexp
 #   FUZZOUT       directory of the logs (default fuzz-out)
+#   FUZZTMPDIR    where the fuzzed tests make their temporary directories
+#                 (their TMPDIR): by default /dev/shm when it is a tmpfs
+#                 with 1 GiB free, else the system's. FuzzUnpackSnapshot
+#                 and FuzzOpenManifest write and fsync a snapshot per
+#                 input: 2-10x faster in memory. Builds stay in GOTMPDIR.
 #
 # The full output of each target is in $FUZZOUT/<pkg>.<Target>.log.
 set -uo pipefail
@@ -36,6 +41,19 @@ FUZZPARALLEL=${FUZZPARALLEL:-}
 FUZZ=${FUZZ:-.}
 out=${FUZZOUT:-fuzz-out}
 mkdir -p "$out"
+if [ -z "${FUZZTMPDIR+set}" ]; then
+	FUZZTMPDIR=
+	if [ -d /dev/shm ] && [ -w /dev/shm ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] &&
+		[ "$(($(stat -f -c '%a * %S' /dev/shm)))" -ge $((1 << 30)) ]; then
+		FUZZTMPDIR=/dev/shm
+	fi
+fi
+testenv=()
+if [ -n "$FUZZTMPDIR" ]; then
+	tmp=$(mktemp -d "$FUZZTMPDIR/edgerec-fuzz.XXXXXX") || exit 1
+	trap 'rm -rf "$tmp"' EXIT
+	testenv=(TMPDIR="$tmp" GOTMPDIR="${GOTMPDIR:-${TMPDIR:-/tmp}}")
+fi
 
 # Packages with a fuzz target, then their targets as go test lists them.
 pkgs=$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u)
@@ -49,7 +67,7 @@ if [ ${#pairs[@]} -eq 0 ]; then
 	echo "fuzz: no targets match FUZZ=$FUZZ" >&2
 	exit 1
 fi
-echo "fuzz: ${#pairs[@]} targets, $FUZZTIME each (${FUZZPARALLEL:-GOMAXPROCS} process(es), nice $(nice))"
+echo "fuzz: ${#pairs[@]} targets, $FUZZTIME each (${FUZZPARALLEL:-GOMAXPROCS} process(es), nice $(nice), temporary files in ${FUZZTMPDIR:-${TMPDIR:-/tmp}})"
 
 # hms 75 → 1m15s: a target's wall time, go test's build included.
 hms() {
@@ -72,7 +90,7 @@ for pair in "${pairs[@]}"; do
 	args=(-run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINTIME")
 	[ -n "$FUZZPARALLEL" ] && args+=(-parallel "$FUZZPARALLEL")
 	start=$(date +%s)
-	$GO test "${args[@]}" "$dir" >"$log" 2>&1
+	env "${testenv[@]}" $GO test "${args[@]}" "$dir" >"$log" 2>&1
 	rc=$?
 	secs=$(($(date +%s) - start))
 	# The last progress line: "fuzz: elapsed: 30s, execs: 123456 (4115/sec), new interesting: 3 (total: 20)".
