@@ -7,6 +7,7 @@ RUNDIR    := data/run
 ADDR      ?= 127.0.0.1:8080
 API_KEY   ?= dev-key
 FUZZTIME  ?= 30s
+FUZZEXECS ?=
 FUZZMINTIME ?= 5s
 FUZZPARALLEL ?=
 FUZZ      ?= .
@@ -83,8 +84,8 @@ vet: ## go vet, and fail on unformatted files
 
 check-all: vet test ## every check CI runs
 
-fuzz: ## every Fuzz* target for FUZZTIME each (30s), one after another: exec counts, a summary table (FUZZ=regexp picks targets)
-	@GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZMINTIME=$(FUZZMINTIME) FUZZPARALLEL=$(FUZZPARALLEL) FUZZ='$(FUZZ)' scripts/fuzz.sh
+fuzz: ## every Fuzz* target for FUZZTIME each (30s) or FUZZEXECS inputs each, one after another: exec counts, a summary table (FUZZ=regexp picks targets)
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZEXECS=$(FUZZEXECS) FUZZMINTIME=$(FUZZMINTIME) FUZZPARALLEL=$(FUZZPARALLEL) FUZZ='$(FUZZ)' scripts/fuzz.sh
 
 e2e: build ## the binary end to end: gen, build, serve, every bench scenario, a shipped snapshot loaded under load (~20 s)
 	scripts/e2e.sh

@@ -15,8 +15,28 @@ import (
 // normalizeKeyword appends the search term folded for matching: Unicode
 // NFKC (full-width letters and digits to half-width, half-width katakana
 // to full-width, ideographic space to space), lower case, runs of spaces
-// to one, trimmed.
+// to one, trimmed. Folding a folded term changes nothing.
 func normalizeKeyword(dst, src []byte) []byte {
+	start := len(dst)
+	dst = foldKeyword(dst, src)
+	// Lower case can leave a term NFKC would change: "İ" lowers to "i",
+	// which NFKC composes with a combining acute that followed into "í".
+	// Such a term is folded again (rare: the common case is one pass),
+	// after itself in dst, then moved down.
+	for range 3 {
+		if norm.NFKC.IsNormal(dst[start:]) {
+			break
+		}
+		n := len(dst)
+		dst = foldKeyword(dst, dst[start:n])
+		dst = append(dst[:start], dst[n:]...)
+	}
+	return dst
+}
+
+// foldKeyword is one pass of normalizeKeyword. src may be dst's own bytes
+// before len(dst).
+func foldKeyword(dst, src []byte) []byte {
 	start := len(dst)
 	dst = norm.NFKC.Append(dst, src...)
 	out := dst[:start]

@@ -14,4 +14,9 @@ func TestNormalizeKeyword(t *testing.T) {
 	f("ｴｲｷﾞｮｳ", "エイギョウ")
 	f("Sales  Close\tRate", "sales close rate")
 	f("", "")
+	// Lower case then NFKC: "İ" and a combining acute lower to "i" and
+	// the acute, which compose to "í" (U+00ED), as "í" itself folds.
+	f("\u0130\u0301", "\u00ed")
+	f("  \u0130\u0301  X\u0301 ", "\u00ed x\u0301")
+	f("\u00ed", "\u00ed")
 }

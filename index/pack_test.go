@@ -378,11 +378,26 @@ func dotSlash(t *testing.T, packed []byte) []byte {
 // number of ../ shows), never makes a link, and publishes only regular
 // entries of the archive's one version directory, each with the size its
 // header gave.
+//
+// The directories down to the root are made once: a worker runs its
+// inputs one at a time, each with no root yet (checked) and the root
+// removed after it, so each input starts as on a fresh tree.
 func FuzzUnpackSnapshot(f *testing.F) {
 	f.Add([]byte{})
+	parent := f.TempDir()
+	root := filepath.Join(parent, "a", "b", "root")
+	if err := os.MkdirAll(filepath.Dir(root), 0o755); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, archive []byte) {
-		parent := t.TempDir()
-		root := filepath.Join(parent, "a", "b", "root")
+		if _, err := os.Lstat(root); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the root of the previous input is still there (%v)", err)
+		}
+		defer func() {
+			if err := os.RemoveAll(root); err != nil {
+				t.Fatal(err)
+			}
+		}()
 		dir, err := UnpackSnapshot(bytes.NewReader(archive), root, UnpackOptions{MaxBytes: 4 << 20, MaxFiles: 100})
 		// Everything under parent: the directories down to root, and
 		// what root holds.
