@@ -33,12 +33,13 @@ func (r *Report) Intervals(d time.Duration) []Point {
 	return ps
 }
 
-// WriteIntervals writes ps, intervals of d, as a table, one line each:
-// "interval from to requests errors p50 p99" (seconds from the start;
-// latencies in µs, for scripts to read).
+// WriteIntervals writes ps, intervals of d, as a table under a header
+// naming d, one line each: "interval from to requests errors p50 p99"
+// (seconds from the start; latencies in µs, for scripts to read).
 func WriteIntervals(w io.Writer, ps []Point, d time.Duration) error {
 	n := max(int(d/time.Second), 1)
 	var b strings.Builder
+	fmt.Fprintf(&b, "per %v\n", d)
 	fmt.Fprintf(&b, "%-8s %5s %5s %9s %7s %9s %9s\n", "interval", "from", "to", "requests", "errors", "p50_us", "p99_us")
 	for i, p := range ps {
 		fmt.Fprintf(&b, "%-8d %5d %5d %9d %7d %9.0f %9.0f\n", i+1, p.Second, p.Second+n, p.Requests, p.Errors, p.P50, p.P99)

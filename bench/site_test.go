@@ -96,7 +96,7 @@ func TestIntervals(t *testing.T) {
 	if err := WriteIntervals(&b, ps, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if lines := strings.Split(strings.TrimSpace(b.String()), "\n"); len(lines) != 3 || strings.Join(strings.Fields(lines[1]), " ") != "1 0 2 200 1 100 100" {
+	if lines := strings.Split(strings.TrimSpace(b.String()), "\n"); len(lines) != 4 || lines[0] != "per 2s" || strings.Join(strings.Fields(lines[2]), " ") != "1 0 2 200 1 100 100" {
 		t.Fatalf("table:\n%s", b.String())
 	}
 }

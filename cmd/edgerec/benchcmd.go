@@ -39,7 +39,18 @@ func runBench(c *command, args []string) error {
 	maxP99 := fs.Duration("max-p99", 10*time.Millisecond, "step mode: the p99 that counts as saturated")
 	factor := fs.Float64("factor", 1.5, "step mode: rate multiplier per step")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	interval := fs.Duration("interval", 0, "after the report, requests, errors, p50 and p99 per interval of this length, whole seconds (1m: a soak's minutes); on stderr with -json")
+	var intervals []time.Duration
+	fs.Func("interval", "after the report, a table of requests, errors, p50 and p99 per interval of this length, whole seconds (1m: a soak's minutes); several, comma-separated, print a table each (10s,1m); on stderr with -json", func(v string) error {
+		intervals = intervals[:0]
+		for _, f := range strings.Split(v, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(f))
+			if err != nil || d < time.Second {
+				return fmt.Errorf("%q: want durations of at least 1s, comma-separated", v)
+			}
+			intervals = append(intervals, d)
+		}
+		return nil
+	})
 	out := fs.String("out", "", "write report.txt, report.json and report.html into this directory")
 	cpuProfile := fs.String("cpuprofile", "", "write bench's own CPU profile here (to see what the load generator costs)")
 	var headers []string
@@ -122,12 +133,14 @@ func runBench(c *command, args []string) error {
 	} else {
 		err = rep.WriteText(os.Stdout)
 	}
-	if err == nil && *interval > 0 {
-		w := os.Stdout
-		if *asJSON {
-			w = os.Stderr
+	w := os.Stdout
+	if *asJSON {
+		w = os.Stderr
+	}
+	for _, d := range intervals {
+		if err == nil {
+			err = bench.WriteIntervals(w, rep.Intervals(d), d)
 		}
-		err = bench.WriteIntervals(w, rep.Intervals(*interval), *interval)
 	}
 	return err
 }
