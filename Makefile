@@ -12,8 +12,9 @@ FUZZMINTIME ?= 5s
 FUZZPARALLEL ?=
 FUZZ      ?= .
 BENCHCOUNT ?= 6
+CRASH_TRIALS ?= 10
 
-.PHONY: help run sample chromium test test-race fmt vet check-all fuzz e2e docs-check bench bench-go bench-scale build docker clean
+.PHONY: help run sample chromium test test-race fmt vet check-all fuzz e2e docs-check soak crash bench bench-go bench-scale build docker clean
 
 help: ## show this help
 	@echo "edgerec make targets:"
@@ -93,7 +94,13 @@ e2e: build ## the binary end to end: gen, build, serve, every bench scenario, a 
 docs-check: ## README.md top to bottom: make run in a fresh copy on a free port, then every sh block and printed curl line (2xx only)
 	scripts/docs-check.sh
 
-bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: a few minutes)
+soak: build ## 10 min of every kind of traffic at 70% of saturation, snapshot swaps and config reloads: 0 errors, RSS growth < 10% (SOAK_DURATION=…)
+	scripts/soak.sh
+
+crash: ## kill -9 trials during single and batched ingest: no acknowledged event lost (CRASH_TRIALS=10 of each)
+	GO=$(GO) CRASH_TRIALS=$(CRASH_TRIALS) scripts/crash.sh
+
+bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: ~2 min)
 	scripts/bench.sh
 
 bench-go: ## Go benchmarks into bench.new; benchstat against bench.old when present
@@ -108,4 +115,4 @@ docker: ## build the container image edgerec:VERSION (Dockerfile; needs a Docker
 	docker build --build-arg VERSION=$(VERSION) -t edgerec:$(VERSION) -t edgerec:latest .
 
 clean: ## remove build output and generated data
-	rm -rf bin data bench.new bench-out fuzz-out
+	rm -rf bin data bench.new bench-out fuzz-out soak-out

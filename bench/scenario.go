@@ -26,6 +26,14 @@ var Scenarios = map[string][]Step{
 		{Kind: "product_page", Weight: 50}, {Kind: "home", Weight: 12}, {Kind: "cart", Weight: 8},
 		{Kind: "similar", Weight: 5}, {Kind: "landing_page", Weight: 10}, {Kind: "events", Weight: 15},
 	},
+	"page": {{Kind: "page", Weight: 1}},
+	// site is every kind of answer a shop's pages ask for, the one-call
+	// page view (/v1/page) included: what make soak runs.
+	"site": {
+		{Kind: "product_page", Weight: 40}, {Kind: "home", Weight: 10}, {Kind: "cart", Weight: 8},
+		{Kind: "similar", Weight: 5}, {Kind: "landing_page", Weight: 10}, {Kind: "page", Weight: 12},
+		{Kind: "events", Weight: 15},
+	},
 }
 
 // Step is one kind of request and its share of a scenario.
@@ -36,7 +44,7 @@ type Step struct {
 
 // ScenarioNames lists the built-in scenarios.
 func ScenarioNames() []string {
-	return []string{"product-page", "home", "cart", "similar", "events", "landing-page", "mixed"}
+	return []string{"product-page", "home", "cart", "similar", "events", "landing-page", "page", "mixed", "site"}
 }
 
 // Scenario draws the requests of one mix.
@@ -114,6 +122,15 @@ func (s *Scenario) Targeter(seed uint64) Targeter {
 			if user%5 == 0 {
 				path = append(path, "&q=%E5%96%B6%E6%A5%AD+%E6%88%90%E7%B4%84%E7%8E%87"...)
 			}
+		case "page":
+			// One page view in one call: the landing-page decision, two
+			// placements and the visitor's segments.
+			path = append(path, "/v1/page?page="...)
+			path = append(path, url.QueryEscape(s.Page)...)
+			path = append(path, "&visitor=u"...)
+			path = strconv.AppendUint(path, user, 10)
+			path = append(path, "&placements=home,product_page&k=4&item="...)
+			path = append(path, url.QueryEscape(item)...)
 		case "events":
 			t.Method = "POST"
 			path = append(path, "/v1/events"...)

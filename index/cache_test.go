@@ -162,6 +162,58 @@ func TestListCacheEmpty(t *testing.T) {
 	}
 }
 
+// TestListCacheReplacesVersions: the lists of a newer snapshot replace
+// the older one's in the cache instead of being added beside them, so a
+// cache read by a server that loads snapshot after snapshot holds one
+// version of each list; the newer lists are the newer snapshot's.
+func TestListCacheReplacesVersions(t *testing.T) {
+	root := t.TempDir()
+	snaps := []*Snapshot{
+		openBuilt(t, randomBuilder(t, 1, BuildOptions{}), root),
+		openBuilt(t, randomBuilder(t, 2, BuildOptions{}), root),
+		openBuilt(t, randomBuilder(t, 3, BuildOptions{}), root),
+	}
+	c := newListCache(t, 4<<20) // room for every version's lists
+	var keys uint64
+	for v, s := range snaps {
+		n := 0
+		for _, kind := range listKinds {
+			for _, id := range listIDs(snaps[0]) {
+				want, err := s.AppendList(nil, kind, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := c.List(s, kind, id)
+				if err != nil || !slices.Equal(got, want) {
+					t.Fatalf("version %d, %s list %d: cache %v, %v; snapshot %v", v+1, kind, id, got, err, want)
+				}
+				n++
+			}
+		}
+		c.c.Wait()
+		if v == 0 {
+			keys = c.c.Metrics.KeysAdded()
+			if keys < uint64(n)*9/10 {
+				t.Fatalf("%d of %d lists cached: the test shows little", keys, n)
+			}
+			continue
+		}
+		if added := c.c.Metrics.KeysAdded(); added != keys {
+			t.Fatalf("version %d added %d keys to the %d of the first: the older lists stay beside the newer", v+1, added-keys, keys)
+		}
+		// The next reads of this version hit.
+		st := c.Stats()
+		for _, kind := range listKinds {
+			if _, err := c.List(s, kind, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if hits := c.Stats().Hits - st.Hits; hits != uint64(len(listKinds)) {
+			t.Fatalf("version %d read again: %d hits of %d", v+1, hits, len(listKinds))
+		}
+	}
+}
+
 // TestListCacheVersions: two snapshot versions read through one cache
 // keep their own lists.
 func TestListCacheVersions(t *testing.T) {

@@ -29,7 +29,7 @@ print(f"{sys.argv[1]:14} {r['requests']:6} requests  p50 {lat['p50']:6.0f} us  p
 sys.exit(1 if bad else 0)
 PY
 check() { python3 "$work/check.py" "$1" || fail=1; } # name; bench's JSON report on stdin
-for sc in product-page home cart similar events landing-page mixed; do
+for sc in product-page home cart similar events landing-page page mixed site; do
 	$bin bench --url "$url" --rate 500 --duration 2s --scenario "$sc" --api-key e2e --json | check "$sc"
 done
 

@@ -31,7 +31,7 @@ func runBench(c *command, args []string) error {
 	duration := fs.Duration("duration", 10*time.Second, "attack length (per step in step mode); an open loop sends every request due within it, late ones until -timeout after it")
 	requests := fs.Int64("requests", 0, "stop after this many requests (0: no limit): the open loop schedules no more, the closed loop sends no more; -duration still ends the attack")
 	conns := fs.Int("connections", 0, "open connections; default 256 open loop, 16 closed loop")
-	scenario := fs.String("scenario", "mixed", "product-page, home, cart, similar, events, landing-page, mixed, or a targets file (METHOD /path [body] per line)")
+	scenario := fs.String("scenario", "mixed", "product-page, home, cart, similar, events, landing-page, page, mixed, site, or a targets file (METHOD /path [body] per line)")
 	page := fs.String("page", "lp_consulting", "landing page of the landing-page steps")
 	items := fs.String("items", "", "catalog file whose first column lists the item ids to draw from; default: ask the server's /v1/popular")
 	users := fs.Int("users", 10000, "distinct visitor ids to draw from (Zipf)")
@@ -40,6 +40,18 @@ func runBench(c *command, args []string) error {
 	maxP99 := fs.Duration("max-p99", 10*time.Millisecond, "step mode: the p99 that counts as saturated")
 	factor := fs.Float64("factor", 1.5, "step mode: rate multiplier per step")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	var intervals []time.Duration
+	fs.Func("interval", "after the report, a table of requests, errors, p50 and p99 per interval of this length, whole seconds (1m: a soak's minutes); several, comma-separated, print a table each (10s,1m); on stderr with -json", func(v string) error {
+		intervals = intervals[:0]
+		for _, f := range strings.Split(v, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(f))
+			if err != nil || d < time.Second {
+				return fmt.Errorf("%q: want durations of at least 1s, comma-separated", v)
+			}
+			intervals = append(intervals, d)
+		}
+		return nil
+	})
 	out := fs.String("out", "", "write report.txt, report.json and report.html into this directory")
 	cpuProfile := fs.String("cpuprofile", "", "write bench's own CPU profile here (to see what the load generator costs)")
 	var headers []string
@@ -118,9 +130,20 @@ func runBench(c *command, args []string) error {
 		fmt.Fprintf(os.Stderr, "reports in %s\n", *out)
 	}
 	if *asJSON {
-		return rep.WriteJSON(os.Stdout)
+		err = rep.WriteJSON(os.Stdout)
+	} else {
+		err = rep.WriteText(os.Stdout)
 	}
-	return rep.WriteText(os.Stdout)
+	w := os.Stdout
+	if *asJSON {
+		w = os.Stderr
+	}
+	for _, d := range intervals {
+		if err == nil {
+			err = bench.WriteIntervals(w, rep.Intervals(d), d)
+		}
+	}
+	return err
 }
 
 func writeReports(dir string, rep *bench.Report, title string) error {
