@@ -40,6 +40,9 @@ func runBench(c *command, args []string) error {
 	factor := fs.Float64("factor", 1.5, "step mode: rate multiplier per step")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	out := fs.String("out", "", "write report.txt, report.json and report.html into this directory")
+	preconnect := fs.Int("preconnect", 0, "open loop: connections to open before the clock starts (at most -connections), so that the first requests do not wait for the generator's own dials")
+	interval := fs.Duration("interval", time.Second, "length of the report's series points (by intended send time): requests, errors, p50 and p99 of each")
+	series := fs.Bool("series", false, "print the series, one line per -interval, after the text report")
 	cpuProfile := fs.String("cpuprofile", "", "write bench's own CPU profile here (to see what the load generator costs)")
 	var headers []string
 	fs.Func("header", "a header for every request, \"Name: value\"; repeat for more (a Host header replaces the URL's host)", func(v string) error {
@@ -85,7 +88,7 @@ func runBench(c *command, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	ao := bench.AttackOptions{URL: *url, Duration: *duration, Requests: *requests, Client: *client, Connections: *conns, Timeout: *timeout, APIKey: *apiKey,
-		Headers: headers, NewTargeter: newTargeter}
+		Headers: headers, NewTargeter: newTargeter, Interval: *interval, Preconnect: *preconnect}
 	if *insecure {
 		ao.TLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for, for self-signed test servers
 	}
@@ -118,6 +121,9 @@ func runBench(c *command, args []string) error {
 	}
 	if *asJSON {
 		return rep.WriteJSON(os.Stdout)
+	}
+	if *series {
+		return rep.WriteTextSeries(os.Stdout)
 	}
 	return rep.WriteText(os.Stdout)
 }
