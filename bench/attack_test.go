@@ -637,3 +637,25 @@ func TestPreconnect(t *testing.T) {
 		t.Fatalf("preconnect to a closed port: %v", err)
 	}
 }
+
+// TestReportWarmup: requests due before the warm-up are counted and in
+// the series, not in the latency percentiles.
+func TestReportWarmup(t *testing.T) {
+	r := newReport(1000, 2*time.Second)
+	r.warmup = time.Second
+	r.Start = time.Unix(1_800_000_000, 0)
+	for i := range 2000 {
+		lat := 100 * time.Microsecond
+		if i < 1000 {
+			lat = 50 * time.Millisecond // the first second: slow, left out
+		}
+		r.add(result{intended: r.Start.Add(time.Duration(i) * time.Millisecond), latency: lat, status: 200, kind: "get"})
+	}
+	r.finish(2 * time.Second)
+	if r.Requests != 2000 || r.OK != 2000 || r.Latency.Count != 1000 || r.Latency.Max > 101 || r.Warmup != 1 {
+		t.Fatalf("requests %d ok %d latency %+v warmup %v; want 2000, 2000, 1000 of 100 µs, 1", r.Requests, r.OK, r.Latency, r.Warmup)
+	}
+	if len(r.Series) != 2 || r.Series[0].P99 < 49_000 || r.Series[1].P99 > 101 {
+		t.Fatalf("series %+v; want the slow first second in it", r.Series)
+	}
+}

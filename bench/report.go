@@ -48,11 +48,15 @@ type Report struct {
 	// request's intended send time in open loop, its send in closed loop).
 	Series   []Point `json:"series"`
 	Interval float64 `json:"interval_seconds"`
+	// Warmup: the requests due in the attack's first Warmup seconds are
+	// in Series and the counts, not in Latency and Curve.
+	Warmup float64 `json:"warmup_seconds,omitempty"`
 	// Curve is the latency percentile distribution, for plotting.
 	Curve []CurvePoint `json:"curve"`
 
 	planned  time.Duration
 	interval time.Duration // of Series; 0: a second
+	warmup   time.Duration // requests due before it stay out of Latency
 	hist     *hdrhistogram.Histogram
 	secs     []*second
 	status   [600]int64 // by HTTP status, folded into Status at finish
@@ -104,8 +108,11 @@ func (r *Report) add(res result) {
 	r.Requests++
 	r.Kinds[res.kind]++
 	us := max(res.latency.Microseconds(), 1)
-	_ = r.hist.RecordValue(min(us, histMax))
-	sec := int(res.intended.Sub(r.Start) / r.step())
+	since := res.intended.Sub(r.Start)
+	if since >= r.warmup {
+		_ = r.hist.RecordValue(min(us, histMax))
+	}
+	sec := int(since / r.step())
 	if sec < 0 {
 		sec = 0
 	}
@@ -173,6 +180,7 @@ func (r *Report) finish(elapsed time.Duration) {
 		r.Rate = float64(r.Requests) / r.Duration
 	}
 	r.Latency = percentiles(r.hist)
+	r.Warmup = r.warmup.Seconds()
 	r.WrkLatency = nil
 	if r.TargetRate == 0 && r.Connections > 0 && r.Requests >= int64(r.Connections) {
 		interval := elapsed.Microseconds() / (r.Requests / int64(r.Connections))

@@ -41,6 +41,7 @@ func runBench(c *command, args []string) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	out := fs.String("out", "", "write report.txt, report.json and report.html into this directory")
 	preconnect := fs.Int("preconnect", 0, "open loop: connections to open before the clock starts (at most -connections), so that the first requests do not wait for the generator's own dials")
+	warmup := fs.Duration("warmup", 0, "leave the requests due in the first this long out of the latency percentiles (they stay in the series and the counts): a warm server, without the generator's own start")
 	interval := fs.Duration("interval", time.Second, "length of the report's series points (by intended send time): requests, errors, p50 and p99 of each")
 	series := fs.Bool("series", false, "print the series, one line per -interval, after the text report")
 	cpuProfile := fs.String("cpuprofile", "", "write bench's own CPU profile here (to see what the load generator costs)")
@@ -88,7 +89,7 @@ func runBench(c *command, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	ao := bench.AttackOptions{URL: *url, Duration: *duration, Requests: *requests, Client: *client, Connections: *conns, Timeout: *timeout, APIKey: *apiKey,
-		Headers: headers, NewTargeter: newTargeter, Interval: *interval, Preconnect: *preconnect}
+		Headers: headers, NewTargeter: newTargeter, Interval: *interval, Preconnect: *preconnect, Warmup: *warmup}
 	if *insecure {
 		ao.TLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for, for self-signed test servers
 	}
