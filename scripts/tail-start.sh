@@ -51,7 +51,8 @@ bin=$(readlink -f "$1")
 [ -x "$bin" ] || { echo "$1: not an executable" >&2; exit 2; }
 bench_bin=$(readlink -f "${TAIL_BENCH_BIN:-$bin}")
 warms="warm cold"
-"$bin" serve -h 2>&1 | grep -q -- '-warm' || warms="old"
+help=$("$bin" serve -h 2>&1 || true)
+[[ "$help" == *"-warm"* ]] || warms="old"
 runs=${TAIL_RUNS:-3}
 scenario=${TAIL_SCENARIO:-home}
 preconnect=${TAIL_PRECONNECT:-256}
