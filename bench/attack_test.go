@@ -560,3 +560,102 @@ func TestAttackOpenLoopOneP(t *testing.T) {
 			rep.Scheduled, rep.Requests, rep.OK, n.Load(), rep.Errors)
 	}
 }
+
+// TestAttackInterval: the series has one point per Interval whose
+// counts add up to the requests; WriteTextSeries prints a line for each.
+// (Preconnect is given too: the attack runs the same with it.)
+func TestAttackInterval(t *testing.T) {
+	u := serve(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") })
+	rep, err := Attack(context.Background(), AttackOptions{URL: u, Pacer: ConstantPacer{Freq: 400, Per: time.Second},
+		Duration: time.Second, Connections: 8, Preconnect: 4, Interval: 100 * time.Millisecond, NewTargeter: fixed("/x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Requests != 400 || rep.OK != 400 || rep.Interval != 0.1 || len(rep.Series) < 10 {
+		t.Fatalf("%d requests, %d ok, interval %v, %d points; want 400, 400, 0.1 and 10 or more", rep.Requests, rep.OK, rep.Interval, len(rep.Series))
+	}
+	var sum int64
+	for i, p := range rep.Series {
+		sum += p.Requests
+		if want := float64(i) / 10; p.At < want-1e-9 || p.At > want+1e-9 || p.Second != int(want) {
+			t.Fatalf("point %d at %v s, second %d; want %v", i, p.At, p.Second, want)
+		}
+	}
+	if sum != rep.Requests {
+		t.Fatalf("the series counts %d requests, the report %d", sum, rep.Requests)
+	}
+	var text bytes.Buffer
+	if err := rep.WriteTextSeries(&text); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(text.String(), "\n"); got < len(rep.Series)+5 || !strings.Contains(text.String(), "\n0.1s ") {
+		t.Fatalf("text with the series:\n%s", text.String())
+	}
+}
+
+// TestPreconnect: the pool opens the connections before it is asked
+// for one (the listener accepts them all), and hands them out without
+// dialing more.
+func TestPreconnect(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	p := newConnPool(ln.Addr().String(), nil, 8, 5*time.Second)
+	if err := p.preconnect(context.Background(), 4); err != nil {
+		t.Fatal(err)
+	}
+	defer p.closeIdle()
+	for range 4 {
+		defer (<-accepted).Close()
+	}
+	if len(p.idle) != 4 || len(p.slots) != 4 {
+		t.Fatalf("after preconnect 4: %d idle, %d slots taken", len(p.idle), len(p.slots))
+	}
+	for range 4 {
+		c, err := p.get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.put(c, true)
+	}
+	if len(p.slots) != 4 || len(accepted) != 0 {
+		t.Fatalf("4 gets after preconnect 4 dialed: %d slots taken, %d more accepted", len(p.slots), len(accepted))
+	}
+	if err := newConnPool("127.0.0.1:1", nil, 2, time.Second).preconnect(context.Background(), 1); err == nil || !strings.Contains(err.Error(), "cannot connect") {
+		t.Fatalf("preconnect to a closed port: %v", err)
+	}
+}
+
+// TestReportWarmup: requests due before the warm-up are counted and in
+// the series, not in the latency percentiles.
+func TestReportWarmup(t *testing.T) {
+	r := newReport(1000, 2*time.Second)
+	r.warmup = time.Second
+	r.Start = time.Unix(1_800_000_000, 0)
+	for i := range 2000 {
+		lat := 100 * time.Microsecond
+		if i < 1000 {
+			lat = 50 * time.Millisecond // the first second: slow, left out
+		}
+		r.add(result{intended: r.Start.Add(time.Duration(i) * time.Millisecond), latency: lat, status: 200, kind: "get"})
+	}
+	r.finish(2 * time.Second)
+	if r.Requests != 2000 || r.OK != 2000 || r.Latency.Count != 1000 || r.Latency.Max > 101 || r.Warmup != 1 {
+		t.Fatalf("requests %d ok %d latency %+v warmup %v; want 2000, 2000, 1000 of 100 µs, 1", r.Requests, r.OK, r.Latency, r.Warmup)
+	}
+	if len(r.Series) != 2 || r.Series[0].P99 < 49_000 || r.Series[1].P99 > 101 {
+		t.Fatalf("series %+v; want the slow first second in it", r.Series)
+	}
+}

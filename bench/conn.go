@@ -63,6 +63,20 @@ func (p *connPool) get(ctx context.Context) (*conn, error) {
 	}
 }
 
+// preconnect dials n connections and leaves them idle in the pool.
+func (p *connPool) preconnect(ctx context.Context, n int) error {
+	for range n {
+		p.slots <- struct{}{}
+		nc, err := p.dial(ctx)
+		if err != nil {
+			<-p.slots
+			return fmt.Errorf("cannot connect to %s: %w", p.addr, err)
+		}
+		p.idle <- &conn{c: nc}
+	}
+	return nil
+}
+
 // put returns c for reuse, or closes it when it cannot be reused.
 func (p *connPool) put(c *conn, reuse bool) {
 	if reuse {

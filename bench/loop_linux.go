@@ -49,6 +49,7 @@ func closedLoops(ctx context.Context, o *AttackOptions, hostport string, head *r
 	loops := make([]*loop, min(procs, o.Connections))
 	for i := range loops {
 		r := newReport(0, o.Duration)
+		r.interval, r.warmup = o.Interval, o.Warmup
 		r.Start = start
 		loops[i] = &loop{o: o, head: head, r: r, take: take}
 		// Each loop its own Sockaddr: Connect encodes into it.

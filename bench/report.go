@@ -44,15 +44,22 @@ type Report struct {
 	Connections int              `json:"connections,omitempty"` // closed loop
 	Kinds       map[string]int64 `json:"kinds"`
 	Workers     int              `json:"workers,omitempty"`
-	// Series holds one point per second of the attack.
-	Series []Point `json:"series"`
+	// Series holds one point per Interval of the attack (by each
+	// request's intended send time in open loop, its send in closed loop).
+	Series   []Point `json:"series"`
+	Interval float64 `json:"interval_seconds"`
+	// Warmup: the requests due in the attack's first Warmup seconds are
+	// in Series and the counts, not in Latency and Curve.
+	Warmup float64 `json:"warmup_seconds,omitempty"`
 	// Curve is the latency percentile distribution, for plotting.
 	Curve []CurvePoint `json:"curve"`
 
-	planned time.Duration
-	hist    *hdrhistogram.Histogram
-	secs    []*second
-	status  [600]int64 // by HTTP status, folded into Status at finish
+	planned  time.Duration
+	interval time.Duration // of Series; 0: a second
+	warmup   time.Duration // requests due before it stay out of Latency
+	hist     *hdrhistogram.Histogram
+	secs     []*second
+	status   [600]int64 // by HTTP status, folded into Status at finish
 }
 
 // Percentiles of latency in microseconds.
@@ -66,9 +73,12 @@ type Percentiles struct {
 	Count int64   `json:"count"`
 }
 
-// Point is one second of an attack.
+// Point is one interval of an attack (a second unless
+// AttackOptions.Interval says otherwise).
 type Point struct {
-	Second   int     `json:"second"`
+	Second int     `json:"second"`     // the whole second At falls in
+	At     float64 `json:"at_seconds"` // its start, from the attack's
+
 	Requests int64   `json:"requests"`
 	Errors   int64   `json:"errors"`
 	P50      float64 `json:"p50_us"`
@@ -98,8 +108,11 @@ func (r *Report) add(res result) {
 	r.Requests++
 	r.Kinds[res.kind]++
 	us := max(res.latency.Microseconds(), 1)
-	_ = r.hist.RecordValue(min(us, histMax))
-	sec := int(res.intended.Sub(r.Start) / time.Second)
+	since := res.intended.Sub(r.Start)
+	if since >= r.warmup {
+		_ = r.hist.RecordValue(min(us, histMax))
+	}
+	sec := int(since / r.step())
 	if sec < 0 {
 		sec = 0
 	}
@@ -148,6 +161,14 @@ func (r *Report) merge(p *Report) {
 	}
 }
 
+// step is the length of an interval of Series.
+func (r *Report) step() time.Duration {
+	if r.interval <= 0 {
+		return time.Second
+	}
+	return r.interval
+}
+
 func (r *Report) finish(elapsed time.Duration) {
 	for code, n := range r.status {
 		if n > 0 {
@@ -159,6 +180,7 @@ func (r *Report) finish(elapsed time.Duration) {
 		r.Rate = float64(r.Requests) / r.Duration
 	}
 	r.Latency = percentiles(r.hist)
+	r.Warmup = r.warmup.Seconds()
 	r.WrkLatency = nil
 	if r.TargetRate == 0 && r.Connections > 0 && r.Requests >= int64(r.Connections) {
 		interval := elapsed.Microseconds() / (r.Requests / int64(r.Connections))
@@ -166,8 +188,10 @@ func (r *Report) finish(elapsed time.Duration) {
 		r.WrkLatency = &p
 	}
 	r.Series = r.Series[:0]
+	r.Interval = r.step().Seconds()
 	for i, s := range r.secs {
-		r.Series = append(r.Series, Point{Second: i, Requests: s.requests, Errors: s.errors,
+		at := time.Duration(i) * r.step()
+		r.Series = append(r.Series, Point{Second: int(at / time.Second), At: at.Seconds(), Requests: s.requests, Errors: s.errors,
 			P50: float64(s.hist.ValueAtQuantile(50)), P99: float64(s.hist.ValueAtQuantile(99))})
 	}
 	r.Curve = r.Curve[:0]
@@ -217,7 +241,13 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 func (r *Report) ErrorCount() int64 { return r.Requests - r.OK }
 
 // WriteText writes the report for a terminal.
-func (r *Report) WriteText(w io.Writer) error {
+func (r *Report) WriteText(w io.Writer) error { return r.writeText(w, false) }
+
+// WriteTextSeries is WriteText followed by a line for each interval of
+// Series: its requests, errors, p50 and p99.
+func (r *Report) WriteTextSeries(w io.Writer) error { return r.writeText(w, true) }
+
+func (r *Report) writeText(w io.Writer, series bool) error {
 	var b strings.Builder
 	mode := fmt.Sprintf("open loop at %.1f/s", r.TargetRate)
 	if r.TargetRate == 0 {
@@ -248,6 +278,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if len(r.Kinds) > 1 {
 		fmt.Fprintf(&b, "mix         %s\n", counts(r.Kinds))
+	}
+	if series && len(r.Series) > 0 {
+		fmt.Fprintf(&b, "%-11s %8s %8s %10s %10s\n", "from", "requests", "errors", "p50", "p99")
+		for _, p := range r.Series {
+			fmt.Fprintf(&b, "%-11s %8d %8d %10s %10s\n", fmt.Sprintf("%.3gs", p.At), p.Requests, p.Errors, us(p.P50), us(p.P99))
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

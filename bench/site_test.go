@@ -99,4 +99,14 @@ func TestIntervals(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(b.String()), "\n"); len(lines) != 4 || lines[0] != "per 2s" || strings.Join(strings.Fields(lines[2]), " ") != "1 0 2 200 1 100 100" {
 		t.Fatalf("table:\n%s", b.String())
 	}
+
+	// Points of 100 ms (-interval 100ms) fold ten to a second.
+	f := newReport(100, 2*time.Second)
+	f.Start, f.interval = time.Unix(1000, 0), 100*time.Millisecond
+	for i := range 15 {
+		f.add(result{intended: f.Start.Add(time.Duration(i)*100*time.Millisecond + time.Millisecond), latency: 100 * time.Microsecond, status: 200, kind: "x"})
+	}
+	if ps := f.Intervals(time.Second); len(ps) != 2 || ps[0].Requests != 10 || ps[1].Requests != 5 || ps[1].Second != 1 || ps[1].At != 1 {
+		t.Fatalf("100 ms points by second %+v", ps)
+	}
 }

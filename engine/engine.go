@@ -180,6 +180,7 @@ type Engine struct {
 	segmentErrors   atomic.Uint64
 	audienceSkipped atomic.Uint64
 	lastLog         atomic.Int64
+	holds           atomic.Int64 // HoldReady's not released (warm.go)
 }
 
 // New returns an Engine over the state store (nil: an engine without

@@ -47,11 +47,15 @@ func (e *Engine) LoadNewestSnapshot(ctx context.Context, root string) (*index.Ma
 // everything: a snapshot is loaded (else ErrNoSnapshot) and the state
 // store, if any, takes writes (index.State.Writable: at most one probe
 // write a second; else an Unavailable error with code
-// "state_not_writable" and the reason).
+// "state_not_writable" and the reason), and no HoldReady is held (else
+// Unavailable, code "warming": a server warming up, warm.go).
 func (e *Engine) Ready() (uint64, error) {
 	v := e.live.Version()
 	if v == 0 {
 		return 0, ErrNoSnapshot
+	}
+	if err := e.warming(); err != nil {
+		return v, err
 	}
 	if e.state != nil {
 		if err := e.state.Writable(); err != nil {

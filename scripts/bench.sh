@@ -7,8 +7,9 @@
 # the same size, drives both with the same `edgerec bench` load, and prints
 # saturation throughput, server CPU per request (from /proc of each server
 # process), p99 at half of saturation, and the ratios edgerec/floor. Then
-# bench against wrk on the floor, bench's own cost, the Go benchmarks and
-# the build-scale table. BENCH_QUICK=1 shortens every step (a few minutes).
+# bench against wrk on the floor, bench's own cost, the tails of a fresh
+# and a warm server under open-loop load, the Go benchmarks and the
+# build-scale table. BENCH_QUICK=1 shortens every step (a few minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/edgerec
@@ -177,6 +178,17 @@ say "server CPU per request by scenario against the floor (scripts/cpu-ratio.sh,
 if taskset -c 1 true 2>/dev/null; then
 	CPU_MODE=closed CPU_DURATION=$cpudur CPU_WARMUP=1s CPU_RUNS=$runs OUT="$out/cpu-ratio" scripts/cpu-ratio.sh "$bin" |
 		tee -a "$out/summary.txt"
+else
+	echo "one core only: skipped (the server and the load need a core each)"
+fi
+
+# Tails under an open-loop load at half of one core's saturation: the
+# first second of a fresh server (from /readyz 200, from the port, with
+# and without warming) and warm (scripts/tail-start.sh).
+say "tails under open-loop load, first second and warm (scripts/tail-start.sh)"
+if taskset -c 1 true 2>/dev/null; then
+	if [ -n "$quick" ]; then tailenv=(TAIL_RUNS=1 TAIL_WARMUP=5s TAIL_DURATION=5s); else tailenv=(TAIL_RUNS=3); fi
+	env "${tailenv[@]}" OUT="$out/tail-start" scripts/tail-start.sh "$bin" | tee -a "$out/summary.txt"
 else
 	echo "one core only: skipped (the server and the load need a core each)"
 fi

@@ -112,7 +112,7 @@ metrics() { # values of /metrics, tab-separated
 		END {for (i = 1; i <= n; i++) printf "%s%s", (i > 1 ? "\t" : ""), v[w[i]]}'
 }
 
-$bcpu $bin bench "${load[@]}" --rate "$rate" --duration "${duration}s" --interval "${sample}s,1m" --out "$out/bench" >"$out/bench.txt" &
+$bcpu $bin bench "${load[@]}" --rate "$rate" --duration "${duration}s" --table "${sample}s,1m" --out "$out/bench" >"$out/bench.txt" &
 bp=$!
 start=$(date +%s.%N)
 elapsed() { python3 -c "import time; print(int(time.time() - $start))"; }

@@ -41,7 +41,7 @@ func runBench(c *command, args []string) error {
 	factor := fs.Float64("factor", 1.5, "step mode: rate multiplier per step")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	var intervals []time.Duration
-	fs.Func("interval", "after the report, a table of requests, errors, p50 and p99 per interval of this length, whole seconds (1m: a soak's minutes); several, comma-separated, print a table each (10s,1m); on stderr with -json", func(v string) error {
+	fs.Func("table", "after the report, a table of requests, errors, p50 and p99 per period of this length, a multiple of -interval (1m: a soak's minutes); several, comma-separated, print a table each (10s,1m); on stderr with -json", func(v string) error {
 		intervals = intervals[:0]
 		for _, f := range strings.Split(v, ",") {
 			d, err := time.ParseDuration(strings.TrimSpace(f))
@@ -53,6 +53,10 @@ func runBench(c *command, args []string) error {
 		return nil
 	})
 	out := fs.String("out", "", "write report.txt, report.json and report.html into this directory")
+	preconnect := fs.Int("preconnect", 0, "open loop: connections to open before the clock starts (at most -connections), so that the first requests do not wait for the generator's own dials")
+	warmup := fs.Duration("warmup", 0, "leave the requests due in the first this long out of the latency percentiles (they stay in the series and the counts): a warm server, without the generator's own start")
+	interval := fs.Duration("interval", time.Second, "length of the report's series points (by intended send time): requests, errors, p50 and p99 of each")
+	series := fs.Bool("series", false, "print the series, one line per -interval, after the text report")
 	cpuProfile := fs.String("cpuprofile", "", "write bench's own CPU profile here (to see what the load generator costs)")
 	var headers []string
 	fs.Func("header", "a header for every request, \"Name: value\"; repeat for more (a Host header replaces the URL's host)", func(v string) error {
@@ -98,7 +102,7 @@ func runBench(c *command, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	ao := bench.AttackOptions{URL: *url, Duration: *duration, Requests: *requests, Client: *client, Connections: *conns, Timeout: *timeout, APIKey: *apiKey,
-		Headers: headers, NewTargeter: newTargeter}
+		Headers: headers, NewTargeter: newTargeter, Interval: *interval, Preconnect: *preconnect, Warmup: *warmup}
 	if *insecure {
 		ao.TLS = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for, for self-signed test servers
 	}
@@ -129,9 +133,12 @@ func runBench(c *command, args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "reports in %s\n", *out)
 	}
-	if *asJSON {
+	switch {
+	case *asJSON:
 		err = rep.WriteJSON(os.Stdout)
-	} else {
+	case *series:
+		err = rep.WriteTextSeries(os.Stdout)
+	default:
 		err = rep.WriteText(os.Stdout)
 	}
 	w := os.Stdout

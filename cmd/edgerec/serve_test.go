@@ -136,7 +136,8 @@ type logProc struct {
 }
 
 // startServerLog starts edgerec serve on data and returns once it logs
-// that it listens, whatever /readyz says.
+// that it listens and, when it loaded a snapshot, that it warmed its
+// caches (and so released /readyz), whatever /readyz says.
 func startServerLog(t *testing.T, data string) *logProc {
 	t.Helper()
 	s := &logProc{proc: &proc{addr: freeAddr(t), key: "k3y"}}
@@ -154,28 +155,32 @@ func startServerLog(t *testing.T, data string) *logProc {
 			_ = s.cmd.Wait()
 		}
 	})
-	listening := make(chan struct{})
+	settled := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
-		seen := false
+		listening, cold, done := false, false, false
 		for sc.Scan() {
+			line := sc.Text()
 			s.mu.Lock()
-			s.log.WriteString(sc.Text() + "\n")
+			s.log.WriteString(line + "\n")
 			s.mu.Unlock()
-			if !seen && strings.Contains(sc.Text(), "msg=listening") {
-				seen = true
-				close(listening)
+			cold = cold || strings.Contains(line, `msg="no snapshot loaded`)
+			listening = listening || strings.Contains(line, "msg=listening")
+			warmed := strings.Contains(line, `msg="warmed the caches`) || strings.Contains(line, `msg="warming failed`)
+			if !done && listening && (cold || warmed) {
+				done = true
+				close(settled)
 			}
 		}
-		if !seen {
-			close(listening) // exited: the checks below fail with the log
+		if !done {
+			close(settled) // exited: the checks below fail with the log
 		}
 	}()
 	select {
-	case <-listening:
+	case <-settled:
 	case <-time.After(runTimeout):
 		_ = s.cmd.Process.Kill()
-		t.Fatalf("serve did not listen in %v; log:\n%s", runTimeout, s.logged())
+		t.Fatalf("serve did not listen and warm up in %v; log:\n%s", runTimeout, s.logged())
 	}
 	return s
 }
