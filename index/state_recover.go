@@ -114,6 +114,7 @@ func (s *State) wlock() error {
 	s.writing.Add(1)
 	if err := s.writable(); err != nil {
 		s.writing.Add(-1)
+		s.failedWrites.Add(1)
 		return err
 	}
 	if err := s.rlock(); err != nil {
