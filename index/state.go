@@ -182,8 +182,9 @@ type State struct {
 	// while a reopen has not managed to open the directory again.
 	dbMu sync.RWMutex
 	db   *pebble.DB
-	// writing counts the writes between wlock and wunlock.
-	writing atomic.Int64
+	// writing counts the writes between wlock and wunlock, inPebble the
+	// commits inside Pebble's commit pipeline (apply).
+	writing, inPebble atomic.Int64
 	// seq is the last event number handed out.
 	seq atomic.Uint64
 	// profMu serialises the read-modify-write of profiles, by user hash.
@@ -455,51 +456,69 @@ func (s *State) Write(evs []StateEvent, counters []Counter, metas []KV) error {
 	}
 	err := s.applyNoSyncWait(b)
 	s.unlockProfiles(ps)
-	if err == nil {
-		err = b.SyncWait()
-	}
 	if err != nil {
+		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), err)
+	}
+	if err := b.SyncWait(); err != nil {
 		s.failedWrites.Add(1)
 		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), s.fail(err))
+	}
+	if err := s.synced(); err != nil {
+		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), err)
 	}
 	return nil
 }
 
 // commit commits b unless the store has failed, and keeps the error of a
-// commit that fails (see "Failed writes"). The caller holds wlock.
-func (s *State) commit(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
-	if err := s.writable(); err != nil {
+// commit that fails (see "Failed writes"). A synced commit waits for the
+// sync outside Pebble's commit pipeline (apply). The caller holds wlock.
+func (s *State) commit(b *pebble.Batch, wo *pebble.WriteOptions) error {
+	if !wo.Sync {
+		return s.apply(b, wo, false)
+	}
+	if err := s.apply(b, wo, true); err != nil {
 		return err
 	}
-	defer s.recoverFatal(&err)
-	if err := b.Commit(wo); err != nil {
+	if err := b.SyncWait(); err != nil {
 		s.failedWrites.Add(1)
 		return s.fail(err)
 	}
-	return nil
+	return s.synced()
 }
 
 // set is commit for one key. The caller holds wlock.
-func (s *State) set(key, value []byte, wo *pebble.WriteOptions) (err error) {
-	if err := s.writable(); err != nil {
-		return err
+func (s *State) set(key, value []byte, wo *pebble.WriteOptions) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(key, value, nil); err != nil {
+		return fmt.Errorf("cannot batch %q: %w", key, err)
 	}
-	defer s.recoverFatal(&err)
-	if err := s.db.Set(key, value, wo); err != nil {
-		s.failedWrites.Add(1)
-		return s.fail(err)
-	}
-	return nil
+	return s.commit(b, wo)
 }
 
 // applyNoSyncWait is commit with s.wo, returning before the WAL sync that
 // the caller awaits with b.SyncWait.
-func (s *State) applyNoSyncWait(b *pebble.Batch) (err error) {
+func (s *State) applyNoSyncWait(b *pebble.Batch) error { return s.apply(b, s.wo, true) }
+
+// apply passes b through Pebble's commit pipeline (ApplyNoSyncWait when
+// noSyncWait, else Commit with wo, not synced), counted in inPebble: a
+// failed WAL write is held back from Pebble until no commit is inside
+// (walError). The count comes before the check of the store's failure,
+// and walError marks the failure before it reads the count, so a commit
+// either is waited for or sees the failure.
+func (s *State) apply(b *pebble.Batch, wo *pebble.WriteOptions, noSyncWait bool) (err error) {
+	s.inPebble.Add(1)
+	defer s.inPebble.Add(-1)
 	if err := s.writable(); err != nil {
 		return err
 	}
 	defer s.recoverFatal(&err)
-	if err := s.db.ApplyNoSyncWait(b, s.wo); err != nil {
+	if noSyncWait {
+		err = s.db.ApplyNoSyncWait(b, wo)
+	} else {
+		err = b.Commit(wo)
+	}
+	if err != nil {
 		s.failedWrites.Add(1)
 		return s.fail(err)
 	}

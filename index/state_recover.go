@@ -111,6 +111,13 @@ func (s *State) noDB() error {
 // failed, and counts it while it runs, so a reopen starts only when no
 // write is inside Pebble. Release with wunlock.
 func (s *State) wlock() error {
+	// The first check keeps refused writes off the count, so that a flood
+	// of them does not keep a reopen waiting; the second closes the race
+	// with a failure between it and the count.
+	if err := s.writable(); err != nil {
+		s.failedWrites.Add(1)
+		return err
+	}
 	s.writing.Add(1)
 	if err := s.writable(); err != nil {
 		s.writing.Add(-1)
@@ -209,19 +216,31 @@ func (fs stateFS) check(err error) error {
 	return err
 }
 
-func (fs stateFS) wrap(f vfs.File, err error) (vfs.File, error) {
+// create is Create or ReuseForWrite of name. A WAL that cannot be created
+// is a failed WAL write (walError): Pebble creates one in a commit that
+// rotates the memtable, and panics with its locks in disorder when that
+// fails.
+func (fs stateFS) create(name string, open func() (vfs.File, error)) (vfs.File, error) {
+	f, err := open()
 	if err != nil {
-		return nil, fs.check(err)
+		if !isWAL(name) {
+			return nil, fs.check(err)
+		}
+		if err = fs.s.walError(err, false, func() error { f, err = open(); return err }); err != nil {
+			return nil, err
+		}
 	}
-	return stateFile{f, fs.s}, nil
+	return stateFile{f, fs.s, isWAL(name)}, nil
 }
 
+func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
+
 func (fs stateFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	return fs.wrap(fs.FS.Create(name, c))
+	return fs.create(name, func() (vfs.File, error) { return fs.FS.Create(name, c) })
 }
 
 func (fs stateFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	return fs.wrap(fs.FS.ReuseForWrite(oldname, newname, c))
+	return fs.create(newname, func() (vfs.File, error) { return fs.FS.ReuseForWrite(oldname, newname, c) })
 }
 
 func (fs stateFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
@@ -229,7 +248,7 @@ func (fs stateFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vf
 	if err != nil {
 		return nil, err // as Open: a missing file is no disk failure
 	}
-	return stateFile{f, fs.s}, nil
+	return stateFile{f, fs.s, isWAL(name)}, nil
 }
 
 func (fs stateFS) OpenDir(name string) (vfs.File, error) {
@@ -237,18 +256,24 @@ func (fs stateFS) OpenDir(name string) (vfs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return stateFile{f, fs.s}, nil
+	return stateFile{f, fs.s, false}, nil
 }
 
 func (fs stateFS) Unwrap() vfs.FS { return fs.FS }
 
 type stateFile struct {
 	vfs.File
-	s *State
+	s   *State
+	wal bool
 }
 
-func (f stateFile) check(err error) error {
+func (f stateFile) check(err error) error { return f.checkOp(err, false) }
+
+func (f stateFile) checkOp(err error, sync bool) error {
 	if err != nil {
+		if f.wal {
+			return f.s.walError(err, sync, nil)
+		}
 		f.s.ioError(err)
 	}
 	return err
@@ -256,7 +281,16 @@ func (f stateFile) check(err error) error {
 
 func (f stateFile) Write(p []byte) (int, error) {
 	n, err := f.File.Write(p)
-	return n, f.check(err)
+	if err == nil || !f.wal {
+		return n, f.check(err)
+	}
+	// The rest of p is written again while walError waits (a full disk).
+	err = f.s.walError(err, false, func() error {
+		m, err := f.File.Write(p[n:])
+		n += m
+		return err
+	})
+	return n, err
 }
 
 func (f stateFile) WriteAt(p []byte, off int64) (int, error) {
@@ -264,13 +298,73 @@ func (f stateFile) WriteAt(p []byte, off int64) (int, error) {
 	return n, f.check(err)
 }
 
-func (f stateFile) Sync() error { return f.check(f.File.Sync()) }
+func (f stateFile) Sync() error { return f.checkOp(f.File.Sync(), true) }
 
-func (f stateFile) SyncData() error { return f.check(f.File.SyncData()) }
+func (f stateFile) SyncData() error { return f.checkOp(f.File.SyncData(), true) }
 
 func (f stateFile) SyncTo(length int64) (bool, error) {
 	full, err := f.File.SyncTo(length)
-	return full, f.check(err)
+	return full, f.checkOp(err, true)
+}
+
+// walErrorWait bounds how long walError holds back an error.
+const walErrorWait = time.Second
+
+// walError stops writes on a failed write, sync or create of the WAL, and
+// returns the error to Pebble only once no commit is inside Pebble's
+// commit pipeline (inPebble): Pebble's WAL writer keeps the error, and a
+// commit that meets it panics, holding the pipeline's lock (commitWrite)
+// or with its DB.mu released (rotateWAL, which then dies of an unlock of
+// an unlocked mutex, which no recover catches). Commits inside finish in
+// microseconds, unless one rotates the WAL and waits for this very write:
+// for a full disk, retry (not nil) is called meanwhile, every
+// walRetryInterval, until it succeeds (the error is then none, and the
+// rotating commit goes on) or no commit is inside. A failed sync cannot
+// be retried (a second fsync may succeed with the data gone): when a
+// commit is still inside after walErrorWait, its error is dropped (nil)
+// so that the rotation goes on. No write is acknowledged on that nil: a
+// write that finds the store failed after its sync reports the failure
+// (synced), and the store cannot reopen, so clear the failure, while the
+// write runs.
+func (s *State) walError(err error, sync bool, retry func() error) error {
+	if s.failed.Load() != nil {
+		time.Sleep(failedWriteDelay)
+		return err
+	}
+	s.fail(err) // before inPebble is read: see apply
+	deadline := time.Now().Add(walErrorWait)
+	for s.inPebble.Load() > 0 {
+		if retry != nil && isNoSpace(err) {
+			time.Sleep(walRetryInterval)
+			if err = retry(); err == nil {
+				return nil
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			if sync {
+				return nil
+			}
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return err
+}
+
+// walRetryInterval is how often walError retries a write on a full disk.
+const walRetryInterval = 10 * time.Millisecond
+
+// synced checks, after a write's sync returned nil, that the store did
+// not fail meanwhile (see walError): a write is acknowledged only then.
+// The caller holds wlock, so no reopen has cleared a failure since the
+// write began.
+func (s *State) synced() error {
+	if p := s.failed.Load(); p != nil {
+		s.failedWrites.Add(1)
+		return fmt.Errorf("the store failed during the write: %w", wrapFailure(p.err))
+	}
+	return nil
 }
 
 // ioError stops writes on a failed write of the store's files. When they

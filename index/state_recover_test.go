@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
@@ -250,4 +252,75 @@ func TestStateReopenSeq(t *testing.T) {
 	if last := seqs[len(seqs)-1]; last != 4 {
 		t.Fatalf("event numbers after a reopen: %v; want the new event numbered 4", seqs)
 	}
+}
+
+// TestStateFullDiskCycles: 32 writers of large events (the WAL's blocks
+// fill between syncs) while the disk fills and empties five times: no
+// panic, no batch there in part, every acknowledged one there, after the
+// last reopen and after a crash.
+func TestStateFullDiskCycles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("five cycles of a full disk under load: not with -short")
+	}
+	mem := vfs.NewCrashableMem()
+	d := &diskFull{}
+	s, err := OpenState("state", StateOptions{FS: injectFS{errorfs.Wrap(mem, d), d}, Logger: slog.New(slog.DiscardHandler), RecoverInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &batchLedger{acked: map[string]bool{}}
+	page := []byte(strings.Repeat("p", 3000))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var oks, refused atomic.Int64
+	for range 32 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := l.next.Add(1)
+				id := "b" + strconv.FormatInt(n, 10)
+				ev := StateEvent{User: []byte("u" + strconv.FormatInt(n%7, 10)), Item: []byte("i" + id), Type: model.EventView, TS: 1000 + n, ID: []byte(id), Page: page}
+				err := s.Write([]StateEvent{ev}, []Counter{{Key: []byte("c/" + id), Delta: 1}, {Key: []byte("total"), Delta: 1}}, nil)
+				l.mu.Lock()
+				l.acked[id] = err == nil
+				l.mu.Unlock()
+				switch {
+				case err == nil:
+					oks.Add(1)
+				case errors.Is(err, ErrNotWritable):
+					refused.Add(1)
+					time.Sleep(time.Millisecond) // a client backs off
+				default:
+					t.Error(err)
+				}
+			}
+		})
+	}
+	for range 5 {
+		for n := oks.Load(); oks.Load() < n+50; {
+			time.Sleep(time.Millisecond) // 50 more writes acknowledged
+		}
+		d.full.Store(true)
+		for f := s.Failure().Failures; s.Failure().Failures == f; {
+			time.Sleep(time.Millisecond) // the store saw it
+		}
+		d.full.Store(false)
+	}
+	close(stop)
+	wg.Wait()
+	for s.tryReopen() != nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	f := s.Failure()
+	there := l.check(t, s)
+	t.Logf("%d writes acknowledged, %d refused; %d failures, %d reopens; %d batches there", oks.Load(), refused.Load(), f.Failures, f.Recoveries, there)
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{})
+	closeState(t, s)
+	s2 := openState(t, "state", StateOptions{FS: crashed, Logger: slog.New(slog.DiscardHandler)})
+	defer closeState(t, s2)
+	l.check(t, s2)
 }
