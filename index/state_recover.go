@@ -12,6 +12,16 @@ package index
 // the store has failed, every further failing write of the wrapper waits
 // failedWriteDelay first, which bounds that loop to a few tries a second.
 //
+// A commit that entered Pebble before the failure and meets the WAL
+// writer's error panics with Pebble's locks in disorder (commitWrite,
+// rotateWAL; the second kills the process whatever recovers). So a
+// failed WAL write is held back from Pebble until no commit is inside its
+// commit pipeline (walError, apply), and synced commits wait for the sync
+// outside it. A commit that rotates the WAL waits for the WAL writer: a
+// full disk's write is retried meanwhile, and a failed sync's error is
+// dropped after walErrorWait; a write is acknowledged only when the store
+// did not fail during it (synced), so nothing is acknowledged on that.
+//
 // A background loop (recoverLoop, one per failure) then tries, with a
 // backoff from recoverMinInterval to StateOptions.RecoverInterval (and at
 // once when Writable is asked): it waits until no write is inside Pebble,
