@@ -476,7 +476,10 @@ func (s *State) tryReopen() error {
 				s.o.Logger.Warn("state store: the failed store closed with an error", "err", err)
 			}
 		case <-time.After(closeTimeout):
-			s.o.Logger.Error("state store: the failed store did not close; it stays unwritable until a restart", "timeout", closeTimeout.String())
+			// A DB in the middle of Close may panic on a read: reads
+			// fail from now on (ErrNotWritable), until a restart.
+			s.db = nil
+			s.o.Logger.Error("state store: the failed store did not close; it takes no reads or writes until a restart", "timeout", closeTimeout.String())
 			return errAbandoned
 		}
 		s.db = nil
