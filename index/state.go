@@ -267,7 +267,8 @@ func OpenState(dir string, o StateOptions) (*State, error) {
 	}
 	db, err := pebble.Open(dir, s.pebbleOptions())
 	if err != nil {
-		s.cache.Unref()
+		// A failed write during Open may have started the recovery loop.
+		_ = s.Close()
 		return nil, fmt.Errorf("cannot open state store at %q: %w", dir, err)
 	}
 	s.db = db
