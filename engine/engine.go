@@ -357,6 +357,10 @@ type Stats struct {
 	SegmentErrors, AudienceSkipped uint64
 	// CatalogPatches is the number of items with live corrections.
 	CatalogPatches int
+	// State is the state store's writability and failure counts (zero
+	// without a state store, HasState false).
+	State    index.Failure
+	HasState bool
 }
 
 // Stats returns the engine's counts.
@@ -365,6 +369,9 @@ func (e *Engine) Stats() Stats {
 		CatalogPatches: len(e.patches.Load().m)}
 	if e.lists != nil {
 		st.Lists = e.lists.Stats()
+	}
+	if e.state != nil {
+		st.State, st.HasState = e.state.Failure(), true
 	}
 	return st
 }

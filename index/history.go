@@ -178,6 +178,7 @@ func (s *Snapshot) decodeHistory(h *History, v []byte) error {
 // makes durable at once. It is not safe for concurrent use.
 type HistoryWriter struct {
 	s   *State
+	db  *pebble.DB
 	b   *pebble.Batch
 	buf []byte
 	n   int
@@ -185,13 +186,17 @@ type HistoryWriter struct {
 
 // NewHistoryWriter returns a writer of history entries.
 func (s *State) NewHistoryWriter() *HistoryWriter {
-	return &HistoryWriter{s: s, b: s.db.NewBatch()}
+	db, b := s.newBatch()
+	return &HistoryWriter{s: s, db: db, b: b}
 }
 
 // Add writes one entry of user's history, keyed as AppendEvents keys it:
 // an entry already there (the same time, type and item) is overwritten.
 // user and item are not retained.
 func (w *HistoryWriter) Add(user []byte, e *HistoryEntry) error {
+	if w.b == nil {
+		return fmt.Errorf("cannot write histories: %w", w.s.noDB())
+	}
 	w.buf = appendHistKey(w.buf[:0], user, e.TS, e.Type, e.Item)
 	k := len(w.buf)
 	has := !math.IsNaN(float64(e.Value))
@@ -205,7 +210,7 @@ func (w *HistoryWriter) Add(user []byte, e *HistoryEntry) error {
 	// small). Pebble flushes a larger batch as a memtable of its own, and
 	// every read allocates an iterator over it until that flush is done.
 	if w.b.Len() > 256<<10 {
-		if err := w.s.commit(w.b, pebble.NoSync); err != nil {
+		if err := w.s.commitOn(w.db, w.b, pebble.NoSync); err != nil {
 			return fmt.Errorf("cannot write histories: %w", err)
 		}
 		// The next batch reuses the buffer: a new batch for each commit,
@@ -220,8 +225,11 @@ func (w *HistoryWriter) Add(user []byte, e *HistoryEntry) error {
 // Close commits what is left and syncs the store: every entry added is
 // durable when it returns nil.
 func (w *HistoryWriter) Close() error {
+	if w.b == nil {
+		return fmt.Errorf("cannot write histories: %w", w.s.noDB())
+	}
 	defer w.b.Close()
-	if err := w.s.commit(w.b, pebble.Sync); err != nil {
+	if err := w.s.commitOn(w.db, w.b, pebble.Sync); err != nil {
 		return fmt.Errorf("cannot write histories: %w", err)
 	}
 	return nil

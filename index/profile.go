@@ -72,7 +72,8 @@ func (s *State) unlockProfiles(ps *profileScratch) {
 }
 
 // readProfile decodes user's stored profile into p (an empty one when it
-// has none). p aliases *val, a copy of the stored bytes.
+// has none). p aliases *val, a copy of the stored bytes. The caller holds
+// rlock or wlock.
 func (s *State) readProfile(p *model.Profile, key, val *[]byte, user []byte) error {
 	*key = profileKey((*key)[:0], user)
 	v, closer, err := s.db.Get(*key)
@@ -163,6 +164,10 @@ func (s *State) AppendProfile(dst, user []byte) ([]byte, bool, error) {
 	defer keyBufs.Put(kp)
 	k := profileKey((*kp)[:0], user)
 	*kp = k
+	if err := s.rlock(); err != nil {
+		return dst, false, fmt.Errorf("cannot read the profile of %q: %w", user, err)
+	}
+	defer s.dbMu.RUnlock()
 	v, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return dst, false, nil
@@ -185,6 +190,10 @@ func (s *State) UpdateProfile(user []byte, fn func(p *model.Profile) error) erro
 	defer profileScratches.Put(ps)
 	s.lockProfiles(ps, user)
 	defer s.unlockProfiles(ps)
+	if err := s.wlock(); err != nil {
+		return fmt.Errorf("cannot store the profile of %q: %w", user, err)
+	}
+	defer s.wunlock()
 	if err := s.readProfile(&ps.p, &ps.key, &ps.val, user); err != nil {
 		return err
 	}
@@ -211,6 +220,10 @@ func (s *State) MergeProfile(visitor, user []byte) error {
 	var ps profileScratch
 	s.lockProfiles(&ps, visitor, user)
 	defer s.unlockProfiles(&ps)
+	if err := s.wlock(); err != nil {
+		return fmt.Errorf("cannot store the profile of %q: %w", user, err)
+	}
+	defer s.wunlock()
 	markKey := append([]byte{stateMeta}, "pm/"...)
 	markKey = binary.AppendUvarint(markKey, uint64(len(visitor)))
 	markKey = append(append(markKey, visitor...), user...)
@@ -267,6 +280,10 @@ func (s *State) ScanProfiles(after []byte, fn func(user, value []byte) error) er
 	if len(after) > 0 {
 		lo = append(profileKey(nil, after), 0)
 	}
+	if err := s.rlock(); err != nil {
+		return fmt.Errorf("cannot scan profiles: %w", err)
+	}
+	defer s.dbMu.RUnlock()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{stateProfile + 1}})
 	if err != nil {
 		return fmt.Errorf("cannot scan profiles: %w", err)
@@ -292,21 +309,28 @@ func (s *State) ScanProfiles(after []byte, fn func(user, value []byte) error) er
 // the WAL sync, and syncs once at Close: for bulk records a crash may
 // lose (segment membership noted by an export).
 type MetaWriter struct {
-	s *State
-	b *pebble.Batch
+	s  *State
+	db *pebble.DB
+	b  *pebble.Batch
 }
 
 // NewMetaWriter starts a bulk metadata write.
-func (s *State) NewMetaWriter() *MetaWriter { return &MetaWriter{s: s, b: s.db.NewBatch()} }
+func (s *State) NewMetaWriter() *MetaWriter {
+	db, b := s.newBatch()
+	return &MetaWriter{s: s, db: db, b: b}
+}
 
 // Set stores key → value; neither is retained.
 func (w *MetaWriter) Set(key, value []byte) error {
+	if w.b == nil {
+		return fmt.Errorf("cannot batch %q: %w", key, w.s.noDB())
+	}
 	var kb [128]byte
 	if err := w.b.Set(append(append(kb[:0], stateMeta), key...), value, nil); err != nil {
 		return fmt.Errorf("cannot batch %q: %w", key, err)
 	}
 	if w.b.Len() > 1<<20 {
-		if err := w.s.commit(w.b, pebble.NoSync); err != nil {
+		if err := w.s.commitOn(w.db, w.b, pebble.NoSync); err != nil {
 			return fmt.Errorf("cannot commit metadata: %w", err)
 		}
 		w.b.Reset()
@@ -316,8 +340,11 @@ func (w *MetaWriter) Set(key, value []byte) error {
 
 // Close commits what is left and syncs.
 func (w *MetaWriter) Close() error {
+	if w.b == nil {
+		return fmt.Errorf("cannot commit metadata: %w", w.s.noDB())
+	}
 	defer w.b.Close()
-	if err := w.s.commit(w.b, pebble.Sync); err != nil {
+	if err := w.s.commitOn(w.db, w.b, pebble.Sync); err != nil {
 		return fmt.Errorf("cannot commit metadata: %w", err)
 	}
 	return nil

@@ -54,11 +54,12 @@ package index
 // commit panics inside the pipeline, with a lock held (commitWrite). So
 // the state store's writes recover that Fatalf (pebbleFatal, and nothing
 // else), keep the first such error, and refuse every write after it with
-// ErrNotWritable without reaching Pebble again: reads keep working,
-// /readyz says not ready, and a restart (which reopens the WAL) is the way
-// back. The batch of the failed commit may be visible to reads until
-// then, though it was not acknowledged. Writable adds a probe, for a store
-// nobody writes to.
+// ErrNotWritable (and ErrNoSpace when the disk is full) without reaching
+// Pebble again: reads keep working, and /readyz says not ready. A
+// background loop reopens the store once its disk takes writes again, with
+// no restart (state_recover.go, "Recovery from failed writes"). The batch
+// of the failed commit may be visible to reads until then, though it was
+// not acknowledged. Writable adds a probe, for a store nobody writes to.
 
 import (
 	"encoding/binary"
@@ -127,6 +128,10 @@ type StateOptions struct {
 	Now func() time.Time
 	// Logger receives Pebble's errors; default slog.Default().
 	Logger *slog.Logger
+	// RecoverInterval is the longest wait between two tries to reopen a
+	// store whose writes failed (see "Failed writes"); default 5s. A
+	// Writable call while the store has failed tries at once.
+	RecoverInterval time.Duration
 }
 
 func (o *StateOptions) withDefaults() {
@@ -145,12 +150,18 @@ func (o *StateOptions) withDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.RecoverInterval == 0 {
+		o.RecoverInterval = defaultRecoverInterval
+	}
 }
 
 // Validate reports options that cannot work.
 func (o *StateOptions) Validate() error {
 	if o.CacheBytes < 0 {
 		return fmt.Errorf("cannot use cache size %d: negative", o.CacheBytes)
+	}
+	if o.RecoverInterval < 0 {
+		return fmt.Errorf("cannot wait %v between reopens: negative", o.RecoverInterval)
 	}
 	if o.ProfileRetention < time.Hour {
 		return fmt.Errorf("cannot keep profiles for %v: want an hour or more", o.ProfileRetention)
@@ -159,21 +170,38 @@ func (o *StateOptions) Validate() error {
 }
 
 // State is the mutable state store: users' recent events, the event log,
-// counters and metadata. It is safe for concurrent use. No method may be
-// called after Close (Pebble panics).
+// counters and metadata. It is safe for concurrent use. After Close,
+// every method returns an error wrapping ErrNotWritable.
 type State struct {
 	o     StateOptions
-	db    *pebble.DB
+	dir   string
 	cache *pebble.Cache
 	wo    *pebble.WriteOptions
+	// dbMu guards db: every call that uses db holds it shared (rlock,
+	// wlock), a reopen and Close exclusively. db is nil after Close, and
+	// while a reopen has not managed to open the directory again.
+	dbMu sync.RWMutex
+	db   *pebble.DB
+	// writing counts the writes between wlock and wunlock, inPebble the
+	// commits inside Pebble's commit pipeline (apply).
+	writing, inPebble atomic.Int64
 	// seq is the last event number handed out.
 	seq atomic.Uint64
 	// profMu serialises the read-modify-write of profiles, by user hash.
 	profMu          [profileStripes]sync.Mutex
 	corruptProfiles atomic.Uint64
-	// failed is the first commit error (see "Failed writes"): once set,
-	// every write is refused.
-	failed atomic.Pointer[error]
+	// failed is the first commit or I/O error (see "Failed writes"):
+	// while set, every write is refused. recMu guards its setting and
+	// clearing, and recovering, true while recoverLoop runs.
+	failed                             atomic.Pointer[failure]
+	recMu                              sync.Mutex
+	recovering                         bool
+	reopenMu                           sync.Mutex // one tryReopen at a time
+	closed                             atomic.Bool
+	stop                               chan struct{}
+	kickCh                             chan struct{}
+	recWG                              sync.WaitGroup
+	failedWrites, failures, recoveries atomic.Uint64
 	// probeStart is when Writable's last probe began (Unix ns); probing
 	// is set while it runs. probeMu guards both.
 	probeMu    sync.Mutex
@@ -230,21 +258,17 @@ func OpenState(dir string, o StateOptions) (*State, error) {
 	if err := o.FS.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create state dir %q: %w", dir, err)
 	}
-	s := &State{o: o, cache: pebble.NewCache(o.CacheBytes), wo: pebble.Sync}
+	s := &State{
+		o: o, dir: dir, cache: pebble.NewCache(o.CacheBytes), wo: pebble.Sync,
+		stop: make(chan struct{}), kickCh: make(chan struct{}, 1),
+	}
 	if o.NoSync {
 		s.wo = pebble.NoSync
 	}
-	db, err := pebble.Open(dir, &pebble.Options{
-		FS:     o.FS,
-		Cache:  s.cache,
-		Logger: pebbleLogger{o.Logger},
-		Merger: &pebble.Merger{Name: "edgerec.add.v1", Merge: newSumMerger},
-		// As for snapshots (see eventListener): a corrupt block fails the
-		// read that met it instead of killing the server.
-		EventListener: eventListener(o.Logger),
-	})
+	db, err := pebble.Open(dir, s.pebbleOptions())
 	if err != nil {
-		s.cache.Unref()
+		// A failed write during Open may have started the recovery loop.
+		_ = s.Close()
 		return nil, fmt.Errorf("cannot open state store at %q: %w", dir, err)
 	}
 	s.db = db
@@ -253,6 +277,26 @@ func OpenState(dir string, o StateOptions) (*State, error) {
 		return nil, fmt.Errorf("cannot open state store at %q: %w", dir, err)
 	}
 	return s, nil
+}
+
+// pebbleOptions are the options the store opens, and reopens, with.
+func (s *State) pebbleOptions() *pebble.Options {
+	// As for snapshots (see eventListener): a corrupt block fails the
+	// read that met it instead of killing the server. A failed store's
+	// flush, retried by Pebble, logs once (when the store fails).
+	el := eventListener(s.o.Logger)
+	el.BackgroundError = func(err error) {
+		if s.failed.Load() == nil {
+			s.o.Logger.Error("pebble: background error", "err", err)
+		}
+	}
+	return &pebble.Options{
+		FS:            stateFS{s.o.FS, s},
+		Cache:         s.cache,
+		Logger:        stateLogger{pebbleLogger{s.o.Logger}, s},
+		Merger:        &pebble.Merger{Name: "edgerec.add.v1", Merge: newSumMerger},
+		EventListener: el,
+	}
 }
 
 // recoverSeq continues the event numbering after the last logged event.
@@ -278,9 +322,25 @@ func (s *State) recoverSeq() error {
 }
 
 // Close closes the store. Acknowledged writes are in the WAL already;
-// Pebble replays it at the next open.
+// Pebble replays it at the next open. It waits for the calls in flight;
+// on a disk that does not answer it may not return (the server abandons
+// it after its drain timeout).
 func (s *State) Close() error {
-	err := s.db.Close()
+	s.recMu.Lock()
+	if s.closed.Swap(true) {
+		s.recMu.Unlock()
+		return nil
+	}
+	close(s.stop)
+	s.recMu.Unlock()
+	s.dbMu.Lock()
+	var err error
+	if s.db != nil {
+		err = closeDB(s.db)
+		s.db = nil
+	}
+	s.dbMu.Unlock()
+	s.recWG.Wait()
 	s.cache.Unref()
 	if err != nil {
 		return fmt.Errorf("cannot close state store: %w", err)
@@ -318,6 +378,10 @@ func (s *State) Write(evs []StateEvent, counters []Counter, metas []KV) error {
 	if len(evs) == 0 && len(counters) == 0 && len(metas) == 0 {
 		return nil
 	}
+	if err := s.wlock(); err != nil {
+		return err
+	}
+	defer s.wunlock()
 	b := s.db.NewBatch()
 	defer b.Close()
 	// Batch.Set copies key and value: one scratch buffer serves all.
@@ -393,80 +457,128 @@ func (s *State) Write(evs []StateEvent, counters []Counter, metas []KV) error {
 	}
 	err := s.applyNoSyncWait(b)
 	s.unlockProfiles(ps)
-	if err == nil {
-		err = b.SyncWait()
-	}
 	if err != nil {
+		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), err)
+	}
+	if err := b.SyncWait(); err != nil {
+		s.failedWrites.Add(1)
 		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), s.fail(err))
+	}
+	if err := s.synced(); err != nil {
+		return fmt.Errorf("cannot commit %d events and %d counters: %w", len(evs), len(counters), err)
 	}
 	return nil
 }
 
 // commit commits b unless the store has failed, and keeps the error of a
-// commit that fails (see "Failed writes").
-func (s *State) commit(b *pebble.Batch, wo *pebble.WriteOptions) (err error) {
-	if err := s.writable(); err != nil {
+// commit that fails (see "Failed writes"). A synced commit waits for the
+// sync outside Pebble's commit pipeline (apply). The caller holds wlock.
+func (s *State) commit(b *pebble.Batch, wo *pebble.WriteOptions) error {
+	if !wo.Sync {
+		return s.apply(b, wo, false)
+	}
+	if err := s.apply(b, wo, true); err != nil {
 		return err
 	}
-	defer s.recoverFatal(&err)
-	if err := b.Commit(wo); err != nil {
+	if err := b.SyncWait(); err != nil {
+		s.failedWrites.Add(1)
 		return s.fail(err)
 	}
-	return nil
+	return s.synced()
 }
 
-// set is commit for one key.
-func (s *State) set(key, value []byte, wo *pebble.WriteOptions) (err error) {
-	if err := s.writable(); err != nil {
-		return err
+// set is commit for one key. The caller holds wlock.
+func (s *State) set(key, value []byte, wo *pebble.WriteOptions) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(key, value, nil); err != nil {
+		return fmt.Errorf("cannot batch %q: %w", key, err)
 	}
-	defer s.recoverFatal(&err)
-	if err := s.db.Set(key, value, wo); err != nil {
-		return s.fail(err)
-	}
-	return nil
+	return s.commit(b, wo)
 }
 
 // applyNoSyncWait is commit with s.wo, returning before the WAL sync that
 // the caller awaits with b.SyncWait.
-func (s *State) applyNoSyncWait(b *pebble.Batch) (err error) {
+func (s *State) applyNoSyncWait(b *pebble.Batch) error { return s.apply(b, s.wo, true) }
+
+// apply passes b through Pebble's commit pipeline (ApplyNoSyncWait when
+// noSyncWait, else Commit with wo, not synced), counted in inPebble: a
+// failed WAL write is held back from Pebble until no commit is inside
+// (walError). The count comes before the check of the store's failure,
+// and walError marks the failure before it reads the count, so a commit
+// either is waited for or sees the failure.
+func (s *State) apply(b *pebble.Batch, wo *pebble.WriteOptions, noSyncWait bool) (err error) {
+	s.inPebble.Add(1)
+	defer s.inPebble.Add(-1)
 	if err := s.writable(); err != nil {
 		return err
 	}
 	defer s.recoverFatal(&err)
-	if err := s.db.ApplyNoSyncWait(b, s.wo); err != nil {
+	if noSyncWait {
+		err = s.db.ApplyNoSyncWait(b, wo)
+	} else {
+		err = b.Commit(wo)
+	}
+	if err != nil {
+		s.failedWrites.Add(1)
 		return s.fail(err)
 	}
 	return nil
 }
 
 // recoverFatal turns the panic of Pebble's Fatalf during a commit into the
-// commit's error (see "Failed writes"); any other panic goes on.
+// commit's error (see "Failed writes"), and so the panic of Pebble's WAL
+// writer, with its error, in a commit that raced with the failure; any
+// other panic goes on.
 func (s *State) recoverFatal(err *error) {
 	if r := recover(); r != nil {
-		f, ok := r.(pebbleFatal)
-		if !ok {
+		var cause error
+		switch v := r.(type) {
+		case pebbleFatal:
+			cause = v
+		case error:
+			if s.failed.Load() == nil {
+				panic(r)
+			}
+			cause = fmt.Errorf("pebble: commit: %w", v)
+		default:
 			panic(r)
 		}
-		*err = s.fail(f)
+		s.failedWrites.Add(1)
+		*err = s.fail(cause)
 	}
 }
 
-// writable returns the kept commit error, wrapping ErrNotWritable, or nil.
+// writable returns the kept error, wrapping ErrNotWritable, or nil.
 func (s *State) writable() error {
 	if p := s.failed.Load(); p != nil {
-		return fmt.Errorf("%w: a write failed: %v", ErrNotWritable, *p)
+		return fmt.Errorf("a write failed: %w", wrapFailure(p.err))
 	}
 	return nil
 }
 
-// fail keeps err, the error of a commit, when it is the first, and
-// returns it wrapping ErrNotWritable.
+// fail keeps err, the error of a commit or of the store's disk, when it is
+// the first since the store last took writes, starts the recovery loop,
+// and returns err wrapping ErrNotWritable (and ErrNoSpace for a full disk).
 func (s *State) fail(err error) error {
-	if s.failed.CompareAndSwap(nil, &err) {
-		s.o.Logger.Error("state store: a write failed; no more writes are taken until a restart", "err", err)
+	s.recMu.Lock()
+	p := s.failed.Load()
+	if p == nil {
+		p = &failure{err: err, since: time.Now()}
+		s.failed.Store(p)
+		s.failures.Add(1)
+		s.o.Logger.Error("state store: a write failed; writes are refused until the disk takes them again", "err", err, "no_space", isNoSpace(err))
+		if !s.closed.Load() && !s.recovering {
+			s.recovering = true
+			s.recWG.Add(1)
+			go s.recoverLoop()
+		}
 	}
-	return fmt.Errorf("%w: %w", ErrNotWritable, err)
+	s.recMu.Unlock()
+	if !isNoSpace(err) && isNoSpace(p.err) {
+		return fmt.Errorf("%w: %w: %w", ErrNotWritable, ErrNoSpace, err)
+	}
+	return wrapFailure(err)
 }
 
 // Writable returns nil when the store takes writes, else an error wrapping
@@ -478,6 +590,7 @@ func (s *State) fail(err error) error {
 // nobody writes to (a disk full or read-only before the next event).
 func (s *State) Writable() error {
 	if err := s.writable(); err != nil {
+		s.kick()
 		return err
 	}
 	now := s.o.Now().UnixNano()
@@ -496,7 +609,11 @@ func (s *State) Writable() error {
 	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(now))
-	err := s.set([]byte{stateProbe}, v[:], pebble.Sync)
+	err := s.wlock()
+	if err == nil {
+		err = s.set([]byte{stateProbe}, v[:], pebble.Sync)
+		s.wunlock()
+	}
 	s.probeMu.Lock()
 	s.probing = false
 	s.probeMu.Unlock()
@@ -653,6 +770,10 @@ func (s *State) LoadHistory(h *History, user []byte, max int) error {
 	h.lo = appendHistPrefix(h.lo[:0], user)
 	h.hi = appendPrefixEnd(h.hi[:0], h.lo)
 	h.opts = pebble.IterOptions{LowerBound: h.lo, UpperBound: h.hi}
+	if err := s.rlock(); err != nil {
+		return fmt.Errorf("cannot read the history of %q: %w", user, err)
+	}
+	defer s.dbMu.RUnlock()
 	it, err := s.db.NewIter(&h.opts)
 	if err != nil {
 		return fmt.Errorf("cannot read the history of %q: %w", user, err)
@@ -708,6 +829,10 @@ func (s *State) MergeHistory(visitor, user []byte, max int) error {
 		return nil
 	}
 	lo := appendHistPrefix(nil, visitor)
+	if err := s.wlock(); err != nil {
+		return fmt.Errorf("cannot merge the history of %q into %q: %w", visitor, user, err)
+	}
+	defer s.wunlock()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: appendPrefixEnd(nil, lo)})
 	if err != nil {
 		return fmt.Errorf("cannot read the history of %q: %w", visitor, err)
@@ -758,6 +883,10 @@ func (s *State) ScanEvents(after uint64, fn func(seq uint64, ev *StateEvent) err
 		return after, nil
 	}
 	lo := appendEventKey(make([]byte, 0, 9), after+1)
+	if err := s.rlock(); err != nil {
+		return after, fmt.Errorf("cannot scan the event log: %w", err)
+	}
+	defer s.dbMu.RUnlock()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: []byte{stateEvent + 1}})
 	if err != nil {
 		return after, fmt.Errorf("cannot scan the event log: %w", err)
@@ -796,6 +925,10 @@ func (s *State) Counter(key []byte) (float64, error) {
 	defer keyBufs.Put(kp)
 	k := append(append((*kp)[:0], stateCounter), key...)
 	*kp = k
+	if err := s.rlock(); err != nil {
+		return 0, fmt.Errorf("cannot read counter %q: %w", key, err)
+	}
+	defer s.dbMu.RUnlock()
 	v, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
@@ -825,6 +958,10 @@ func (s *State) ScanCounters(prefix []byte, fn func(key []byte, v float64) error
 // PutMeta stores a metadata value durably. key and value are not retained.
 func (s *State) PutMeta(key, value []byte) error {
 	k := append([]byte{stateMeta}, key...)
+	if err := s.wlock(); err != nil {
+		return fmt.Errorf("cannot store %q: %w", key, err)
+	}
+	defer s.wunlock()
 	if err := s.set(k, value, s.wo); err != nil {
 		return fmt.Errorf("cannot store %q: %w", key, err)
 	}
@@ -842,6 +979,10 @@ func (s *State) ScanMeta(prefix []byte, fn func(key, value []byte) error) error 
 // the key's family byte cut off.
 func (s *State) scan(p byte, prefix []byte, fn func(key, value []byte) error) error {
 	lo := append([]byte{p}, prefix...)
+	if err := s.rlock(); err != nil {
+		return fmt.Errorf("cannot scan %q: %w", lo, err)
+	}
+	defer s.dbMu.RUnlock()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: appendPrefixEnd(nil, lo)})
 	if err != nil {
 		return fmt.Errorf("cannot scan %q: %w", lo, err)
@@ -891,6 +1032,10 @@ func (s *State) AppendMeta(dst, key []byte) ([]byte, bool, error) {
 	defer keyBufs.Put(kp)
 	k := append(append((*kp)[:0], stateMeta), key...)
 	*kp = k
+	if err := s.rlock(); err != nil {
+		return dst, false, fmt.Errorf("cannot read %q: %w", key, err)
+	}
+	defer s.dbMu.RUnlock()
 	v, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return dst, false, nil
@@ -909,6 +1054,10 @@ func (s *State) AppendMeta(dst, key []byte) ([]byte, bool, error) {
 // assignments, exposure counts), where a sync per page view would cost
 // more than it saves. Nothing is retained.
 func (s *State) SetMetaAndCount(key, value []byte, counters []Counter) error {
+	if err := s.wlock(); err != nil {
+		return fmt.Errorf("cannot commit %q and %d counters: %w", key, len(counters), err)
+	}
+	defer s.wunlock()
 	b := s.db.NewBatch()
 	defer b.Close()
 	var kb [128]byte

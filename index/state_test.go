@@ -766,17 +766,17 @@ func newWALFaults() *walFaults {
 }
 
 func (f *walFaults) MaybeError(op errorfs.Op) error {
-	if !strings.HasSuffix(op.Path, ".log") {
-		return nil
-	}
 	switch op.Kind {
 	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		if !strings.HasSuffix(op.Path, ".log") {
+			break
+		}
 		f.syncs.Add(1)
 		if f.stall.Load() {
 			f.entered <- struct{}{}
 			<-f.release
 		}
-	case errorfs.OpFileWrite, errorfs.OpFileWriteAt:
+	case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpCreate:
 	default:
 		return nil
 	}
@@ -848,9 +848,8 @@ func TestStateWritable(t *testing.T) {
 	if !errors.Is(err, ErrNotWritable) || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("the probe after a second, on a failing disk: %v; want ErrNotWritable naming the injected error", err)
 	}
-	// Every write is refused without reaching Pebble; reads go on; the
-	// disk coming back changes nothing until a restart.
-	f.fail.Store(false)
+	// Every write is refused without reaching Pebble, and reads go on,
+	// while the disk fails.
 	syncs = f.syncs.Load()
 	for name, write := range map[string]func() error{
 		"AppendEvents": func() error { return s.AppendEvents([]StateEvent{view("u1", "i2", 101)}) },
@@ -876,6 +875,9 @@ func TestStateWritable(t *testing.T) {
 	if err := s.Writable(); !errors.Is(err, ErrNotWritable) {
 		t.Fatalf("an hour later: %v; want still ErrNotWritable", err)
 	}
+	if err := s.tryReopen(); err == nil {
+		t.Fatal("a reopen on a failing disk: nil; want its error")
+	}
 	if n := f.syncs.Load() - syncs; n != 0 {
 		t.Fatalf("refused writes and checks synced the WAL %d times; want 0", n)
 	}
@@ -883,7 +885,22 @@ func TestStateWritable(t *testing.T) {
 	if got := historyString(t, s, &h, "u1", 10); got != "i1@100" {
 		t.Fatalf("history after the failure: %q; want i1@100", got)
 	}
-	_ = s.Close() // Pebble reports the WAL's error again
+	// The disk comes back: a reopen, and the store takes writes again.
+	f.fail.Store(false)
+	if err := s.tryReopen(); err != nil {
+		t.Fatalf("a reopen once the disk is back: %v", err)
+	}
+	tick(time.Second)
+	if err := s.Writable(); err != nil {
+		t.Fatalf("Writable after the reopen: %v", err)
+	}
+	if err := s.AppendEvents([]StateEvent{view("u1", "i3", 102)}); err != nil {
+		t.Fatalf("AppendEvents after the reopen: %v", err)
+	}
+	if got := historyString(t, s, &h, "u1", 10); got != "i3@102 i1@100" {
+		t.Fatalf("history after the reopen: %q; want i3@102 i1@100", got)
+	}
+	closeState(t, s)
 
 	// A failed event write is enough: no probe needed.
 	s, f = open()

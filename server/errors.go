@@ -38,6 +38,10 @@ func badParam(name, why string) error {
 	return errorf(fasthttp.StatusBadRequest, "bad_parameter", name+": "+why)
 }
 
+// stateRetryAfter is the Retry-After, in seconds, of a write the state
+// store refused: its longest wait between two tries to reopen.
+const stateRetryAfter = "5"
+
 // kindStatus maps the engine's error kinds to statuses.
 var kindStatus = [...]int{
 	engine.Invalid:      fasthttp.StatusBadRequest,
@@ -57,10 +61,16 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &he):
 	case errors.As(err, &ee) && int(ee.Kind) < len(kindStatus) && kindStatus[ee.Kind] != 0:
 		he = &httpError{status: kindStatus[ee.Kind], code: ee.Code, message: ee.Message}
+	case errors.Is(err, index.ErrNoSpace):
+		// The state store's disk is full: the store reopens by itself
+		// once it has room (index, "Recovery from failed writes").
+		he = &httpError{status: fasthttp.StatusInsufficientStorage, code: "insufficient_storage", message: "the state store's disk is full; retry later"}
+		ctx.Response.Header.Set("Retry-After", stateRetryAfter)
 	case errors.Is(err, index.ErrNotWritable):
 		// Not the request's fault, and /readyz says so too: the client
-		// retries elsewhere.
-		he = &httpError{status: fasthttp.StatusServiceUnavailable, code: "state_not_writable", message: "the state store takes no writes"}
+		// retries later or elsewhere.
+		he = &httpError{status: fasthttp.StatusServiceUnavailable, code: "state_not_writable", message: "the state store takes no writes; retry later"}
+		ctx.Response.Header.Set("Retry-After", stateRetryAfter)
 	default:
 		s.e.LogThrottled("internal error", "method", string(ctx.Method()), "path", string(ctx.Path()), "err", err)
 		he = &httpError{status: fasthttp.StatusInternalServerError, code: "internal", message: "internal error"}

@@ -115,6 +115,22 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.set.NewGauge("edgerec_segment_errors_total", func() float64 { return float64(e.Stats().SegmentErrors) })
 	m.set.NewGauge("edgerec_audience_skipped_profiles_total", func() float64 { return float64(e.Stats().AudienceSkipped) })
 	m.set.NewGauge("edgerec_snapshot_version", func() float64 { return float64(e.SnapshotVersion()) })
+	// The state store: 1 while it takes writes, 0 from a failed write (a
+	// full disk, an I/O error) until it reopens by itself.
+	m.set.RegisterMetricsWriter(func(w io.Writer) {
+		st := e.Stats()
+		if !st.HasState {
+			return
+		}
+		writable := 1.0
+		if st.State.Err != nil {
+			writable = 0
+		}
+		metrics.WriteGaugeFloat64(w, "edgerec_state_writable", writable)
+		metrics.WriteCounterUint64(w, "edgerec_state_failed_writes_total", st.State.FailedWrites)
+		metrics.WriteCounterUint64(w, "edgerec_state_failures_total", st.State.Failures)
+		metrics.WriteCounterUint64(w, "edgerec_state_recoveries_total", st.State.Recoveries)
+	})
 	m.set.NewGauge("edgerec_cache_hit_ratio", func() float64 {
 		st := e.Stats().Lists
 		h, miss := float64(m.cacheHits.Get()+st.Hits), float64(m.cacheMisses.Get()+st.Misses)

@@ -325,7 +325,7 @@ func (fs walFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) 
 // TestReadyzStateNotWritable: /readyz is 200 with a snapshot and a state
 // store that takes writes, 503 once the store's disk fails (seen by the
 // next probe, at most one a second); /healthz stays 200 and reads go on;
-// writes answer 503.
+// writes answer 503 (an injected error, not a full disk).
 func TestReadyzStateNotWritable(t *testing.T) {
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
@@ -351,11 +351,12 @@ func TestReadyzStateNotWritable(t *testing.T) {
 	if l := getList(t, ts.c, "/v1/popular?k=3"); len(l.Items) != 3 {
 		t.Fatalf("popular with the state store failed: %+v", l)
 	}
-	code, body := do(t, ts.c, "POST", "/v1/events", testKey, `{"user_id":"u1","item_id":"i44","event":"view"}`)
-	if code != 503 || !strings.Contains(string(body), "state_not_writable") {
-		t.Fatalf("an event with the state store failed: %d %s; want 503 state_not_writable", code, body)
+	code, body, retry := doHeader(t, ts.c, "POST", "/v1/events", testKey, `{"user_id":"u1","item_id":"i44","event":"view"}`)
+	if code != 503 || !strings.Contains(string(body), "state_not_writable") || retry != stateRetryAfter {
+		t.Fatalf("an event with the state store failed: %d %s, Retry-After %q; want 503 state_not_writable, Retry-After %s", code, body, retry, stateRetryAfter)
 	}
-	// The disk comes back: the store stays failed until a restart.
+	// The disk comes back: the first /readyz after it still answers 503
+	// and starts a reopen in the background (TestStateDiskFull).
 	wal.on.Store(false)
 	clock.Add(int64(time.Hour))
 	ready(503, `"code":"state_not_writable"`)

@@ -212,26 +212,46 @@ wait:
 	case <-ctx.Done():
 		logger.Info("stopping: no new connections, finishing requests in flight")
 	}
+	if err := stopServing(logger, f.drain, srv, e, state); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// stopServing shuts srv down (no new connections, the requests in flight
+// finish), then closes the engine and the state store, all within drain.
+// Past it, stopServing returns without waiting further: requests still
+// running on the stores (closing Pebble under them would crash them), or
+// a state store whose disk does not answer (a Sync that never returns on
+// a full or failed disk), are abandoned, and the process exits.
+// Acknowledged events are in the WAL already; the next start replays it.
+func stopServing(logger *slog.Logger, drain time.Duration, srv *server.Server, e *engine.Engine, state *index.State) error {
 	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown() }()
-	select {
-	case err := <-done:
+	closed := make(chan struct{})
+	go func() {
+		err := srv.Shutdown()
+		close(closed)
 		// No request runs now: the stores can close.
 		e.Close()
 		if cerr := state.Close(); err == nil {
 			err = cerr
 		}
-		if err != nil {
-			return err
-		}
-	case <-time.After(f.drain):
-		// Requests still run on the stores: closing Pebble under them
-		// would crash them. Acknowledged events are in the WAL already;
-		// the next start replays it.
-		logger.Warn("requests still in flight after the drain timeout; exiting without closing the stores", "drain", f.drain.String())
-		return nil
+		done <- err
+	}()
+	t := time.NewTimer(drain)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
 	}
-	logger.Info("stopped")
+	select {
+	case <-closed:
+		logger.Warn("the state store did not close within the drain timeout (a disk that does not answer?); exiting without it", "drain", drain.String())
+	default:
+		logger.Warn("requests still in flight after the drain timeout; exiting without closing the stores", "drain", drain.String())
+	}
 	return nil
 }
 
