@@ -182,12 +182,14 @@ func (e *Engine) RetentionStats() (st index.SweepStats, ok bool) {
 // retentionRules are the engine's rules for its metadata records.
 func (e *Engine) retentionRules() []index.MetaRule {
 	r := &e.o.Retention
-	rules := []index.MetaRule{{Prefix: "xc/", Expired: e.conversionExpired, Lock: e.lockKeys(4)}}
+	var rules []index.MetaRule
 	if r.Assignments > 0 || r.Anonymous > 0 {
 		rules = append(rules,
 			index.MetaRule{Prefix: "as/", Expired: e.assignmentExpired, Lock: e.lockKeys(2)},
 			index.MetaRule{Prefix: "rx/", Expired: e.ruleRecordExpired, Lock: e.lockKeys(3)})
 	}
+	// After the visitors' records, whose absence it looks for.
+	rules = append(rules, index.MetaRule{Prefix: "xc/", Expired: e.conversionExpired, Lock: e.lockKeys(4)})
 	if r.EventIDs > 0 {
 		rules = append(rules, index.MetaRule{Prefix: "ei/", Expired: e.eventIDExpired, Lock: e.lockKeys(1)})
 	}
