@@ -129,8 +129,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("bandit refresh %v: must not be negative", o.BanditRefresh)
 	case o.DecisionTTL < 0:
 		return fmt.Errorf("decision ttl %v: must not be negative", o.DecisionTTL)
-	case o.Retention.validate() != nil:
-		return o.Retention.validate()
+	case o.Retention.Validate() != nil:
+		return o.Retention.Validate()
 	case o.SeenItems < 0 || o.SeenItems > maxHistoryRead:
 		return fmt.Errorf("seen items %d: want 0 (the snapshot's) to %d", o.SeenItems, maxHistoryRead)
 	case o.Weights != nil:

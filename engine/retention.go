@@ -96,7 +96,8 @@ func (r *Retention) enabled() bool {
 	return r.Events > 0 || r.Histories > 0 || r.Profiles > 0 || r.Assignments > 0 || r.Anonymous > 0 || r.EventIDs > 0
 }
 
-func (r *Retention) validate() error {
+// Validate reports a TTL that cannot work: negative, or under a minute.
+func (r *Retention) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
