@@ -304,6 +304,9 @@ func (w *Sweeper) deleted(kind string, rows, n int, lo, hi []byte) {
 
 // compact compacts the spans of the families that crossed CompactBytes.
 func (w *Sweeper) compact(ctx context.Context) error {
+	if err := w.s.writable(); err != nil {
+		return err
+	}
 	for fam, sp := range w.span {
 		if sp.bytes == 0 || (w.o.CompactBytes > 0 && sp.bytes < w.o.CompactBytes) {
 			continue
@@ -322,6 +325,17 @@ func (w *Sweeper) commit(b *pebble.Batch) error {
 		return nil
 	}
 	return w.s.commit(b, pebble.NoSync)
+}
+
+// deleteRange deletes [lo, hi) through the store's commit (see "Failed
+// writes" in state.go).
+func (w *Sweeper) deleteRange(lo, hi []byte) error {
+	b := w.s.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(lo, hi, nil); err != nil {
+		return err
+	}
+	return w.commit(b)
 }
 
 // sweepEvents records this pass's checkpoint and deletes the log up to
@@ -377,7 +391,7 @@ func (w *Sweeper) sweepEvents(ctx context.Context, now int64) error {
 			next = end
 		}
 		if rows > 0 {
-			if err := w.s.db.DeleteRange(lo, next, pebble.NoSync); err != nil {
+			if err := w.deleteRange(lo, next); err != nil {
 				return fmt.Errorf("cannot delete events: %w", err)
 			}
 			w.deleted(KindEvents, rows, n, lo, next)
@@ -389,7 +403,7 @@ func (w *Sweeper) sweepEvents(ctx context.Context, now int64) error {
 	}
 	// The checkpoints before the one used go too.
 	if bytes.Compare(retLogPrefix, cutKey) < 0 {
-		if err := w.s.db.DeleteRange(retLogPrefix, cutKey, pebble.NoSync); err != nil {
+		if err := w.deleteRange(retLogPrefix, cutKey); err != nil {
 			return fmt.Errorf("cannot delete event log checkpoints: %w", err)
 		}
 	}
