@@ -13,9 +13,10 @@ package engine
 //     when it was last written or renewed.
 //   - A visitor converts once per phase and goal: "xc/<exp>/<phase>/<goal>/
 //     <visitor>" holds the value summed so far, capped at the goal's
-//     max_value, and when it was last written. A conversion counts only for a visitor exposed in the
-//     current phase, for the arm the store says they saw (not what the
-//     event claims), so rates stay in [0, 1] whatever arrives.
+//     max_value, and when it was last written. A conversion counts only
+//     for a visitor exposed in the current phase, for the arm the store
+//     says they saw (not what the event claims), so rates stay in [0, 1]
+//     whatever arrives.
 //
 // Counters, "x/<exp>/<phase>/v/<variant>/<name>" for the split and
 // "x/<exp>/<phase>/r/<rule>/<t|c>/<name>" for a rule's arms, with names
