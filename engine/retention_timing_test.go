@@ -85,6 +85,7 @@ func decideDuringSweep(b *testing.B, fresh, sweeping bool) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+	b.ReportMetric(float64(lat[len(lat)*999/1000].Nanoseconds()), "p999-ns")
 	if sweeping {
 		b.ReportMetric(finished, "sweep_done")
 	}

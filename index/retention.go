@@ -604,7 +604,7 @@ type candidate struct {
 
 // lockChunk bounds the keys judged under one hold of their locks: the
 // writers they guard wait meanwhile.
-const lockChunk = 32
+const lockChunk = 8
 
 // sweepKeysKinds deletes the keys under prefix that expired says have
 // expired, as the kind kind returns after each call, in batches: a scan
