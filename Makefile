@@ -14,7 +14,7 @@ FUZZ      ?= .
 BENCHCOUNT ?= 6
 CRASH_TRIALS ?= 10
 
-.PHONY: help run sample chromium test test-race fmt vet check-all fuzz e2e docs-check soak crash bench bench-go bench-scale build docker clean
+.PHONY: help run sample chromium test test-retention test-race fmt vet check-all fuzz e2e docs-check soak crash bench bench-go bench-scale build docker clean
 
 help: ## show this help
 	@echo "edgerec make targets:"
@@ -72,6 +72,9 @@ test: vet chromium ## vet, then all tests: -race -short, then the long quality t
 	$(GO) test -count=1 -skip $(BROWSER_TEST) ./...
 	$(GO) test -count=1 -run $(BROWSER_TEST) ./cmd/edgerec
 	scripts/docs-check.sh
+
+test-retention: ## the state store's retention plateau test with 1,000,000 anonymous visitors (about 20 s of CPU)
+	EDGEREC_RETENTION_N=1000000 $(GO) test -count=1 -run '^TestRetentionPlateau$$' -v ./engine
 
 test-race: ## all tests under the race detector, long ones included
 	$(GO) test -race -shuffle=on ./...

@@ -4,7 +4,9 @@ package engine
 
 import (
 	"runtime"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestAllocs pins the allocation budget of the hot paths: with the lists
@@ -85,4 +87,38 @@ func (h *hotEngine) allocs(t *testing.T, name string, op func(v *View, out *hotO
 		t.Errorf("%s: %v allocs per call; budget 0", name, n)
 	}
 	return out
+}
+
+// TestAllocsRetention: with retention on, a returning visitor's decision
+// still allocates nothing, and so does one that renews their assignment
+// (one write, a day apart in production; every call here).
+func TestAllocsRetention(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).Unix())
+	h := newHotEngineWith(t, Options{
+		Now:       func() time.Time { return time.Unix(now.Load(), 0) },
+		Retention: Retention{Anonymous: time.Hour, Assignments: time.Hour, Interval: -1},
+	})
+	req := DecideRequest{Page: []byte("lp_consulting"), Visitor: []byte("alloc-ret"), Q: []byte("seo")}
+	out := h.allocs(t, "Decide sticky, retention on", func(v *View, out *hotOut) error { return v.Decide(&req, &out.d) })
+	if out.d.Reason != reasonSticky {
+		t.Fatalf("reason %s", out.d.Reason)
+	}
+	key := []byte("as/" + out.d.Experiment + "/alloc-ret")
+	val, _, err := h.e.state.AppendMeta(nil, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := decodeAssignment(val).at
+	out = h.allocs(t, "Decide sticky, renewing", func(v *View, out *hotOut) error {
+		now.Add(h.e.renewal)
+		return v.Decide(&req, &out.d)
+	})
+	val, _, err = h.e.state.AppendMeta(nil, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := decodeAssignment(val); out.d.Reason != reasonSticky || a.at <= before || a.at != now.Load()-h.e.renewal {
+		t.Fatalf("renewed: reason %s, record at %d (before %d, clock %d)", out.d.Reason, a.at, before, now.Load())
+	}
 }

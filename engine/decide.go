@@ -212,7 +212,20 @@ type stored struct {
 	variant int // the stored variant's index, -1 for none
 	found   bool
 	current bool // in the current phase, counted: nothing to write
+	exposed bool
+	at      int64 // when the record was written or renewed
 	sticky  uint64
+}
+
+// assignWord is how the slot cache remembers an assignment: the
+// variant's index + 1 in the low 16 bits, bit 16 exposed, and from bit 24
+// the record's time (assignment.at).
+func assignWord(variant int, exposed bool, at int64) uint64 {
+	w := uint64(variant+1)&0xffff | uint64(max(at, 0))<<24
+	if exposed {
+		w |= 1 << 16
+	}
+	return w
 }
 
 // readAssignment reads the visitor's assignment on page: from the slot
@@ -223,7 +236,8 @@ func (v *View) readAssignment(page *Page, visitor []byte) (stored, error) {
 	as := stored{variant: -1, sticky: v.stickyKey(page, visitor)}
 	ds.key = appendAssignKey(ds.key[:0], page.Experiment, visitor)
 	if x, ok := v.e.cache.word(as.sticky); ok {
-		as.variant, as.found, as.current = int(x)-1, true, true
+		as.variant, as.found, as.current = int(x&0xffff)-1, true, true
+		as.exposed, as.at = x&(1<<16) != 0, int64(x>>24)
 		return as, nil
 	}
 	st := v.e.state
@@ -235,10 +249,10 @@ func (v *View) readAssignment(page *Page, visitor []byte) (stored, error) {
 		return as, err
 	}
 	a := decodeAssignment(ds.val)
-	as.variant = page.variant(a.variant)
+	as.variant, as.exposed, as.at = page.variant(a.variant), a.exposed, a.at
 	as.current = as.variant >= 0 && a.phase == page.phase && (a.exposed || page.Exposure == "event")
 	if as.current {
-		v.e.cache.setWord(as.sticky, uint64(as.variant+1))
+		v.e.cache.setWord(as.sticky, assignWord(as.variant, as.exposed, as.at))
 	}
 	return as, nil
 }
@@ -248,6 +262,9 @@ func (v *View) readAssignment(page *Page, visitor []byte) (stored, error) {
 // records it (recordAssignment).
 func (v *View) splitAssign(page *Page, visitor []byte, as stored) (int, string, error) {
 	if as.current {
+		if v.e.renewDue(as.at, v.now) {
+			return v.renewAssignment(page, visitor, as)
+		}
 		return as.variant, reasonSticky, nil
 	}
 	// Not stored, stored in an earlier phase, or the stored variant was
@@ -275,6 +292,42 @@ func (v *View) splitAssign(page *Page, visitor []byte, as stored) (int, string, 
 	return i, reasonSplit, nil
 }
 
+// renewAssignment rewrites the current assignment as of now, so the
+// Sweeper keeps it while its visitor is active (retention.go); it writes
+// the record back if a sweep deleted it meanwhile. Nothing is counted.
+func (v *View) renewAssignment(page *Page, visitor []byte, as stored) (int, string, error) {
+	ds := &v.ds
+	st := v.e.state
+	if st == nil {
+		return as.variant, reasonSticky, nil
+	}
+	m := v.e.expLocks.of(visitor)
+	m.Lock()
+	defer m.Unlock()
+	var found bool
+	var err error
+	if ds.val, found, err = st.AppendMeta(ds.val[:0], ds.key); err != nil {
+		return 0, "", err
+	}
+	i, exposed := as.variant, as.exposed
+	if found {
+		a := decodeAssignment(ds.val)
+		j := page.variant(a.variant)
+		if j < 0 || a.phase != page.phase {
+			// Not this phase's record (no writer makes one within a
+			// config generation): leave it to the writers.
+			return as.variant, reasonSticky, nil
+		}
+		i, exposed = j, a.exposed
+	}
+	ds.val = appendAssignment(ds.val[:0], []byte(page.Variants[i].ID), page.phase, exposed, v.now)
+	if err := st.SetMetaAndCount(ds.key, ds.val, nil); err != nil {
+		return 0, "", err
+	}
+	v.e.cache.setWord(as.sticky, assignWord(i, exposed, v.now))
+	return i, reasonSticky, nil
+}
+
 // recordAssignment stores that visitor sees variant i of page in the
 // current phase and, with exposure: decision, counts the exposure, unless
 // a concurrent request did so first: then its variant is the answer.
@@ -292,12 +345,12 @@ func (v *View) recordAssignment(page *Page, visitor []byte, i int, sticky uint64
 	if found {
 		a := decodeAssignment(ds.val)
 		if j := page.variant(a.variant); j >= 0 && a.phase == page.phase && (a.exposed || page.Exposure == "event") {
-			v.e.cache.setWord(sticky, uint64(j+1))
+			v.e.cache.setWord(sticky, assignWord(j, a.exposed, a.at))
 			return j, nil
 		}
 	}
 	exposed := page.Exposure != "event" // else counted when the page reports it
-	ds.val = appendAssignment(ds.val[:0], []byte(page.Variants[i].ID), page.phase, exposed)
+	ds.val = appendAssignment(ds.val[:0], []byte(page.Variants[i].ID), page.phase, exposed, v.now)
 	var counters []index.Counter
 	if exposed {
 		ds.ckey[0] = append(appendSplitKey(ds.ckey[0][:0], page.Experiment, page.phase, []byte(page.Variants[i].ID)), "exposures"...)
@@ -311,7 +364,7 @@ func (v *View) recordAssignment(page *Page, visitor []byte, i int, sticky uint64
 	if err := st.SetMetaAndCount(ds.key, ds.val, counters); err != nil {
 		return 0, err
 	}
-	v.e.cache.setWord(sticky, uint64(i+1))
+	v.e.cache.setWord(sticky, assignWord(i, exposed, v.now))
 	return i, nil
 }
 

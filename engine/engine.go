@@ -75,6 +75,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the engine's logs; default slog.Default().
 	Logger *slog.Logger
+	// Retention sets how long the state store keeps each kind of data
+	// (retention.go); the zero value keeps everything.
+	Retention Retention
 }
 
 func (o *Options) withDefaults() {
@@ -126,6 +129,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("bandit refresh %v: must not be negative", o.BanditRefresh)
 	case o.DecisionTTL < 0:
 		return fmt.Errorf("decision ttl %v: must not be negative", o.DecisionTTL)
+	case o.Retention.Validate() != nil:
+		return o.Retention.Validate()
 	case o.SeenItems < 0 || o.SeenItems > maxHistoryRead:
 		return fmt.Errorf("seen items %d: want 0 (the snapshot's) to %d", o.SeenItems, maxHistoryRead)
 	case o.Weights != nil:
@@ -181,6 +186,13 @@ type Engine struct {
 	audienceSkipped atomic.Uint64
 	lastLog         atomic.Int64
 	holds           atomic.Int64 // HoldReady's not released (warm.go)
+
+	// The retention sweeper (retention.go), and how old an assignment
+	// gets before a decision renews it (seconds; 0 never).
+	sweeper     *index.Sweeper
+	stopSweeper context.CancelFunc
+	sweeperDone chan struct{}
+	renewal     int64
 }
 
 // New returns an Engine over the state store (nil: an engine without
@@ -217,6 +229,19 @@ func New(o Options, state *index.State) (*Engine, error) {
 	e.recNonce = binary.LittleEndian.Uint64(nonce[:])
 	e.patches.Store(&patchSet{m: map[string]ItemPatch{}})
 	e.views.New = func() any { return newView(e) }
+	if err := e.startSweeper(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	for _, d := range [...]struct {
+		name string
+		v    time.Duration
+	}{{"assignments", o.Retention.Assignments}, {"anonymous visitors", o.Retention.Anonymous}} {
+		if d.v > 0 && d.v < o.DecisionTTL {
+			e.log.Warn("the retention of "+d.name+" is shorter than the decision ttl: a beacon's conversion after it does not count",
+				"retention", d.v.String(), "decision_ttl", o.DecisionTTL.String())
+		}
+	}
 	return e, nil
 }
 
@@ -225,6 +250,10 @@ func New(o Options, state *index.State) (*Engine, error) {
 // belongs to the caller. A second Close does nothing.
 func (e *Engine) Close() {
 	e.closeOnce.Do(func() {
+		if e.stopSweeper != nil {
+			e.stopSweeper()
+			<-e.sweeperDone
+		}
 		if e.stopClock != nil {
 			close(e.stopClock)
 		}

@@ -86,7 +86,7 @@ func (e *Engine) IngestEvents(evs []index.StateEvent, logins []Login, keyless bo
 			xs = append(xs, x)
 		}
 	}
-	w := expWrite{e: e}
+	w := expWrite{e: e, now: v.now}
 	var ids []int // events with an ID
 	for i := range evs {
 		if len(evs[i].ID) > 0 {
@@ -174,8 +174,9 @@ func (e *Engine) IngestEvents(evs []index.StateEvent, logins []Login, keyless bo
 
 // repeats marks the events of ids (indexes into evs) whose ID was stored
 // before or comes earlier in the batch, and records the others' IDs in
-// w: "ei/<id>" → the event's time. The caller holds the IDs' stripe
-// locks.
+// w: "ei/<id>" → varint(the event's time) varint(its arrival); records
+// written before retention hold the event's time only. The caller holds
+// the IDs' stripe locks.
 func (w *expWrite) repeats(evs []index.StateEvent, ids []int) (repeat []bool, n int, err error) {
 	if len(ids) == 0 {
 		return nil, 0, nil
@@ -192,7 +193,7 @@ func (w *expWrite) repeats(evs []index.StateEvent, ids []int) (repeat []bool, n 
 			n++
 			continue
 		}
-		w.set(key, binary.AppendVarint(nil, evs[i].TS))
+		w.set(key, binary.AppendVarint(binary.AppendVarint(nil, evs[i].TS), w.now))
 	}
 	return repeat, n, nil
 }

@@ -3,17 +3,20 @@ package engine
 // Experiment accounting. Every count is of visitors, never of events:
 //
 //   - A visitor's assignment, "as/<exp>/<visitor>" in the state store's
-//     metadata, holds their variant, the phase they were last exposed in
-//     and whether that exposure was counted. An exposure counts once per
+//     metadata, holds their variant, the phase they were last exposed in,
+//     whether that exposure was counted, and when the record was last
+//     written or renewed (retention.go). An exposure counts once per
 //     visitor and phase: at the first randomised decision (exposure:
 //     decision) or at the first exposure event (exposure: event).
 //   - A rule with a holdback keeps "rx/<exp>/<rule>/<visitor>": the phase,
-//     the arm (t: the rule's variant, c: held back on the control).
+//     the arm (t: the rule's variant, c: held back on the control), and
+//     when it was last written or renewed.
 //   - A visitor converts once per phase and goal: "xc/<exp>/<phase>/<goal>/
 //     <visitor>" holds the value summed so far, capped at the goal's
-//     max_value. A conversion counts only for a visitor exposed in the
-//     current phase, for the arm the store says they saw (not what the
-//     event claims), so rates stay in [0, 1] whatever arrives.
+//     max_value, and when it was last written. A conversion counts only
+//     for a visitor exposed in the current phase, for the arm the store
+//     says they saw (not what the event claims), so rates stay in [0, 1]
+//     whatever arrives.
 //
 // Counters, "x/<exp>/<phase>/v/<variant>/<name>" for the split and
 // "x/<exp>/<phase>/r/<rule>/<t|c>/<name>" for a rule's arms, with names
@@ -207,28 +210,58 @@ type assignment struct {
 	variant []byte
 	phase   uint64
 	exposed bool
+	// at is when the record was written or last renewed, Unix seconds;
+	// 0 for records written before it was kept.
+	at int64
 }
 
-// decodeAssignment reads "variant" (written before phases: phase 0) or
-// "variant\x00<uvarint phase><flags>".
+// decodeAssignment reads "variant" (written before phases: phase 0),
+// "variant\x00<uvarint phase><flags>" (before retention) or
+// "variant\x00<uvarint phase><flags><uvarint at>". Readers ignore what
+// follows the flags, so older versions read the newer records.
 func decodeAssignment(v []byte) assignment {
 	id, rest, ok := bytes.Cut(v, []byte{0})
 	a := assignment{variant: id}
 	if ok {
 		if ph, n := binary.Uvarint(rest); n > 0 && len(rest) > n {
 			a.phase, a.exposed = ph, rest[n]&1 != 0
+			if at, m := binary.Uvarint(rest[n+1:]); m > 0 {
+				a.at = int64(at)
+			}
 		}
 	}
 	return a
 }
 
-func appendAssignment(dst, variant []byte, phase uint64, exposed bool) []byte {
+func appendAssignment(dst, variant []byte, phase uint64, exposed bool, at int64) []byte {
 	dst = append(append(dst, variant...), 0)
 	dst = binary.AppendUvarint(dst, phase)
+	flags := byte(0)
 	if exposed {
-		return append(dst, 1)
+		flags = 1
 	}
-	return append(dst, 0)
+	return binary.AppendUvarint(append(dst, flags), uint64(max(at, 0)))
+}
+
+// appendRuleRecord appends a rule record: uvarint phase, the arm, 1, and
+// uvarint at (see assignment.at).
+func appendRuleRecord(dst []byte, phase uint64, arm byte, at int64) []byte {
+	dst = append(binary.AppendUvarint(dst, phase), arm, 1)
+	return binary.AppendUvarint(dst, uint64(max(at, 0)))
+}
+
+// decodeRuleRecord reads a rule record; ok is false when it is damaged.
+func decodeRuleRecord(v []byte) (phase uint64, arm byte, at int64, ok bool) {
+	ph, n := binary.Uvarint(v)
+	if n <= 0 || len(v) <= n {
+		return 0, 0, 0, false
+	}
+	if len(v) > n+2 {
+		if x, m := binary.Uvarint(v[n+2:]); m > 0 {
+			at = int64(x)
+		}
+	}
+	return ph, v[n], at, true
 }
 
 // Rule arms.
@@ -295,6 +328,7 @@ func conversionCounters(dst []index.Counter, arm []byte, goal string, first bool
 // see the records written earlier in the same batch.
 type expWrite struct {
 	e        *Engine
+	now      int64 // Unix seconds
 	counters []index.Counter
 	metas    []index.KV
 	pending  map[string][]byte
@@ -354,7 +388,7 @@ func (w *expWrite) exposure(page *Page, visitor, variant []byte, now int64) erro
 	if a.phase == page.phase && a.exposed {
 		return nil
 	}
-	w.set(key, appendAssignment(nil, a.variant, page.phase, true))
+	w.set(key, appendAssignment(nil, a.variant, page.phase, true, w.now))
 	w.counters = exposureCounters(w.counters, appendSplitKey(nil, page.Experiment, page.phase, a.variant), now)
 	return nil
 }
@@ -381,8 +415,8 @@ func (w *expWrite) conversion(page *Page, g int, visitor []byte, value float64, 
 		if err != nil {
 			return err
 		}
-		if ph, n := binary.Uvarint(v); ok && n > 0 && len(v) > n && ph == page.phase {
-			arms = append(arms, appendRuleArmKey(nil, page.Experiment, page.phase, r.ID, v[n]))
+		if ph, arm, _, good := decodeRuleRecord(v); ok && good && ph == page.phase {
+			arms = append(arms, appendRuleArmKey(nil, page.Experiment, page.phase, r.ID, arm))
 		}
 	}
 	if len(arms) == 0 {
@@ -395,7 +429,7 @@ func (w *expWrite) conversion(page *Page, g int, visitor []byte, value float64, 
 		return err
 	}
 	sum := 0.0
-	if seen && len(mv) == 8 {
+	if seen && len(mv) >= 8 { // then uvarint(at), since retention
 		sum = math.Float64frombits(binary.LittleEndian.Uint64(mv))
 	}
 	if seen && once {
@@ -405,7 +439,7 @@ func (w *expWrite) conversion(page *Page, g int, visitor []byte, value float64, 
 	if seen && add == 0 {
 		return nil
 	}
-	w.set(mk, binary.LittleEndian.AppendUint64(nil, math.Float64bits(sum+add)))
+	w.set(mk, binary.AppendUvarint(binary.LittleEndian.AppendUint64(nil, math.Float64bits(sum+add)), uint64(max(w.now, 0))))
 	for _, arm := range arms {
 		w.counters = conversionCounters(w.counters, arm, goal.ID, !seen, add)
 	}
@@ -463,7 +497,8 @@ func (v *View) ruleExposure(page *Page, r *PageRule, visitor []byte, arm byte) e
 	k.bytes(visitor)
 	k.u64(v.cfg.gen)
 	ck := k.sum()
-	if _, ok := v.e.cache.word(ck); ok {
+	// The remembered word: 1 | the record's time << 8.
+	if x, ok := v.e.cache.word(ck); ok && !v.e.renewDue(int64(x>>8), v.now) {
 		return nil
 	}
 	ds := &v.ds
@@ -476,17 +511,21 @@ func (v *View) ruleExposure(page *Page, r *PageRule, visitor []byte, arm byte) e
 	if ds.val, found, err = st.AppendMeta(ds.val[:0], ds.key); err != nil {
 		return err
 	}
-	if ph, n := binary.Uvarint(ds.val); found && n > 0 && ph == page.phase {
-		v.e.cache.setWord(ck, 1)
-		return nil
+	var counters []index.Counter
+	if ph, stored, at, ok := decodeRuleRecord(ds.val); found && ok && ph == page.phase {
+		if !v.e.renewDue(at, v.now) {
+			v.e.cache.setWord(ck, 1|uint64(at)<<8)
+			return nil
+		}
+		arm = stored // renewed: the visitor stays active (retention.go)
+	} else {
+		counters = exposureCounters(nil, appendRuleArmKey(nil, page.Experiment, page.phase, r.ID, arm), v.now)
 	}
-	val := append(binary.AppendUvarint(ds.val[:0], page.phase), arm, 1)
-	ds.val = val
-	counters := exposureCounters(nil, appendRuleArmKey(nil, page.Experiment, page.phase, r.ID, arm), v.now)
-	if err := st.SetMetaAndCount(ds.key, val, counters); err != nil {
+	ds.val = appendRuleRecord(ds.val[:0], page.phase, arm, v.now)
+	if err := st.SetMetaAndCount(ds.key, ds.val, counters); err != nil {
 		return err
 	}
-	v.e.cache.setWord(ck, 1)
+	v.e.cache.setWord(ck, 1|uint64(max(v.now, 0))<<8)
 	return nil
 }
 

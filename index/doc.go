@@ -71,7 +71,7 @@
 // such as catalog patches and experiment assignments ('m' + key). Events
 // are acknowledged after the WAL sync; Pebble's commit pipeline shares one
 // sync among concurrent writers. The layout is detailed at the top of
-// state.go.
+// state.go. A Sweeper (retention.go) deletes what outlived its TTL.
 //
 // # Lifetimes
 //

@@ -12,6 +12,8 @@ package index
 //	                            operator "edgerec.add.v1" (no read-modify-write)
 //	'm' key                   → metadata (catalog patches, sticky assignments …)
 //	'p' user                  → profile: attributes and behaviour counts (profile.go)
+//	'r' …                     → retention bookkeeping: epoch, event log
+//	                            checkpoints (retention.go)
 //	'w'                       → the time of the last writability probe (Writable)
 //
 // History keys sort newest first within a user (^ts), then by ^h, where h

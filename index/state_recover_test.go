@@ -1,6 +1,7 @@
 package index
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -323,4 +324,93 @@ func TestStateFullDiskCycles(t *testing.T) {
 	s2 := openState(t, "state", StateOptions{FS: crashed, Logger: slog.New(slog.DiscardHandler)})
 	defer closeState(t, s2)
 	l.check(t, s2)
+}
+
+// TestSweepDuringReopen: retention passes run without a break, mostly
+// reading, while the disk fills and empties three times and the store
+// reopens itself: a pass never uses a closed DB (it holds the store's
+// write lock but for its pauses; without it Pebble panics "pebble:
+// closed"), fails with ErrNotWritable at worst, and once the disk is back
+// a pass deletes what expired.
+func TestSweepDuringReopen(t *testing.T) {
+	clk := &testClock{now: time.Unix(1_700_000_000, 0)}
+	d := &diskFull{}
+	s := openState(t, "state", StateOptions{
+		FS: injectFS{errorfs.Wrap(vfs.NewMem(), d), d}, Logger: slog.New(slog.DiscardHandler),
+		Now: clk.Now, RecoverInterval: 20 * time.Millisecond,
+	})
+	defer closeState(t, s)
+	old := clk.Now().Unix() - 3*86400
+	write := func(round int) {
+		var evs []StateEvent
+		for u := range 200 {
+			evs = append(evs, StateEvent{User: fmt.Appendf(nil, "r%du%d", round, u), Item: []byte("i1"), Type: model.EventView, TS: old})
+		}
+		if err := s.AppendEvents(evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0)
+	// Fresh histories a pass reads and keeps: most of its time is reads
+	// and pauses, no commit that would fail first.
+	var fresh []StateEvent
+	for u := range 3000 {
+		fresh = append(fresh, StateEvent{User: fmt.Appendf(nil, "f%d", u), Item: []byte("i1"), Type: model.EventView, TS: clk.Now().Unix()})
+	}
+	if err := s.AppendEvents(fresh); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.NewSweeper(SweepOptions{Histories: 24 * time.Hour, Events: 24 * time.Hour, BatchKeys: 7, Pause: time.Millisecond, CompactBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var passes, refused atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			switch err := w.Sweep(context.Background()); {
+			case err == nil:
+				passes.Add(1)
+			case errors.Is(err, ErrNotWritable):
+				refused.Add(1)
+				time.Sleep(100 * time.Microsecond)
+			default:
+				t.Error(err)
+			}
+		}
+	})
+	for round := 1; round <= 3; round++ {
+		for p := passes.Load(); passes.Load() == p; {
+			time.Sleep(time.Millisecond) // a whole pass on a writable store
+		}
+		d.full.Store(true)
+		for f := s.Failure().Failures; s.Failure().Failures == f; {
+			_ = s.AppendEvents([]StateEvent{view("x", "i1", old)}) // fails, or a pass's write does
+		}
+		d.full.Store(false)
+		for s.Failure().Err != nil {
+			time.Sleep(time.Millisecond) // the background reopen
+		}
+		write(round)
+	}
+	close(stop)
+	wg.Wait()
+	sweep(t, w)
+	var h History
+	for round := range 4 {
+		if err := s.LoadHistory(&h, fmt.Appendf(nil, "r%du7", round), 10); err != nil || len(h.Entries()) != 0 {
+			t.Fatalf("round %d: %d entries left (%v); want none", round, len(h.Entries()), err)
+		}
+	}
+	f := s.Failure()
+	t.Logf("%d passes, %d refused; %d failures, %d reopens", passes.Load(), refused.Load(), f.Failures, f.Recoveries)
+	if f.Recoveries < 3 {
+		t.Fatalf("%d reopens; want 3", f.Recoveries)
+	}
 }

@@ -8,6 +8,9 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/edgerec/edgerec/engine"
+	"github.com/edgerec/edgerec/index"
 )
 
 type route uint8
@@ -48,6 +51,10 @@ var routeNames = [routeCount]string{
 	routeDashboard: "dashboard",
 	routeOpenAPI:   "openapi",
 }
+
+// retentionKinds are the kinds of state the retention sweeper deletes.
+var retentionKinds = [...]string{index.KindEvents, index.KindHistories, index.KindProfiles,
+	engine.KindAssignments, engine.KindAnonymous, engine.KindConversions, engine.KindEventIDs}
 
 // serverMetrics are exported on /metrics in Prometheus text format through
 // github.com/VictoriaMetrics/metrics: lock-free counters and log-bucket
@@ -100,6 +107,25 @@ func newServerMetrics(s *Server) *serverMetrics {
 		if v := s.e.SnapshotVersion(); v != 0 {
 			_, _ = w.Write(strconv.AppendUint([]byte(`edgerec_snapshot_info{version="`), v, 10))
 			_, _ = io.WriteString(w, "\"} 1\n")
+		}
+	})
+	// The retention sweeper's counts (engine.Retention), every kind
+	// listed from the start.
+	m.set.RegisterMetricsWriter(func(w io.Writer) {
+		st, ok := s.e.RetentionStats()
+		if !ok {
+			return
+		}
+		for _, k := range retentionKinds {
+			d := st.Kinds[k]
+			metrics.WriteCounterUint64(w, `edgerec_retention_deleted_rows_total{kind="`+k+`"}`, d.Rows)
+			metrics.WriteCounterUint64(w, `edgerec_retention_deleted_bytes_total{kind="`+k+`"}`, d.Bytes)
+		}
+		metrics.WriteCounterUint64(w, "edgerec_retention_sweeps_total", st.Passes)
+		metrics.WriteCounterUint64(w, "edgerec_retention_sweep_errors_total", st.Errors)
+		if !st.LastStart.IsZero() {
+			metrics.WriteGaugeFloat64(w, "edgerec_retention_last_sweep_timestamp_seconds", float64(st.LastStart.UnixNano())/1e9)
+			metrics.WriteGaugeFloat64(w, "edgerec_retention_last_sweep_duration_seconds", st.LastDuration.Seconds())
 		}
 	})
 	// The engine's counts, read when scraped.

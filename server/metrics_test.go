@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,5 +251,45 @@ func TestCountersAcrossSnapshotSwap(t *testing.T) {
 	if after[`edgerec_snapshot_info{version="`+strconv.FormatUint(built.Version, 10)+`"}`] != 1 ||
 		after[`edgerec_snapshot_info{version="`+strconv.FormatUint(m1.Version, 10)+`"}`] != 0 {
 		t.Fatalf("snapshot_info after the swap from %d to %d: %v", m1.Version, built.Version, after)
+	}
+}
+
+// TestRetentionMetrics: /metrics counts what the retention sweeper
+// deleted, per kind, and times its last pass.
+func TestRetentionMetrics(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).Unix())
+	clock := func() time.Time { return time.Unix(now.Load(), 0) }
+	ts := newTestStack(t, engine.Options{Now: clock, Retention: engine.Retention{
+		Events: time.Hour, Interval: -1, Pause: -1, CompactBytes: -1,
+	}}, Options{})
+	post := func() {
+		t.Helper()
+		if code, body := do(t, ts.c, "POST", "/v1/events", testKey, `{"user_id":"u1","event":"pageview","page":"/a"}`); code != 200 {
+			t.Fatalf("events: %d %s", code, body)
+		}
+	}
+	_, values := scrape(t, ts.c)
+	if v, ok := values[`edgerec_retention_deleted_rows_total{kind="anonymous"}`]; !ok || v != 0 {
+		t.Fatalf("no zero count of anonymous deletions before a pass: %v %v", v, ok)
+	}
+	for range 3 {
+		post()
+	}
+	if err := ts.e.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now.Add(7200)
+	post()
+	if err := ts.e.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, values = scrape(t, ts.c)
+	if v := values[`edgerec_retention_deleted_rows_total{kind="events"}`]; v != 3 {
+		t.Fatalf("deleted events %v, want 3 (the log keeps its last)", v)
+	}
+	if values[`edgerec_retention_deleted_bytes_total{kind="events"}`] <= 0 || values["edgerec_retention_sweeps_total"] != 2 ||
+		values["edgerec_retention_last_sweep_timestamp_seconds"] <= 0 || values["edgerec_retention_last_sweep_duration_seconds"] <= 0 {
+		t.Fatalf("retention metrics %v", values)
 	}
 }

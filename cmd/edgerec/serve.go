@@ -52,6 +52,7 @@ type serveFlags struct {
 	keylessRate, keylessBurst                      float64
 	concurrency, maxConns, maxConnsPerIP, maxHead  int
 	readTimeout, writeTimeout, idleTimeout         time.Duration
+	ret                                            engine.Retention
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -68,6 +69,13 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.history, "history", engine.DefaultHistoryWindow, "newest history entries of a visitor blended into their recommendations; edgerec eval uses the same default (env EDGEREC_HISTORY)")
 	fs.IntVar(&f.maxUserItems, "max-user-items", 0, "newest history entries of a visitor whose items are left out as seen; 0: the snapshot's build setting (default 1000) (env EDGEREC_MAX_USER_ITEMS)")
 	fs.DurationVar(&f.retention, "profile-retention", index.DefaultProfileRetention, "how long profiles keep behaviour counts, at least 1h (env EDGEREC_PROFILE_RETENTION)")
+	fs.DurationVar(&f.ret.Events, "retention-events", engine.DefaultRetentionEvents, "how long the event log keeps an event after it arrived (the input of the next build); 0 forever (env EDGEREC_RETENTION_EVENTS)")
+	fs.DurationVar(&f.ret.Histories, "retention-histories", engine.DefaultRetentionHistories, "how long a visitor's history keeps an event after its time (what personal answers and the seen filter read); 0 forever (env EDGEREC_RETENTION_HISTORIES)")
+	fs.DurationVar(&f.ret.Profiles, "retention-profiles", engine.DefaultRetentionProfiles, "how long a profile is kept after its last event (one with attributes only stays); see also -profile-retention; 0 forever (env EDGEREC_RETENTION_PROFILES)")
+	fs.DurationVar(&f.ret.Assignments, "retention-assignments", engine.DefaultRetentionAssignments, "how long a visitor with events keeps their experiment variants after their last decision; at least -decision-ttl, or later conversions do not count; 0 forever (env EDGEREC_RETENTION_ASSIGNMENTS)")
+	fs.DurationVar(&f.ret.Anonymous, "retention-anonymous", engine.DefaultRetentionAnonymous, "the same for an anonymous visitor without events (a decision only); 0 forever (env EDGEREC_RETENTION_ANONYMOUS)")
+	fs.DurationVar(&f.ret.EventIDs, "retention-event-ids", engine.DefaultRetentionEventIDs, "the window in which an event sent again with the same event_id is acknowledged and not counted twice, after its arrival; 0 forever (env EDGEREC_RETENTION_EVENT_IDS)")
+	fs.DurationVar(&f.ret.Interval, "retention-sweep", engine.DefaultSweepInterval, "time between the background passes that delete expired state, in small batches with pauses, then compact (env EDGEREC_RETENTION_SWEEP)")
 	fs.Float64Var(&f.keylessRate, "keyless-rate", 20, "requests a second per client address without the API key to /v1/decide, /v1/page and beacons to /v1/events; over it they answer 429; 0: no limit (env EDGEREC_KEYLESS_RATE)")
 	fs.Float64Var(&f.keylessBurst, "keyless-burst", 0, "burst of -keyless-rate; 0: 5 × the rate (env EDGEREC_KEYLESS_BURST)")
 	fs.DurationVar(&f.decisionTTL, "decision-ttl", engine.DefaultDecisionTTL, "how long a decision id is taken in a beacon without the API key (env EDGEREC_DECISION_TTL)")
@@ -112,6 +120,18 @@ func parseServeFlags(c *command, args []string) (*serveFlags, error) {
 	if f.warm < 0 {
 		return nil, fmt.Errorf("-warm %v: want a duration, or 0 for no warming", f.warm)
 	}
+	if f.ret.Interval <= 0 {
+		return nil, fmt.Errorf("-retention-sweep %v: want a positive duration", f.ret.Interval)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"events", f.ret.Events}, {"histories", f.ret.Histories}, {"profiles", f.ret.Profiles},
+		{"assignments", f.ret.Assignments}, {"anonymous", f.ret.Anonymous}, {"event-ids", f.ret.EventIDs}} {
+		if d.v < 0 || (d.v > 0 && d.v < time.Minute) {
+			return nil, fmt.Errorf("-retention-%s %v: want 0 (keep forever) or a minute or more", d.name, d.v)
+		}
+	}
 	if f.cacheMB < 2 {
 		return nil, fmt.Errorf("-cache-mb %d: want at least 2 (MiB)", f.cacheMB)
 	}
@@ -147,6 +167,7 @@ func runServe(c *command, args []string) error {
 	e, err := engine.New(engine.Options{
 		MaxK: f.maxK, CacheBytes: f.cacheMB << 20 * 3 / 4, HistoryWindow: f.history, SeenItems: f.maxUserItems,
 		Config: cfg, ConfigPath: f.configPath, SignKey: signKey(f.apiKey), Logger: logger, DecisionTTL: f.decisionTTL,
+		Retention: f.ret,
 	}, state)
 	if err != nil {
 		_ = state.Close()

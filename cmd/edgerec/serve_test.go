@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgerec/edgerec/engine"
 	"github.com/edgerec/edgerec/internal/testenv"
 )
 
@@ -298,4 +299,28 @@ func TestServeSnapshotRoot(t *testing.T) {
 		t.Fatalf("loading v%s: %d %s", v6, code, body)
 	}
 	s.ready(t, 200, `"snapshot":`+v6)
+}
+
+// TestServeRetentionFlags: the retention flags have their defaults, take
+// their environment twins, and refuse a TTL under a minute.
+func TestServeRetentionFlags(t *testing.T) {
+	f := serveFlagsOf(t, []string{"--retention-events", "0", "--retention-anonymous", "48h"}, map[string]string{
+		"EDGEREC_RETENTION_EVENT_IDS": "1h", "EDGEREC_RETENTION_SWEEP": "1m",
+	})
+	r := f.ret
+	if r.Events != 0 || r.Anonymous != 48*time.Hour || r.EventIDs != time.Hour || r.Interval != time.Minute ||
+		r.Histories != engine.DefaultRetentionHistories || r.Profiles != engine.DefaultRetentionProfiles ||
+		r.Assignments != engine.DefaultRetentionAssignments {
+		t.Fatalf("retention %+v", r)
+	}
+	dir := t.TempDir()
+	for _, c := range []struct{ flag, value, want string }{
+		{"--retention-histories", "-1h", "-retention-histories -1h0m0s"},
+		{"--retention-event-ids", "30s", "-retention-event-ids 30s"},
+		{"--retention-sweep", "0s", "-retention-sweep 0s"},
+	} {
+		if code, _, errs := run(t, "serve", "--data", dir, "--addr", "127.0.0.1:0", c.flag, c.value); code != 1 || !strings.Contains(errs, c.want) {
+			t.Errorf("serve %s %s: exit %d, %s; want 1 naming %q", c.flag, c.value, code, errs, c.want)
+		}
+	}
 }
