@@ -513,6 +513,8 @@ func (s *State) apply(b *pebble.Batch, wo *pebble.WriteOptions, noSyncWait bool)
 	s.inPebble.Add(1)
 	defer s.inPebble.Add(-1)
 	if err := s.writable(); err != nil {
+		// Failed since wlock's check: refused, and counted as wlock does.
+		s.failedWrites.Add(1)
 		return err
 	}
 	defer s.recoverFatal(&err)
