@@ -77,6 +77,11 @@ const maxAnswer = 64 << 20
 // do sends a request and returns the answer's body when its status is
 // 2xx, else an *Error. key is sent as a bearer key when not empty.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, key, ctype string, body []byte) ([]byte, http.Header, error) {
+	return c.doUA(ctx, method, path, q, key, ctype, "", body)
+}
+
+// doUA is do with a User-Agent header when ua is not empty.
+func (c *Client) doUA(ctx context.Context, method, path string, q url.Values, key, ctype, ua string, body []byte) ([]byte, http.Header, error) {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -94,6 +99,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, key,
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
+	}
+	if ua != "" {
+		req.Header.Set("User-Agent", ua)
 	}
 	resp, err := c.o.HTTP.Do(req)
 	if err != nil {
@@ -124,7 +132,12 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, key,
 
 // getJSON GETs path and decodes its JSON answer into v.
 func (c *Client) getJSON(ctx context.Context, path string, q url.Values, key string, v any) error {
-	b, _, err := c.do(ctx, "GET", path, q, key, "", nil)
+	return c.getJSONUA(ctx, path, q, key, "", v)
+}
+
+// getJSONUA is getJSON with a User-Agent header when ua is not empty.
+func (c *Client) getJSONUA(ctx context.Context, path string, q url.Values, key, ua string, v any) error {
+	b, _, err := c.doUA(ctx, "GET", path, q, key, "", ua, nil)
 	if err != nil {
 		return err
 	}
@@ -285,6 +298,11 @@ type DecideRequest struct {
 	Q, Ref string
 	// The campaign parameters of the landing page's URL.
 	UTMSource, UTMMedium, UTMCampaign, UTMTerm, UTMContent string
+	// UserAgent is the visitor's User-Agent header, sent as the request's:
+	// the server tells bots and devices by it. Pass the browser's along;
+	// without one the request goes with Go's ("Go-http-client/1.1"), an
+	// HTTP client, which gets the control with reason "bot".
+	UserAgent string
 }
 
 func (d *DecideRequest) query(q url.Values) {
@@ -318,7 +336,7 @@ func (c *Client) Decide(ctx context.Context, r DecideRequest) (*Decision, error)
 	q := url.Values{}
 	r.query(q)
 	var d Decision
-	if err := c.getJSON(ctx, "/v1/decide", q, "", &d); err != nil {
+	if err := c.getJSONUA(ctx, "/v1/decide", q, "", r.UserAgent, &d); err != nil {
 		return nil, err
 	}
 	return &d, nil
@@ -352,7 +370,7 @@ func (c *Client) Page(ctx context.Context, r PageRequest) (*PageResult, error) {
 		q.Set("item", r.Item)
 	}
 	var p PageResult
-	if err := c.getJSON(ctx, "/v1/page", q, "", &p); err != nil {
+	if err := c.getJSONUA(ctx, "/v1/page", q, "", r.Decide.UserAgent, &p); err != nil {
 		return nil, err
 	}
 	return &p, nil

@@ -112,12 +112,12 @@ func TestClientEndToEnd(t *testing.T) {
 	}
 
 	// Landing pages.
-	d, err := c.Decide(ctx, client.DecideRequest{Page: "lp_consulting", Visitor: "cv2", Q: "営業 成約率改善"})
+	d, err := c.Decide(ctx, client.DecideRequest{Page: "lp_consulting", Visitor: "cv2", Q: "営業 成約率改善", UserAgent: desktopUA})
 	must("Decide", err)
 	if d.Variant != "sales_close_rate" || d.Reason != "rule" || d.DecisionID == "" {
 		t.Fatalf("Decide: %+v", d)
 	}
-	pg, err := c.Page(ctx, client.PageRequest{Decide: client.DecideRequest{Page: "lp_consulting", Visitor: "cu1"},
+	pg, err := c.Page(ctx, client.PageRequest{Decide: client.DecideRequest{Page: "lp_consulting", Visitor: "cu1", UserAgent: desktopUA},
 		Placements: []string{"home", "product_page"}, Item: "i1", List: client.ListOptions{K: 3}})
 	must("Page", err)
 	if pg.Decision == nil || len(pg.Recommendations) != 2 || len(pg.Recommendations["home"].Items) != 3 || pg.Visitor != "cu1" {
