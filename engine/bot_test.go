@@ -78,6 +78,59 @@ func TestIsBotRealUserAgents(t *testing.T) {
 	t.Logf("%d bots: %d detected; %d browsers: %d taken for bots", bots, bots-missed, humans, flagged)
 }
 
+// TestBotSources: each source catches bots the other does not, so both
+// are needed: our markers the HTTP clients and monitors the crawler list
+// lacks, the list the named services our markers lack.
+func TestBotSources(t *testing.T) {
+	var onlyMarked, onlyListed int
+	for _, c := range loadUserAgents(t) {
+		if c.label != "bot" {
+			continue
+		}
+		m, l := markedBot([]byte(c.ua)), listedCrawler([]byte(c.ua))
+		switch {
+		case m && !l:
+			onlyMarked++
+		case l && !m:
+			onlyListed++
+		}
+	}
+	if onlyMarked == 0 || onlyListed < 12 {
+		t.Fatalf("bots only our markers catch: %d, only the list: %d; want some, and 12 or more", onlyMarked, onlyListed)
+	}
+	t.Logf("bots only our markers catch: %d; only the crawler list: %d", onlyMarked, onlyListed)
+}
+
+// TestVerdictCache: a verdict is found under its hash only, a slot's new
+// hash replaces the old one, and a hash of 0 is stored like any other.
+func TestVerdictCache(t *testing.T) {
+	var c verdictCache
+	if _, ok := c.get(0); ok {
+		t.Fatal("an empty cache found hash 0")
+	}
+	c.put(0, true)
+	if bot, ok := c.get(0); !ok || !bot {
+		t.Fatalf("hash 0: %v %v, want true true", bot, ok)
+	}
+	h1, h2 := uint64(0xdead_beef_0000_1234), uint64(0xfeed_f00d_0000_1234) // one slot
+	c.put(h1, true)
+	if bot, ok := c.get(h1); !ok || !bot {
+		t.Fatalf("h1: %v %v, want true true", bot, ok)
+	}
+	if _, ok := c.get(h2); ok {
+		t.Fatal("h2 found under h1's slot")
+	}
+	c.put(h2, false)
+	if bot, ok := c.get(h2); !ok || bot {
+		t.Fatalf("h2: %v %v, want false true", bot, ok)
+	}
+	if _, ok := c.get(h1); ok {
+		t.Fatal("h1 found after h2 took its slot")
+	}
+}
+
+// BenchmarkIsBot: the 355 User-Agents of the set, verdicts remembered
+// (the steady state of a site).
 func BenchmarkIsBot(b *testing.B) {
 	set := loadUserAgents(b)
 	uas := make([][]byte, len(set))
@@ -88,6 +141,29 @@ func BenchmarkIsBot(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		isBot(uas[i%len(uas)])
+	}
+}
+
+// BenchmarkMarkedBot and BenchmarkListedCrawler: each source alone over
+// the set, as for a User-Agent seen for the first time.
+func BenchmarkMarkedBot(b *testing.B) {
+	benchBotSource(b, markedBot)
+}
+
+func BenchmarkListedCrawler(b *testing.B) {
+	benchBotSource(b, listedCrawler)
+}
+
+func benchBotSource(b *testing.B, f func([]byte) bool) {
+	set := loadUserAgents(b)
+	uas := make([][]byte, len(set))
+	for i, c := range set {
+		uas[i] = []byte(c.ua)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f(uas[i%len(uas)])
 	}
 }
 

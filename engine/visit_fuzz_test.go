@@ -105,8 +105,11 @@ func FuzzReferrer(f *testing.F) {
 				}
 			}
 		}
-		if isBot(ua) != want {
-			t.Fatalf("%q: isBot %v, want %v", ua, !want, want)
+		if markedBot(ua) != want {
+			t.Fatalf("%q: markedBot %v, want %v", ua, !want, want)
+		}
+		if want && !isBot(ua) {
+			t.Fatalf("%q: marked, but isBot false", ua)
 		}
 	})
 }
