@@ -132,16 +132,7 @@ func TestVerdictCache(t *testing.T) {
 // BenchmarkIsBot: the 355 User-Agents of the set, verdicts remembered
 // (the steady state of a site).
 func BenchmarkIsBot(b *testing.B) {
-	set := loadUserAgents(b)
-	uas := make([][]byte, len(set))
-	for i, c := range set {
-		uas[i] = []byte(c.ua)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		isBot(uas[i%len(uas)])
-	}
+	benchBotSource(b, isBot)
 }
 
 // BenchmarkMarkedBot and BenchmarkListedCrawler: each source alone over

@@ -5,52 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/edgerec/edgerec/internal/testenv"
 	"github.com/edgerec/edgerec/model"
 )
-
-// diskFull fails every write, sync and create with ENOSPC while full.
-type diskFull struct{ full atomic.Bool }
-
-func (d *diskFull) MaybeError(op errorfs.Op) error {
-	if !d.full.Load() {
-		return nil
-	}
-	switch op.Kind {
-	case errorfs.OpCreate, errorfs.OpReuseForWrite, errorfs.OpFileWrite, errorfs.OpFileWriteAt,
-		errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo, errorfs.OpFilePreallocate:
-		return &os.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
-	}
-	return nil
-}
-
-func (d *diskFull) String() string { return "disk full" }
-
-// injectFS is errorfs.FS that also injects into the files Pebble reuses
-// (recycled WAL files, which errorfs returns unwrapped).
-type injectFS struct {
-	*errorfs.FS
-	inj errorfs.Injector
-}
-
-func (fs injectFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
-	if err != nil {
-		return nil, err
-	}
-	return errorfs.WrapFile(f, fs.inj), nil
-}
 
 // batchLedger writes batches of one event and two counters, the batch's
 // own ("c/<id>", 1) and "total", and remembers which were acknowledged.
@@ -133,8 +99,8 @@ func (l *batchLedger) check(t *testing.T, s *State) int {
 // after a crash, and no batch is there in part.
 func TestStateRecoversFromFullDisk(t *testing.T) {
 	mem := vfs.NewCrashableMem()
-	d := &diskFull{}
-	s, err := OpenState("state", StateOptions{FS: injectFS{errorfs.Wrap(mem, d), d}, Logger: slog.New(slog.DiscardHandler)})
+	d := &testenv.FullDisk{}
+	s, err := OpenState("state", StateOptions{FS: testenv.InjectFS(mem, d), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +138,7 @@ func TestStateRecoversFromFullDisk(t *testing.T) {
 		})
 	}
 
-	d.full.Store(true)
+	d.Full.Store(true)
 	errs := l.writeMany(s, 100)
 	for i, err := range errs {
 		if !errors.Is(err, ErrNotWritable) || !errors.Is(err, ErrNoSpace) {
@@ -190,7 +156,7 @@ func TestStateRecoversFromFullDisk(t *testing.T) {
 	}
 	readsFull := reads.Load()
 
-	d.full.Store(false)
+	d.Full.Store(false)
 	if err := s.tryReopen(); err != nil {
 		t.Fatalf("a reopen once space returned: %v", err)
 	}
@@ -226,17 +192,17 @@ func TestStateRecoversFromFullDisk(t *testing.T) {
 // TestStateReopenSeq: event numbers go on after a reopen from the highest
 // one handed out, though the failed batch's never reached the disk.
 func TestStateReopenSeq(t *testing.T) {
-	d := &diskFull{}
-	s := openState(t, "state", StateOptions{FS: injectFS{errorfs.Wrap(vfs.NewMem(), d), d}, Logger: slog.New(slog.DiscardHandler)})
+	d := &testenv.FullDisk{}
+	s := openState(t, "state", StateOptions{FS: testenv.InjectFS(vfs.NewMem(), d), Logger: slog.New(slog.DiscardHandler)})
 	defer closeState(t, s)
 	if err := s.AppendEvents([]StateEvent{view("u1", "i1", 1)}); err != nil {
 		t.Fatal(err)
 	}
-	d.full.Store(true)
+	d.Full.Store(true)
 	if err := s.AppendEvents([]StateEvent{view("u1", "i2", 2), view("u1", "i3", 3)}); err == nil {
 		t.Fatal("a write on a full disk: nil; want an error")
 	}
-	d.full.Store(false)
+	d.Full.Store(false)
 	if err := s.tryReopen(); err != nil {
 		t.Fatal(err)
 	}
@@ -264,8 +230,8 @@ func TestStateFullDiskCycles(t *testing.T) {
 		t.Skip("five cycles of a full disk under load: not with -short")
 	}
 	mem := vfs.NewCrashableMem()
-	d := &diskFull{}
-	s, err := OpenState("state", StateOptions{FS: injectFS{errorfs.Wrap(mem, d), d}, Logger: slog.New(slog.DiscardHandler), RecoverInterval: 20 * time.Millisecond})
+	d := &testenv.FullDisk{}
+	s, err := OpenState("state", StateOptions{FS: testenv.InjectFS(mem, d), Logger: slog.New(slog.DiscardHandler), RecoverInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,11 +271,11 @@ func TestStateFullDiskCycles(t *testing.T) {
 		for n := oks.Load(); oks.Load() < n+50; {
 			time.Sleep(time.Millisecond) // 50 more writes acknowledged
 		}
-		d.full.Store(true)
+		d.Full.Store(true)
 		for f := s.Failure().Failures; s.Failure().Failures == f; {
 			time.Sleep(time.Millisecond) // the store saw it
 		}
-		d.full.Store(false)
+		d.Full.Store(false)
 	}
 	close(stop)
 	wg.Wait()
@@ -334,9 +300,9 @@ func TestStateFullDiskCycles(t *testing.T) {
 // a pass deletes what expired.
 func TestSweepDuringReopen(t *testing.T) {
 	clk := &testClock{now: time.Unix(1_700_000_000, 0)}
-	d := &diskFull{}
+	d := &testenv.FullDisk{}
 	s := openState(t, "state", StateOptions{
-		FS: injectFS{errorfs.Wrap(vfs.NewMem(), d), d}, Logger: slog.New(slog.DiscardHandler),
+		FS: testenv.InjectFS(vfs.NewMem(), d), Logger: slog.New(slog.DiscardHandler),
 		Now: clk.Now, RecoverInterval: 20 * time.Millisecond,
 	})
 	defer closeState(t, s)
@@ -389,11 +355,11 @@ func TestSweepDuringReopen(t *testing.T) {
 		for p := passes.Load(); passes.Load() == p; {
 			time.Sleep(time.Millisecond) // a whole pass on a writable store
 		}
-		d.full.Store(true)
+		d.Full.Store(true)
 		for f := s.Failure().Failures; s.Failure().Failures == f; {
 			_ = s.AppendEvents([]StateEvent{view("x", "i1", old)}) // fails, or a pass's write does
 		}
-		d.full.Store(false)
+		d.Full.Store(false)
 		for s.Failure().Err != nil {
 			time.Sleep(time.Millisecond) // the background reopen
 		}

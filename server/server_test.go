@@ -304,24 +304,6 @@ func (f *failingWAL) MaybeError(op errorfs.Op) error {
 	return nil
 }
 
-// walFS is errorfs.FS that also injects into the WAL files Pebble
-// recycles (errorfs returns those unwrapped).
-type walFS struct {
-	*errorfs.FS
-	inj errorfs.Injector
-}
-
-func (fs walFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
-	if err != nil {
-		return nil, err
-	}
-	return errorfs.WrapFile(f, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		op.Path = newname
-		return fs.inj.MaybeError(op)
-	})), nil
-}
-
 // TestReadyzStateNotWritable: /readyz is 200 with a snapshot and a state
 // store that takes writes, 503 once the store's disk fails (seen by the
 // next probe, at most one a second); /healthz stays 200 and reads go on;
@@ -332,7 +314,7 @@ func TestReadyzStateNotWritable(t *testing.T) {
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
 	wal := &failingWAL{}
 	ts := newTestStackState(t, engine.Options{Now: now}, Options{},
-		index.StateOptions{NoSync: true, Now: now, FS: walFS{errorfs.Wrap(vfs.Default, wal), wal}, Logger: slog.New(slog.DiscardHandler)})
+		index.StateOptions{NoSync: true, Now: now, FS: testenv.InjectFS(vfs.Default, wal), Logger: slog.New(slog.DiscardHandler)})
 	ready := func(want int, wantBody string) {
 		t.Helper()
 		code, body := do(t, ts.c, "GET", "/readyz", "", "")

@@ -3,38 +3,17 @@ package server
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/engine"
 	"github.com/edgerec/edgerec/index"
+	"github.com/edgerec/edgerec/internal/testenv"
 )
-
-// fullDisk fails every write, sync and create of the state store with
-// ENOSPC while on.
-type fullDisk struct{ on atomic.Bool }
-
-func (f *fullDisk) String() string { return "full disk" }
-
-func (f *fullDisk) MaybeError(op errorfs.Op) error {
-	if !f.on.Load() {
-		return nil
-	}
-	switch op.Kind {
-	case errorfs.OpCreate, errorfs.OpReuseForWrite, errorfs.OpFileWrite, errorfs.OpFileWriteAt,
-		errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo, errorfs.OpFilePreallocate:
-		return &os.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
-	}
-	return nil
-}
 
 // doHeader is do that returns the response's header too.
 func doHeader(t testing.TB, c *fasthttp.Client, method, uri, key, body string) (int, []byte, string) {
@@ -60,9 +39,9 @@ func doHeader(t testing.TB, c *fasthttp.Client, method, uri, key, body string) (
 // space returns the store reopens by itself (no restart), events answer
 // 200 again, and every event answered 200 is in the store.
 func TestStateDiskFull(t *testing.T) {
-	disk := &fullDisk{}
+	disk := &testenv.FullDisk{}
 	ts := newTestStackState(t, engine.Options{}, Options{}, index.StateOptions{
-		FS: walFS{errorfs.Wrap(vfs.Default, disk), disk}, Logger: slog.New(slog.DiscardHandler), RecoverInterval: 50 * time.Millisecond,
+		FS: testenv.InjectFS(vfs.Default, disk), Logger: slog.New(slog.DiscardHandler), RecoverInterval: 50 * time.Millisecond,
 	})
 	var acked []string
 	n := 0
@@ -99,7 +78,7 @@ func TestStateDiskFull(t *testing.T) {
 	reads()
 	metric("edgerec_state_writable 1\n")
 
-	disk.on.Store(true)
+	disk.Full.Store(true)
 	for range 20 {
 		code, body, retry := post()
 		if code != 507 || !strings.Contains(string(body), `"code":"insufficient_storage"`) || retry != stateRetryAfter {
@@ -113,7 +92,7 @@ func TestStateDiskFull(t *testing.T) {
 	metric("edgerec_state_writable 0\n")
 	metric("edgerec_state_failures_total 1\n")
 
-	disk.on.Store(false)
+	disk.Full.Store(false)
 	start := time.Now()
 	tries := 0
 	for {
