@@ -125,31 +125,44 @@ func listedCrawler(ua []byte) bool {
 
 var botSeed = maphash.MakeSeed()
 
-// botVerdicts remembers isBot's verdicts: direct-mapped by the hash's low
-// bits and lock-free, a slot holds the hash with its lowest two bits
-// set aside: bit 1 set (never 0, the empty slot), bit 0 the verdict. A new User-Agent takes its slot from the one before; a
-// busy site's few thousand browser versions fit, and one that does not
-// is only asked again.
+// botVerdicts remembers isBot's verdicts, lock-free: a set of four slots
+// per value of the hash's low 14 bits (64K verdicts, 512 KiB), a slot
+// holding the hash with its lowest two bits set aside: bit 1 set (never
+// 0, the empty slot), bit 0 the verdict. A full set gives one slot to a
+// new User-Agent. A busy site's few thousand User-Agents fit without two
+// of them taking turns in one slot (each turn a look-up in the list);
+// a flood of new ones evicts old ones, which are only asked again.
 var botVerdicts verdictCache
 
-const verdictSlots = 1 << 14
+const verdictSets = 1 << 14
 
-type verdictCache [verdictSlots]atomic.Uint64
+type verdictCache [verdictSets][4]atomic.Uint64
 
 func (c *verdictCache) get(h uint64) (bot, ok bool) {
-	v := c[h&(verdictSlots-1)].Load()
-	if v&^1 != h&^3|2 {
-		return false, false
+	tag := h&^3 | 2
+	set := &c[h&(verdictSets-1)]
+	for i := range set {
+		if v := set[i].Load(); v&^1 == tag {
+			return v&1 == 1, true
+		}
 	}
-	return v&1 == 1, true
+	return false, false
 }
 
 func (c *verdictCache) put(h uint64, bot bool) {
-	v := h&^3 | 2
+	tag := h&^3 | 2
+	v := tag
 	if bot {
 		v |= 1
 	}
-	c[h&(verdictSlots-1)].Store(v)
+	set := &c[h&(verdictSets-1)]
+	for i := range set {
+		if w := set[i].Load(); w == 0 || w&^1 == tag {
+			set[i].Store(v)
+			return
+		}
+	}
+	set[h>>32&3].Store(v)
 }
 
 // markedBot is isBot by our markers alone. No allocation: the lower-cased

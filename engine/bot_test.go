@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"hash/maphash"
 	"os"
 	"strings"
 	"testing"
@@ -76,6 +77,12 @@ func TestIsBotRealUserAgents(t *testing.T) {
 		t.Fatalf("the set has %d bots and %d browsers; want at least 150 of each", bots, humans)
 	}
 	t.Logf("%d bots: %d detected; %d browsers: %d taken for bots", bots, bots-missed, humans, flagged)
+	// Every verdict is remembered: no two of the set take turns in a slot.
+	for _, c := range set {
+		if _, ok := botVerdicts.get(maphash.Bytes(botSeed, []byte(c.ua))); !ok {
+			t.Errorf("verdict not remembered: %s", c.ua)
+		}
+	}
 }
 
 // TestBotSources: each source catches bots the other does not, so both
@@ -101,10 +108,11 @@ func TestBotSources(t *testing.T) {
 	t.Logf("bots only our markers catch: %d; only the crawler list: %d", onlyMarked, onlyListed)
 }
 
-// TestVerdictCache: a verdict is found under its hash only, a slot's new
-// hash replaces the old one, and a hash of 0 is stored like any other.
+// TestVerdictCache: a verdict is found under its hash only; four hashes
+// of one set stay together, a fifth takes one of their slots; a hash of
+// 0 is stored like any other.
 func TestVerdictCache(t *testing.T) {
-	var c verdictCache
+	c := new(verdictCache)
 	if _, ok := c.get(0); ok {
 		t.Fatal("an empty cache found hash 0")
 	}
@@ -112,20 +120,30 @@ func TestVerdictCache(t *testing.T) {
 	if bot, ok := c.get(0); !ok || !bot {
 		t.Fatalf("hash 0: %v %v, want true true", bot, ok)
 	}
-	h1, h2 := uint64(0xdead_beef_0000_1234), uint64(0xfeed_f00d_0000_1234) // one slot
-	c.put(h1, true)
-	if bot, ok := c.get(h1); !ok || !bot {
-		t.Fatalf("h1: %v %v, want true true", bot, ok)
+	var hs [5]uint64
+	for i := range hs {
+		hs[i] = uint64(i+1)<<40 | 0x1234 // one set
 	}
-	if _, ok := c.get(h2); ok {
-		t.Fatal("h2 found under h1's slot")
+	for i, h := range hs[:4] {
+		c.put(h, i%2 == 0)
 	}
-	c.put(h2, false)
-	if bot, ok := c.get(h2); !ok || bot {
-		t.Fatalf("h2: %v %v, want false true", bot, ok)
+	for i, h := range hs[:4] {
+		if bot, ok := c.get(h); !ok || bot != (i%2 == 0) {
+			t.Fatalf("hash %d of one set: %v %v, want %v true", i, bot, ok, i%2 == 0)
+		}
 	}
-	if _, ok := c.get(h1); ok {
-		t.Fatal("h1 found after h2 took its slot")
+	if _, ok := c.get(hs[4]); ok {
+		t.Fatal("a fifth hash found before it was put")
+	}
+	c.put(hs[4], true)
+	kept := 0
+	for _, h := range hs[:4] {
+		if _, ok := c.get(h); ok {
+			kept++
+		}
+	}
+	if bot, ok := c.get(hs[4]); !ok || !bot || kept != 3 {
+		t.Fatalf("after a fifth hash: it %v %v, %d of the four kept; want true true, 3", bot, ok, kept)
 	}
 }
 
