@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"hash"
 	"math/rand/v2"
 	"strconv"
@@ -263,7 +264,12 @@ func (v *View) readAssignment(page *Page, visitor []byte) (stored, error) {
 func (v *View) splitAssign(page *Page, visitor []byte, as stored) (int, string, error) {
 	if as.current {
 		if v.e.renewDue(as.at, v.now) {
-			return v.renewAssignment(page, visitor, as)
+			i, reason, err := v.renewAssignment(page, visitor, as)
+			if errors.Is(err, index.ErrNotWritable) {
+				// A renewal can wait for a store that takes writes.
+				return as.variant, reasonSticky, nil
+			}
+			return i, reason, err
 		}
 		return as.variant, reasonSticky, nil
 	}
@@ -281,8 +287,16 @@ func (v *View) splitAssign(page *Page, visitor []byte, as stored) (int, string, 
 		}
 	}
 	if v.e.state != nil {
-		var err error
-		if i, err = v.recordAssignment(page, visitor, i, as.sticky); err != nil {
+		j, err := v.recordAssignment(page, visitor, i, as.sticky)
+		switch {
+		case err == nil:
+			i = j
+		case errors.Is(err, index.ErrNotWritable):
+			// The state store takes no writes (a full disk): the visitor
+			// sees the variant, unrecorded, so neither exposed nor
+			// converting in the results; the split's bucket gives them
+			// the same one again later. The store counts the failed write.
+		default:
 			return 0, "", err
 		}
 	}

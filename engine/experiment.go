@@ -32,6 +32,7 @@ package engine
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -523,6 +524,9 @@ func (v *View) ruleExposure(page *Page, r *PageRule, visitor []byte, arm byte) e
 	}
 	ds.val = appendRuleRecord(ds.val[:0], page.phase, arm, v.now)
 	if err := st.SetMetaAndCount(ds.key, ds.val, counters); err != nil {
+		if errors.Is(err, index.ErrNotWritable) {
+			return nil // unrecorded on a store that takes no writes, as splits (decide.go)
+		}
 		return err
 	}
 	v.e.cache.setWord(ck, 1|uint64(max(v.now, 0))<<8)

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func doHeader(t testing.TB, c *fasthttp.Client, method, uri, key, body string) (
 // 200 again, and every event answered 200 is in the store.
 func TestStateDiskFull(t *testing.T) {
 	disk := &testenv.FullDisk{}
-	ts := newTestStackState(t, engine.Options{}, Options{}, index.StateOptions{
+	ts := newTestStackState(t, engine.Options{Config: sampleConfig(t)}, Options{}, index.StateOptions{
 		FS: testenv.InjectFS(vfs.Default, disk), Logger: slog.New(slog.DiscardHandler), RecoverInterval: 50 * time.Millisecond,
 	})
 	var acked []string
@@ -56,9 +57,15 @@ func TestStateDiskFull(t *testing.T) {
 		}
 		return code, resp, retry
 	}
+	visitors := 0
 	reads := func() {
 		t.Helper()
-		for _, uri := range []string{"/v1/users/u1/recommendations?k=5", "/v1/users/u2", "/v1/items/i44/similar?k=5", "/v1/popular?k=3"} {
+		// A new visitor's decision writes an assignment: on a full disk
+		// it is answered unrecorded.
+		visitors++
+		v := strconv.Itoa(visitors)
+		for _, uri := range []string{"/v1/users/u1/recommendations?k=5", "/v1/users/u2", "/v1/items/i44/similar?k=5", "/v1/popular?k=3",
+			"/v1/decide?page=lp_consulting&visitor=fd" + v, "/v1/page?page=lp_consulting&visitor=fp" + v + "&placements=home"} {
 			if code, body := do(t, ts.c, "GET", uri, testKey, ""); code != 200 {
 				t.Fatalf("GET %s: %d %s; want 200", uri, code, body)
 			}
