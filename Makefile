@@ -103,7 +103,7 @@ soak: build ## 10 min of every kind of traffic at 70% of saturation, snapshot sw
 crash: ## kill -9 trials during single and batched ingest: no acknowledged event lost (CRASH_TRIALS=10 of each)
 	GO=$(GO) CRASH_TRIALS=$(CRASH_TRIALS) scripts/crash.sh
 
-bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: ~2 min)
+bench: build ## edgerec vs a static floor under the same load, wrk vs bench, Go benchmarks, build scale (BENCH_QUICK=1: about 3 min)
 	scripts/bench.sh
 
 bench-go: ## Go benchmarks into bench.new; benchstat against bench.old when present

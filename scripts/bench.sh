@@ -9,7 +9,7 @@
 # process), p99 at half of saturation, and the ratios edgerec/floor. Then
 # bench against wrk on the floor, bench's own cost, the tails of a fresh
 # and a warm server under open-loop load, the Go benchmarks and the
-# build-scale table. BENCH_QUICK=1 shortens every step (a few minutes).
+# build-scale table. BENCH_QUICK=1 shortens every step (about 3 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/edgerec
