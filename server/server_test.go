@@ -167,6 +167,13 @@ const browserUA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Fire
 
 func do(t testing.TB, c *fasthttp.Client, method, uri, key, body string, header ...string) (int, []byte) {
 	t.Helper()
+	code, b, _ := doHeader(t, c, method, uri, key, body, header...)
+	return code, b
+}
+
+// doHeader is do that returns the answer's Retry-After too.
+func doHeader(t testing.TB, c *fasthttp.Client, method, uri, key, body string, header ...string) (int, []byte, string) {
+	t.Helper()
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
@@ -184,7 +191,7 @@ func do(t testing.TB, c *fasthttp.Client, method, uri, key, body string, header 
 	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
 		t.Fatalf("%s %s: %v", method, uri, err)
 	}
-	return resp.StatusCode(), append([]byte(nil), resp.Body()...)
+	return resp.StatusCode(), append([]byte(nil), resp.Body()...), string(resp.Header.Peek("Retry-After"))
 }
 
 func getList(t testing.TB, c *fasthttp.Client, uri string) apiList {

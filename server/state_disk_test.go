@@ -9,30 +9,11 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/valyala/fasthttp"
 
 	"github.com/edgerec/edgerec/engine"
 	"github.com/edgerec/edgerec/index"
 	"github.com/edgerec/edgerec/internal/testenv"
 )
-
-// doHeader is do that returns the response's header too.
-func doHeader(t testing.TB, c *fasthttp.Client, method, uri, key, body string) (int, []byte, string) {
-	t.Helper()
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://edgerec" + uri)
-	req.Header.SetMethod(method)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	req.SetBodyString(body)
-	if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
-		t.Fatalf("%s %s: %v", method, uri, err)
-	}
-	return resp.StatusCode(), append([]byte(nil), resp.Body()...), string(resp.Header.Peek("Retry-After"))
-}
 
 // TestStateDiskFull, over HTTP on loopback: while the state store's disk
 // is full, events answer 507 insufficient_storage with Retry-After and
