@@ -70,10 +70,17 @@ awk -v dir="$work/blocks" '
 blocks=("$work"/blocks/*.sh)
 [ -e "${blocks[0]}" ] || { echo "docs-check: README.md has no runnable sh blocks" >&2; exit 1; }
 
-# A free port: one nothing answers on (bash's /dev/tcp connects or fails).
+# A free port: one nothing answers on (bash's /dev/tcp connects or fails),
+# below the kernel's ephemeral range, so that no client connection (the
+# thousands a load test leaves in TIME-WAIT) holds it as its own port.
 port=
+low=32768
+if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+fi
+[ "$low" -gt 12000 ] || low=32768
 for _ in $(seq 50); do
-	p=$((20000 + RANDOM % 40000))
+	p=$((10000 + RANDOM % (low - 10000)))
 	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
 done
 [ -n "$port" ] || { echo "docs-check: no free port found" >&2; exit 1; }
