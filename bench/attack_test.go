@@ -659,3 +659,44 @@ func TestReportWarmup(t *testing.T) {
 		t.Fatalf("series %+v; want the slow first second in it", r.Series)
 	}
 }
+
+// TestReportKindLatency: each kind of a mixed scenario has its own
+// percentiles (after the warm-up, like Latency), merged across workers,
+// and the text report prints a line per kind.
+func TestReportKindLatency(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0)
+	part := func(kind string, lat time.Duration) *Report {
+		p := newReport(1000, 2*time.Second)
+		p.Start, p.warmup = start, time.Second
+		for i := range 1000 {
+			l := lat
+			if i < 500 {
+				l = time.Second // in the warm-up: left out
+			}
+			p.add(result{intended: start.Add(time.Duration(i) * 2 * time.Millisecond), latency: l, status: 200, kind: kind})
+		}
+		return p
+	}
+	r := newReport(1000, 2*time.Second)
+	r.Start = start
+	r.merge(part("events", 5*time.Millisecond))
+	r.merge(part("similar", 100*time.Microsecond))
+	r.finish(2 * time.Second)
+	ev, sim := r.KindLatency["events"], r.KindLatency["similar"]
+	if len(r.KindLatency) != 2 || ev.Count != 500 || sim.Count != 500 || ev.P99 < 4990 || ev.Max > 5010 || sim.Max > 101 {
+		t.Fatalf("kind latency %+v", r.KindLatency)
+	}
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "  events        p50 5.00ms") || !strings.Contains(b.String(), "  similar       p50 100µs") {
+		t.Fatalf("text report:\n%s", b.String())
+	}
+	// One kind: Latency says it all.
+	one := part("get", time.Millisecond)
+	one.finish(2 * time.Second)
+	if one.KindLatency != nil {
+		t.Fatalf("one kind: %+v", one.KindLatency)
+	}
+}

@@ -43,7 +43,10 @@ type Report struct {
 	WrkLatency  *Percentiles     `json:"latency_wrk_corrected_us,omitempty"`
 	Connections int              `json:"connections,omitempty"` // closed loop
 	Kinds       map[string]int64 `json:"kinds"`
-	Workers     int              `json:"workers,omitempty"`
+	// KindLatency is Latency for each kind of request of a scenario
+	// (after the warm-up, like Latency), when it has more than one.
+	KindLatency map[string]Percentiles `json:"kind_latency_us,omitempty"`
+	Workers     int                    `json:"workers,omitempty"`
 	// Series holds one point per Interval of the attack (by each
 	// request's intended send time in open loop, its send in closed loop).
 	Series   []Point `json:"series"`
@@ -58,6 +61,7 @@ type Report struct {
 	interval time.Duration // of Series; 0: a second
 	warmup   time.Duration // requests due before it stay out of Latency
 	hist     *hdrhistogram.Histogram
+	kinds    map[string]*hdrhistogram.Histogram // KindLatency's
 	secs     []*second
 	status   [600]int64 // by HTTP status, folded into Status at finish
 }
@@ -100,8 +104,18 @@ func newReport(rate float64, planned time.Duration) *Report {
 	return &Report{
 		TargetRate: rate, planned: planned,
 		Status: map[string]int64{}, Errors: map[string]int64{}, Kinds: map[string]int64{},
-		hist: hdrhistogram.New(histMin, histMax, histSig),
+		hist: hdrhistogram.New(histMin, histMax, histSig), kinds: map[string]*hdrhistogram.Histogram{},
 	}
+}
+
+// kindHist returns the latency histogram of kind, made on first use.
+func (r *Report) kindHist(kind string) *hdrhistogram.Histogram {
+	h := r.kinds[kind]
+	if h == nil {
+		h = hdrhistogram.New(histMin, histMax, histSig)
+		r.kinds[kind] = h
+	}
+	return h
 }
 
 func (r *Report) add(res result) {
@@ -111,6 +125,7 @@ func (r *Report) add(res result) {
 	since := res.intended.Sub(r.Start)
 	if since >= r.warmup {
 		_ = r.hist.RecordValue(min(us, histMax))
+		_ = r.kindHist(res.kind).RecordValue(min(us, histMax))
 	}
 	sec := int(since / r.step())
 	if sec < 0 {
@@ -151,6 +166,9 @@ func (r *Report) merge(p *Report) {
 		r.status[i] += v
 	}
 	r.hist.Merge(p.hist)
+	for k, h := range p.kinds {
+		r.kindHist(k).Merge(h)
+	}
 	for i, s := range p.secs {
 		for len(r.secs) <= i {
 			r.secs = append(r.secs, &second{hist: hdrhistogram.New(histMin, histMax, 2)})
@@ -180,6 +198,13 @@ func (r *Report) finish(elapsed time.Duration) {
 		r.Rate = float64(r.Requests) / r.Duration
 	}
 	r.Latency = percentiles(r.hist)
+	r.KindLatency = nil
+	if len(r.kinds) > 1 {
+		r.KindLatency = make(map[string]Percentiles, len(r.kinds))
+		for k, h := range r.kinds {
+			r.KindLatency[k] = percentiles(h)
+		}
+	}
 	r.Warmup = r.warmup.Seconds()
 	r.WrkLatency = nil
 	if r.TargetRate == 0 && r.Connections > 0 && r.Requests >= int64(r.Connections) {
@@ -278,6 +303,17 @@ func (r *Report) writeText(w io.Writer, series bool) error {
 	}
 	if len(r.Kinds) > 1 {
 		fmt.Fprintf(&b, "mix         %s\n", counts(r.Kinds))
+	}
+	if len(r.KindLatency) > 1 {
+		kinds := make([]string, 0, len(r.KindLatency))
+		for k := range r.KindLatency {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			l := r.KindLatency[k]
+			fmt.Fprintf(&b, "  %-13s p50 %s  p99 %s  p99.9 %s  max %s\n", k, us(l.P50), us(l.P99), us(l.P999), us(l.Max))
+		}
 	}
 	if series && len(r.Series) > 0 {
 		fmt.Fprintf(&b, "%-11s %8s %8s %10s %10s\n", "from", "requests", "errors", "p50", "p99")
