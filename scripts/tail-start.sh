@@ -3,7 +3,8 @@
 # of one core's saturation, from a server's first second on and warm.
 #
 # Data: `edgerec gen --n 200000` (the `make run` sample), `edgerec build`,
-# `edgerec serve --config edgerec.yaml` pinned to core 1 with GOMAXPROCS=1;
+# `edgerec serve --config edgerec.yaml` pinned to core 1 (two Ps, serve's
+# default on one core; GOMAXPROCS=1 with TAIL_RT=1, or TAIL_SERVER_PROCS);
 # the load, `edgerec bench`, pinned to core 0 with GOMAXPROCS=1.
 #
 #  1. Saturation: a closed loop of 16 connections for 5 s against a warm
@@ -66,10 +67,13 @@ config=$PWD/edgerec.yaml
 
 command -v taskset >/dev/null || { echo "taskset not found (util-linux)" >&2; exit 1; }
 taskset -c 1 true 2>/dev/null || { echo "no CPU 1: this needs 2 cores (server on 1, generator on 0)" >&2; exit 1; }
-prio=()
+prio=() procs=${TAIL_SERVER_PROCS:-}
 if [ "$rt" = 1 ]; then
 	chrt -r 10 true 2>/dev/null || { echo "chrt -r failed: run as root, or TAIL_RT=0" >&2; exit 1; }
 	prio=(chrt -r 10)
+	# Under SCHED_RR two threads on one core take turns of 100 ms: the
+	# server's second P (serve's minProcs) would measure the quantum.
+	procs=${TAIL_SERVER_PROCS:-1}
 fi
 
 work=$(mktemp -d)
@@ -88,7 +92,7 @@ url=http://127.0.0.1:$port
 # start [FLAGS]: a fresh state store, edgerec serve on core 1.
 start() {
 	rm -rf "$work/data/state"
-	GOMAXPROCS=1 "${prio[@]}" taskset -c 1 "$bin" serve --data "$work/data" --addr "127.0.0.1:$port" --api-key k \
+	env ${procs:+GOMAXPROCS=$procs} "${prio[@]}" taskset -c 1 "$bin" serve --data "$work/data" --addr "127.0.0.1:$port" --api-key k \
 		--config "$config" --keyless-rate 0 "$@" 2>>"$out/serve.log" &
 	spid=$!
 }

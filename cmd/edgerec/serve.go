@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -144,6 +145,7 @@ func runServe(c *command, args []string) error {
 		return err
 	}
 	logger := newLogger()
+	ensureProcs(logger)
 	if f.apiKey == "" {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
@@ -276,16 +278,35 @@ func stopServing(logger *slog.Logger, drain time.Duration, srv *server.Server, e
 	return nil
 }
 
-// logWarm logs what engine.Warm did. A failure leaves the server
-// serving with cold caches.
+// minProcs is the fewest Go Ps the server runs with.
 //
-// Requests of clients that do not wait for /readyz are served while the
-// server warms, but with GOMAXPROCS=1 they wait for warming to end: a
-// goroutine that is always runnable keeps Go's scheduler from polling
-// the network (yielding or short sleeps between answers did not change
-// that; warming on a thread of its own at idle priority stalled the world
-// at the next stop for GC). Warming is short (0.2-0.3 s for the sample's
-// 1,000 items and 2,000 visitors on one core) and bounded by -warm.
+// On one core (a small edge box, a one-CPU container, taskset -c 1) Go
+// runs one P, and a goroutine that is busy for a while keeps it for Go's
+// 10 ms time slices while every request waits in the run queue: a Pebble
+// compaction of the state store, warming. Under the soak's mix at 5,000
+// requests a second, every compaction showed as a stall of 20 to 50 ms
+// that every kind of answer waited through, cached ones too, growing
+// with the state store (p99.9 31.5 ms, max 62 ms in 150 s); with two Ps
+// the kernel interleaves the background thread with the request thread
+// at a finer grain (p99.9 4.3 ms, max 10.7 ms; README, "Soak and crash
+// trials").
+const minProcs = 2
+
+// ensureProcs raises GOMAXPROCS to minProcs unless the operator set it.
+func ensureProcs(logger *slog.Logger) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if n := runtime.GOMAXPROCS(0); n < minProcs {
+		runtime.GOMAXPROCS(minProcs)
+		logger.Info("running two Ps on one core: background work (compactions, warming) does not hold up requests",
+			"cores", n, "gomaxprocs", minProcs)
+	}
+}
+
+// logWarm logs what engine.Warm did. A failure leaves the server
+// serving with cold caches. Requests of clients that do not wait for
+// /readyz are served meanwhile (see minProcs).
 func logWarm(logger *slog.Logger, st engine.WarmStats, err error) {
 	if err != nil {
 		logger.Warn("warming failed: serving with cold caches", "err", err)
