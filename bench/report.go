@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -305,12 +306,7 @@ func (r *Report) writeText(w io.Writer, series bool) error {
 		fmt.Fprintf(&b, "mix         %s\n", counts(r.Kinds))
 	}
 	if len(r.KindLatency) > 1 {
-		kinds := make([]string, 0, len(r.KindLatency))
-		for k := range r.KindLatency {
-			kinds = append(kinds, k)
-		}
-		sort.Strings(kinds)
-		for _, k := range kinds {
+		for _, k := range slices.Sorted(maps.Keys(r.KindLatency)) {
 			l := r.KindLatency[k]
 			fmt.Fprintf(&b, "  %-13s p50 %s  p99 %s  p99.9 %s  max %s\n", k, us(l.P50), us(l.P99), us(l.P999), us(l.Max))
 		}
@@ -326,11 +322,7 @@ func (r *Report) writeText(w io.Writer, series bool) error {
 }
 
 func counts(m map[string]int64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%s: %d", k, m[k])
