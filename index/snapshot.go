@@ -478,6 +478,10 @@ func (s *Snapshot) get(kind ListKind, id uint32, use func(v []byte) error) error
 	return nil
 }
 
+// SnapshotCacheBytes is the block cache of each open snapshot version
+// (Pebble's default, made explicit: the server's memory budget counts it).
+const SnapshotCacheBytes = 8 << 20
+
 // snapshotOptions are the Pebble options of snapshot stores. A published
 // version is never written again, so its read-only opens skip Pebble's
 // directory lock (sharedFS): a served snapshot may be opened by edgerec eval
@@ -488,6 +492,7 @@ func snapshotOptions(readOnly bool) *pebble.Options {
 		ReadOnly:      readOnly,
 		DisableWAL:    !readOnly,
 		MemTableSize:  64 << 20,
+		CacheSize:     SnapshotCacheBytes,
 		Logger:        pebbleLogger{slog.Default()},
 		EventListener: eventListener(slog.Default()),
 	}

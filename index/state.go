@@ -111,13 +111,21 @@ const (
 	maxHistoryLen = 10000
 )
 
+// DefaultStateCacheBytes is the state store's block cache by default.
+const DefaultStateCacheBytes = 32 << 20
+
+// StateMemTableBytes is the most the state store's memtables hold: Pebble's
+// default 4 MiB memtable, and the one being flushed beside it.
+const StateMemTableBytes = 8 << 20
+
 // StateOptions configure a State. The zero value works.
 type StateOptions struct {
 	// NoSync acknowledges writes before the WAL is synced: for tests and
 	// benchmarks only. By default AppendEvents returns once its events are
 	// on disk.
 	NoSync bool
-	// CacheBytes is the size of Pebble's block cache; default 32 MiB.
+	// CacheBytes is the size of Pebble's block cache; default
+	// DefaultStateCacheBytes.
 	CacheBytes int64
 	// FS is the file system the store lives on; default the operating
 	// system's. Tests pass vfs.NewCrashableMem() to simulate power loss.
@@ -138,7 +146,7 @@ type StateOptions struct {
 
 func (o *StateOptions) withDefaults() {
 	if o.CacheBytes == 0 {
-		o.CacheBytes = 32 << 20
+		o.CacheBytes = DefaultStateCacheBytes
 	}
 	if o.FS == nil {
 		o.FS = vfs.Default

@@ -75,7 +75,7 @@ trap cleanup EXIT
 
 echo "soak: output in $out"
 $bin gen --events "$work/ev.csv.gz" --items "$work/items.csv.gz" --n "${SOAK_N:-200000}" >/dev/null
-build() { $bcpu $bin build --events "$work/ev.csv.gz" --items "$work/items.csv.gz" --out "$work/data/snapshots" >>"$out/build.log" 2>&1; }
+build() { $bcpu nice -n 19 $bin build --events "$work/ev.csv.gz" --items "$work/items.csv.gz" --out "$work/data/snapshots" >>"$out/build.log" 2>&1; }
 build
 # Two configs to reload in turn: the bundled one, and the same with the
 # product page's diversity cap changed.
@@ -116,12 +116,12 @@ $bcpu $bin bench "${load[@]}" --rate "$rate" --duration "${duration}s" --table "
 bp=$!
 start=$(date +%s.%N)
 elapsed() { python3 -c "import time; print(int(time.time() - $start))"; }
-printf 't_s\trss_kb\tanon_kb\tfile_kb\theap_inuse\theap_sys\theap_released\tstack_sys\tgoroutines\tevents\n' >"$out/rss.tsv"
+printf 't_s\trss_kb\tanon_kb\tfile_kb\theap_inuse\theap_sys\theap_live\theap_released\tstack_sys\tgoroutines\tevents\n' >"$out/rss.tsv"
 swaps=0 swapfail=0 reloads=0 reloadfail=0 next=$sample act=$((every / 2)) heaped=
 while kill -0 "$bp" 2>/dev/null; do
 	t=$(elapsed)
 	if [ "$t" -ge "$next" ]; then
-		printf '%s\t%s\t%s\n' "$t" "$(rss)" "$(metrics go_memstats_heap_inuse_bytes go_memstats_heap_sys_bytes \
+		printf '%s\t%s\t%s\n' "$t" "$(rss)" "$(metrics go_memstats_heap_inuse_bytes go_memstats_heap_sys_bytes go_gc_heap_live_bytes \
 			go_memstats_heap_released_bytes go_memstats_stack_sys_bytes go_goroutines edgerec_events_ingested_total)" >>"$out/rss.tsv"
 		next=$((next + sample))
 		if [ -z "$heaped" ] && [ "$t" -ge "$warmup" ]; then heap warmup; heaped=1; fi
@@ -179,6 +179,12 @@ if after:
     peak = max(kb for _, kb in after)
     p(f"RSS           {samples[0][1]/1024:.1f} MiB at {samples[0][0]} s, {a/1024:.1f} MiB at {t0} s (after the warm-up), "
       f"{b/1024:.1f} MiB at {t1} s: {growth:+.1f}% (peak {peak/1024:.1f} MiB; fails at {maxgrowth:g}%)")
+live = [(int(w[0]), int(float(w[6]))) for w in rows if len(w) > 6 and w[6]]
+live_after = [s for s in live if s[0] >= warmup]
+if live_after:
+    (t0, a), (t1, b) = live_after[0], live_after[-1]
+    p(f"live heap     {a/2**20:.1f} MiB at {t0} s, {b/2**20:.1f} MiB at {t1} s, peak {max(v for _, v in live_after)/2**20:.1f} MiB: "
+      f"what the collections kept (the caches filling up to their budgets; a leak would go on past them)")
 lat = r["latency_us"]
 p(f"latency       p50 {lat['p50']:.0f} us  p99 {lat['p99']:.0f} us  p99.9 {lat['p99.9']:.0f} us  max {lat['max']:.0f} us")
 p("p99 per minute (us): " + " ".join(

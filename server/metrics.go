@@ -2,6 +2,7 @@ package server
 
 import (
 	"io"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -254,4 +255,12 @@ func (m *serverMetrics) write(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/plain; version=0.0.4")
 	m.set.WritePrometheus(ctx)
 	metrics.WriteProcessMetrics(ctx)
+	// The heap the last collection kept: with edgerec serve's memory limit
+	// (-memory-mb) the heap's size follows the limit, not what is live;
+	// this is what to watch against go_memlimit_bytes.
+	live := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	rtmetrics.Read(live)
+	if live[0].Value.Kind() == rtmetrics.KindUint64 {
+		metrics.WriteGaugeUint64(ctx, "go_gc_heap_live_bytes", live[0].Value.Uint64())
+	}
 }

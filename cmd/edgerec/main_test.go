@@ -399,6 +399,8 @@ func TestFlagErrors(t *testing.T) {
 	f(1, missing, "eval", "--train", missing, "--test", events)
 	f(1, "-events and -items are required", "gen", "--events", filepath.Join(dir, "gen.csv"))
 	f(1, `CORS origin "shop.example": want *, null or scheme://host[:port]`, "serve", "--data", filepath.Join(dir, "serve"), "--addr", "127.0.0.1:0", "--cors", "https://ok.example,shop.example")
+	f(1, "-memory-mb 183: want 0 (twice the caches' budgets) or at least 184", "serve", "--data", filepath.Join(dir, "serve"), "--addr", "127.0.0.1:0", "--memory-mb", "183")
+	f(1, "-memory-mb -1", "serve", "--data", filepath.Join(dir, "serve"), "--addr", "127.0.0.1:0", "--memory-mb", "-1")
 }
 
 // TestEvalJSON, a quality test, runs SAR through the CLI on the MovieLens

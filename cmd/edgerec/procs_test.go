@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -30,4 +31,38 @@ func TestEnsureProcs(t *testing.T) {
 	if n := runtime.GOMAXPROCS(0); n != 4 {
 		t.Fatalf("four cores: %d Ps, want 4", n)
 	}
+}
+
+// TestEnsureMemory: the server paces its collections by a memory limit,
+// twice the caches' budgets unless -memory-mb says otherwise, and leaves
+// the runtime alone when the operator set GOGC or GOMEMLIMIT.
+func TestEnsureMemory(t *testing.T) {
+	prevLimit, prevPercent := debug.SetMemoryLimit(-1), debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetMemoryLimit(prevLimit); debug.SetGCPercent(prevPercent) })
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	const noLimit = 1<<63 - 1
+	debug.SetMemoryLimit(noLimit)
+	check := func(what string, limit int64, percent int) {
+		t.Helper()
+		if got := debug.SetMemoryLimit(-1); got != limit {
+			t.Errorf("%s: memory limit %d MiB, want %d MiB", what, got>>20, limit>>20)
+		}
+		if got := debug.SetGCPercent(percent); got != percent {
+			t.Errorf("%s: GOGC %d, want %d", what, got, percent)
+		}
+	}
+
+	for _, env := range []string{"GOGC", "GOMEMLIMIT"} {
+		t.Setenv(env, "100")
+		ensureMemory(logger, 0, 64)
+		check(env+" set", noLimit, 100)
+		os.Unsetenv(env) // t.Setenv restores it
+	}
+	if b := memoryBudget(64); b != 64+32+8+16 {
+		t.Fatalf("memoryBudget(64) = %d MiB, want the Ristretto 64, the state store's 32 + 8, two snapshots' 8 each", b)
+	}
+	ensureMemory(logger, 0, 64)
+	check("-memory-mb 0", 2*memoryBudget(64)<<20, -1)
+	ensureMemory(logger, 500, 64)
+	check("-memory-mb 500", 500<<20, -1)
 }

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,7 @@ func envTwins(fs *flag.FlagSet) error {
 // unit is checked against them (TestSystemdUnit).
 type serveFlags struct {
 	addr, data, apiKey, adminKey, cors, configPath string
-	cacheMB                                        int64
+	cacheMB, memoryMB                              int64
 	gzipMin, maxK, maxBody, history, maxUserItems  int
 	retention, drain, decisionTTL, warm            time.Duration
 	keylessRate, keylessBurst                      float64
@@ -62,6 +63,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.apiKey, "api-key", "", "bearer key for writes; when empty, a random one that no client knows (never logged: keys stay out of logs), so writes are refused. Prefer the env twin EDGEREC_API_KEY: a flag is visible in ps")
 	fs.StringVar(&f.adminKey, "admin-key", "", "bearer key for admin calls and pprof; default the API key (env EDGEREC_ADMIN_KEY)")
 	fs.Int64Var(&f.cacheMB, "cache-mb", 64, "Ristretto budget, MiB, at least 2: three quarters for the engine (decoded lists, answers, segments and decisions), a quarter for rendered answers (env EDGEREC_CACHE_MB)")
+	fs.Int64Var(&f.memoryMB, "memory-mb", 0, "soft limit of the process's Go memory, MiB (GOMEMLIMIT): the garbage collector runs when the heap reaches it instead of whenever the live heap doubles (GOGC off), so the footprint holds flat while the caches fill; 0: twice the caches' budgets (see memoryBudget: 240 MiB with -cache-mb 64); at least the budgets + 64 MiB. GOMEMLIMIT or GOGC in the environment leave the runtime's own settings (env EDGEREC_MEMORY_MB)")
 	fs.IntVar(&f.gzipMin, "gzip-min", 1024, "smallest cached answer sent gzip-compressed to clients that accept it, bytes; compressed once per cached answer; 0 never (env EDGEREC_GZIP_MIN)")
 	fs.IntVar(&f.maxK, "max-k", 100, "largest k a request may ask for (env EDGEREC_MAX_K)")
 	fs.StringVar(&f.cors, "cors", "", "origins whose pages may call the API from browsers, comma-separated scheme://host[:port], answered with credentials; or * for any origin, without credentials (env EDGEREC_CORS)")
@@ -136,6 +138,10 @@ func parseServeFlags(c *command, args []string) (*serveFlags, error) {
 	if f.cacheMB < 2 {
 		return nil, fmt.Errorf("-cache-mb %d: want at least 2 (MiB)", f.cacheMB)
 	}
+	if f.memoryMB < 0 || (f.memoryMB > 0 && f.memoryMB < memoryBudget(f.cacheMB)+memoryWorkMB) {
+		return nil, fmt.Errorf("-memory-mb %d: want 0 (twice the caches' budgets) or at least %d: the caches take %d MiB (-cache-mb %d and Pebble's caches) and the heap's own work %d MiB more",
+			f.memoryMB, memoryBudget(f.cacheMB)+memoryWorkMB, memoryBudget(f.cacheMB), f.cacheMB, memoryWorkMB)
+	}
 	return f, nil
 }
 
@@ -146,6 +152,7 @@ func runServe(c *command, args []string) error {
 	}
 	logger := newLogger()
 	ensureProcs(logger)
+	ensureMemory(logger, f.memoryMB, f.cacheMB)
 	if f.apiKey == "" {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
@@ -302,6 +309,46 @@ func ensureProcs(logger *slog.Logger) {
 		logger.Info("running two Ps on one core: background work (compactions, warming) does not hold up requests",
 			"cores", n, "gomaxprocs", minProcs)
 	}
+}
+
+// memoryBudget is what the server's caches hold at most once full, MiB,
+// with -cache-mb cacheMB: the Ristretto caches, the state store's block
+// cache and memtables, and the block caches of two snapshot versions (the
+// served one and the next, while a swap loads it). Without cgo Pebble's
+// caches live in the Go heap too.
+func memoryBudget(cacheMB int64) int64 {
+	return cacheMB + (index.DefaultStateCacheBytes+index.StateMemTableBytes+2*index.SnapshotCacheBytes)>>20
+}
+
+// memoryWorkMB is the least room -memory-mb leaves beside the caches: the
+// engine's decoded snapshot, requests in flight, and garbage between two
+// collections.
+const memoryWorkMB = 64
+
+// ensureMemory paces the garbage collector by a memory limit instead of
+// by the live heap, unless the operator set GOGC or GOMEMLIMIT.
+//
+// With GOGC's default the heap may grow to twice what is live, and what is
+// live grows for as long as the caches fill: Pebble's block cache of the
+// state store followed the visitors' histories for 30 minutes of the soak,
+// and RSS grew with it by twice as much (+41.6%, 135 to 191 MiB, and
+// would have gone on to about twice the budgets). With a limit and GOGC
+// off the heap fills up to the limit within a minute of traffic and stays
+// there: the footprint is the limit from then on, and collections are
+// rarer while the live heap is small (README, "Soak and crash trials").
+// A live heap near the limit makes collections frequent, which the
+// budget's margin keeps away.
+func ensureMemory(logger *slog.Logger, memoryMB, cacheMB int64) {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		logger.Info("garbage collector: GOGC or GOMEMLIMIT set in the environment; -memory-mb unused")
+		return
+	}
+	if memoryMB == 0 {
+		memoryMB = 2 * memoryBudget(cacheMB)
+	}
+	debug.SetMemoryLimit(memoryMB << 20)
+	debug.SetGCPercent(-1)
+	logger.Info("garbage collector paced by the memory limit", "memory_mb", memoryMB, "caches_mb", memoryBudget(cacheMB))
 }
 
 // logWarm logs what engine.Warm did. A failure leaves the server
