@@ -63,7 +63,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.apiKey, "api-key", "", "bearer key for writes; when empty, a random one that no client knows (never logged: keys stay out of logs), so writes are refused. Prefer the env twin EDGEREC_API_KEY: a flag is visible in ps")
 	fs.StringVar(&f.adminKey, "admin-key", "", "bearer key for admin calls and pprof; default the API key (env EDGEREC_ADMIN_KEY)")
 	fs.Int64Var(&f.cacheMB, "cache-mb", 64, "Ristretto budget, MiB, at least 2: three quarters for the engine (decoded lists, answers, segments and decisions), a quarter for rendered answers (env EDGEREC_CACHE_MB)")
-	fs.Int64Var(&f.memoryMB, "memory-mb", 0, "soft limit of the process's Go memory, MiB (GOMEMLIMIT): the garbage collector runs when the heap reaches it instead of whenever the live heap doubles (GOGC off), so the footprint holds flat while the caches fill; 0: twice the caches' budgets (see memoryBudget: 240 MiB with -cache-mb 64); at least the budgets + 64 MiB. GOMEMLIMIT or GOGC in the environment leave the runtime's own settings (env EDGEREC_MEMORY_MB)")
+	fs.Int64Var(&f.memoryMB, "memory-mb", 0, "soft limit of the process's Go memory, MiB (GOMEMLIMIT): the garbage collector runs when the heap reaches it instead of whenever the live heap doubles (GOGC off), so the footprint holds flat while the caches fill; 0: twice the caches' budgets (see memoryBudget: 240 MiB with -cache-mb 64), at most 60% of the machine's or the cgroup's memory; at least the budgets + 64 MiB. GOMEMLIMIT or GOGC in the environment leave the runtime's own settings (env EDGEREC_MEMORY_MB)")
 	fs.IntVar(&f.gzipMin, "gzip-min", 1024, "smallest cached answer sent gzip-compressed to clients that accept it, bytes; compressed once per cached answer; 0 never (env EDGEREC_GZIP_MIN)")
 	fs.IntVar(&f.maxK, "max-k", 100, "largest k a request may ask for (env EDGEREC_MAX_K)")
 	fs.StringVar(&f.cors, "cors", "", "origins whose pages may call the API from browsers, comma-separated scheme://host[:port], answered with credentials; or * for any origin, without credentials (env EDGEREC_CORS)")
@@ -343,12 +343,66 @@ func ensureMemory(logger *slog.Logger, memoryMB, cacheMB int64) {
 		logger.Info("garbage collector: GOGC or GOMEMLIMIT set in the environment; -memory-mb unused")
 		return
 	}
+	machineMB := machineMemoryMB()
 	if memoryMB == 0 {
-		memoryMB = 2 * memoryBudget(cacheMB)
+		memoryMB = defaultMemoryMB(memoryBudget(cacheMB), machineMB)
 	}
 	debug.SetMemoryLimit(memoryMB << 20)
 	debug.SetGCPercent(-1)
-	logger.Info("garbage collector paced by the memory limit", "memory_mb", memoryMB, "caches_mb", memoryBudget(cacheMB))
+	logger.Info("garbage collector paced by the memory limit", "memory_mb", memoryMB, "caches_mb", memoryBudget(cacheMB), "machine_mb", machineMB)
+	if machineMB > 0 && memoryMB > machineMB*memoryShare/100 {
+		logger.Warn("the memory limit is over 60% of the memory this process may use: lower -cache-mb (and -memory-mb), or give it more",
+			"memory_mb", memoryMB, "machine_mb", machineMB)
+	}
+}
+
+// memoryShare is the percentage of the machine's memory (or its cgroup's
+// limit) the default memory limit takes at most, leaving the rest to the
+// operating system's page cache, which Pebble's reads rely on, and to
+// whatever else runs on the box.
+const memoryShare = 60
+
+// defaultMemoryMB is -memory-mb's default: twice the caches' budget, so
+// that garbage has as much room as the caches, but no more than
+// memoryShare of the machine's memory when that is known (machineMB > 0),
+// and never less than the budget and the heap's work.
+func defaultMemoryMB(budgetMB, machineMB int64) int64 {
+	limit := 2 * budgetMB
+	if machineMB > 0 {
+		limit = min(limit, machineMB*memoryShare/100)
+	}
+	return max(limit, budgetMB+memoryWorkMB)
+}
+
+// machineMemoryMB is the memory this process may use, MiB: the smaller of
+// the machine's (MemTotal) and its cgroup's limit (v2 memory.max, v1
+// memory.limit_in_bytes); 0 when none can be read (not Linux).
+func machineMemoryMB() int64 {
+	var mb int64
+	take := func(bytes int64) {
+		if v := bytes >> 20; v > 0 && (mb == 0 || v < mb) {
+			mb = v
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64); err == nil {
+					take(kb << 10)
+				}
+			}
+		}
+	}
+	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		if b, err := os.ReadFile(path); err == nil {
+			// "max" (v2) and v1's huge page-aligned no-limit value parse
+			// to nothing or to more than MemTotal.
+			if v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				take(v)
+			}
+		}
+	}
+	return mb
 }
 
 // logWarm logs what engine.Warm did. A failure leaves the server
