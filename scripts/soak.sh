@@ -11,8 +11,11 @@
 # from the first sample after SOAK_WARMUP to the last.
 #
 # Exit 1 when a request failed (any non-2xx or transport error: the site
-# scenario has no expected 4xx), a swap or a reload failed, or the RSS grew
-# by SOAK_MAX_GROWTH % or more.
+# scenario has no expected 4xx), a swap or a reload failed, the RSS grew
+# by SOAK_MAX_GROWTH % or more, a minute after the warm-up had a p99 over
+# SOAK_MAX_P99 (the server fell behind), or p99 rose (the median of the
+# last three minutes over twice that of the first three after the warm-up,
+# and over 10 ms).
 #
 #   SOAK_DURATION   10m      soak length (s, m or h)
 #   SOAK_WARMUP     2m       RSS growth counts from here
@@ -155,11 +158,13 @@ hupfail=$(grep -c "config not reloaded" "$out/serve.log" || true)
 reloadfail=$((reloadfail + hupfail))
 kill -0 "$pid" 2>/dev/null || { echo "soak: the server died"; tail -20 "$out/serve.log"; exit 1; }
 
-python3 - "$out" "$warmup" "$maxgrowth" "$rate" "$sat" "$swaps" "$swapfail" "$reloads" "$reloadfail" "$load0" "$load1" <<'PY'
-import json, sys
+python3 - "$out" "$warmup" "$maxgrowth" "$rate" "$sat" "$swaps" "$swapfail" "$reloads" "$reloadfail" "$load0" "$load1" "${SOAK_MAX_P99:-1s}" <<'PY'
+import json, re, statistics, sys
 out, warmup, maxgrowth, rate, sat = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
 swaps, swapfail, reloads, reloadfail = map(int, sys.argv[6:10])
-load0, load1 = sys.argv[10], sys.argv[11]
+load0, load1, maxp99 = sys.argv[10], sys.argv[11], sys.argv[12]
+m = re.fullmatch(r"([0-9.]+)(us|µs|ms|s|m)", maxp99)
+maxp99_us = float(m.group(1)) * {"us": 1, "µs": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[m.group(2)] if m else 1e6
 r = json.load(open(f"{out}/bench/report.json"))
 errors = r["requests"] - r["ok"]
 rows = [l.split("\t") for l in open(f"{out}/rss.tsv").read().split("\n")[1:] if l]
@@ -187,8 +192,11 @@ if live_after:
       f"what the collections kept (the caches filling up to their budgets; a leak would go on past them)")
 lat = r["latency_us"]
 p(f"latency       p50 {lat['p50']:.0f} us  p99 {lat['p99']:.0f} us  p99.9 {lat['p99.9']:.0f} us  max {lat['max']:.0f} us")
-p("p99 per minute (us): " + " ".join(
-    l.split()[6] for l in open(f"{out}/bench.txt").read().split("per 1m0s\n", 1)[-1].splitlines()[1:] if l.strip()))
+# interval from to requests errors p50_us p99_us
+minutes = [(int(w[1]), int(w[6])) for w in (l.split() for l in
+    open(f"{out}/bench.txt").read().split("per 1m0s\n", 1)[-1].splitlines()[1:]) if len(w) >= 7]
+p("p99 per minute (us): " + " ".join(str(v) for _, v in minutes))
+steady = [v for t, v in minutes if t >= warmup]
 p("RSS per minute (MiB): " + " ".join(f"{kb/1024:.1f}" for t, kb in samples if t % 60 < 10))
 fail = []
 if errors: fail.append(f"{errors} failed requests")
@@ -196,6 +204,18 @@ if r["achieved_rate"] < 0.95 * float(rate): fail.append(f"the load fell behind (
 if swapfail or reloadfail: fail.append("a swap or reload failed")
 if growth is None: fail.append("no RSS sample after the warm-up")
 elif growth >= maxgrowth: fail.append(f"RSS grew {growth:.1f}% >= {maxgrowth:g}%")
+# Latency: a minute after the warm-up with p99 over SOAK_MAX_P99 is a
+# queue that grew (the server fell behind, or its core was taken), and a
+# p99 whose last minutes are more than twice its first (and over 10 ms)
+# is a trend, not noise.
+over = [(i, v) for i, v in enumerate(steady) if v > maxp99_us]
+if over:
+    fail.append(f"p99 over {maxp99} in {len(over)} of the {len(steady)} minutes after the warm-up (worst {max(v for _, v in over)/1e3:.0f} ms): the server fell behind")
+elif len(steady) >= 6:
+    first, last = statistics.median(steady[:3]), statistics.median(steady[-3:])
+    p(f"p99 trend     median of the first three minutes after the warm-up {first/1e3:.1f} ms, of the last three {last/1e3:.1f} ms")
+    if last > 2 * first and last > 10e3:
+        fail.append(f"p99 rose from {first/1e3:.1f} to {last/1e3:.1f} ms")
 p("soak: " + ("FAILED: " + "; ".join(fail) if fail else "ok"))
 text = "\n".join(lines) + "\n"
 open(f"{out}/summary.txt", "w").write(text)
