@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -152,7 +151,7 @@ func runServe(c *command, args []string) error {
 	}
 	logger := newLogger()
 	ensureProcs(logger)
-	ensureMemory(logger, f.memoryMB, f.cacheMB)
+	mem := ensureMemory(logger, f.memoryMB, f.cacheMB)
 	if f.apiKey == "" {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
@@ -219,6 +218,9 @@ func runServe(c *command, args []string) error {
 		return fmt.Errorf("cannot listen on %q: %w", f.addr, err)
 	}
 	logger.Info("listening", "version", version, "url", "http://"+ln.Addr().String())
+	if mem != nil {
+		go mem.run(ctx, 5*time.Second)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if loaded && f.warm > 0 {
@@ -309,100 +311,6 @@ func ensureProcs(logger *slog.Logger) {
 		logger.Info("running two Ps on one core: background work (compactions, warming) does not hold up requests",
 			"cores", n, "gomaxprocs", minProcs)
 	}
-}
-
-// memoryBudget is what the server's caches hold at most once full, MiB,
-// with -cache-mb cacheMB: the Ristretto caches, the state store's block
-// cache and memtables, and the block caches of two snapshot versions (the
-// served one and the next, while a swap loads it). Without cgo Pebble's
-// caches live in the Go heap too.
-func memoryBudget(cacheMB int64) int64 {
-	return cacheMB + (index.DefaultStateCacheBytes+index.StateMemTableBytes+2*index.SnapshotCacheBytes)>>20
-}
-
-// memoryWorkMB is the least room -memory-mb leaves beside the caches: the
-// engine's decoded snapshot, requests in flight, and garbage between two
-// collections.
-const memoryWorkMB = 64
-
-// ensureMemory paces the garbage collector by a memory limit instead of
-// by the live heap, unless the operator set GOGC or GOMEMLIMIT.
-//
-// With GOGC's default the heap may grow to twice what is live, and what is
-// live grows for as long as the caches fill: Pebble's block cache of the
-// state store followed the visitors' histories for 30 minutes of the soak,
-// and RSS grew with it by twice as much (+41.6%, 135 to 191 MiB, and
-// would have gone on to about twice the budgets). With a limit and GOGC
-// off the heap fills up to the limit within a minute of traffic and stays
-// there: the footprint is the limit from then on, and collections are
-// rarer while the live heap is small (README, "Soak and crash trials").
-// A live heap near the limit makes collections frequent, which the
-// budget's margin keeps away.
-func ensureMemory(logger *slog.Logger, memoryMB, cacheMB int64) {
-	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
-		logger.Info("garbage collector: GOGC or GOMEMLIMIT set in the environment; -memory-mb unused")
-		return
-	}
-	machineMB := machineMemoryMB()
-	if memoryMB == 0 {
-		memoryMB = defaultMemoryMB(memoryBudget(cacheMB), machineMB)
-	}
-	debug.SetMemoryLimit(memoryMB << 20)
-	debug.SetGCPercent(-1)
-	logger.Info("garbage collector paced by the memory limit", "memory_mb", memoryMB, "caches_mb", memoryBudget(cacheMB), "machine_mb", machineMB)
-	if machineMB > 0 && memoryMB > machineMB*memoryShare/100 {
-		logger.Warn("the memory limit is over 60% of the memory this process may use: lower -cache-mb (and -memory-mb), or give it more",
-			"memory_mb", memoryMB, "machine_mb", machineMB)
-	}
-}
-
-// memoryShare is the percentage of the machine's memory (or its cgroup's
-// limit) the default memory limit takes at most, leaving the rest to the
-// operating system's page cache, which Pebble's reads rely on, and to
-// whatever else runs on the box.
-const memoryShare = 60
-
-// defaultMemoryMB is -memory-mb's default: twice the caches' budget, so
-// that garbage has as much room as the caches, but no more than
-// memoryShare of the machine's memory when that is known (machineMB > 0),
-// and never less than the budget and the heap's work.
-func defaultMemoryMB(budgetMB, machineMB int64) int64 {
-	limit := 2 * budgetMB
-	if machineMB > 0 {
-		limit = min(limit, machineMB*memoryShare/100)
-	}
-	return max(limit, budgetMB+memoryWorkMB)
-}
-
-// machineMemoryMB is the memory this process may use, MiB: the smaller of
-// the machine's (MemTotal) and its cgroup's limit (v2 memory.max, v1
-// memory.limit_in_bytes); 0 when none can be read (not Linux).
-func machineMemoryMB() int64 {
-	var mb int64
-	take := func(bytes int64) {
-		if v := bytes >> 20; v > 0 && (mb == 0 || v < mb) {
-			mb = v
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				if kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64); err == nil {
-					take(kb << 10)
-				}
-			}
-		}
-	}
-	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
-		if b, err := os.ReadFile(path); err == nil {
-			// "max" (v2) and v1's huge page-aligned no-limit value parse
-			// to nothing or to more than MemTotal.
-			if v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
-				take(v)
-			}
-		}
-	}
-	return mb
 }
 
 // logWarm logs what engine.Warm did. A failure leaves the server
