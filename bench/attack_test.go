@@ -280,11 +280,13 @@ func TestFindSaturation(t *testing.T) {
 				t.Fatalf("step at %v/s: duration %v, url %q", rate, a.Duration, a.URL)
 			}
 			rates = append(rates, rate)
-			r := &Report{Requests: 1000, OK: 1000, Rate: rate, Latency: Percentiles{P99: 900}}
+			r := &Report{Requests: 1000, OK: 1000, Rate: rate, Latency: Percentiles{P50: 300, P99: 900}}
 			if rate > capacity {
 				switch over {
 				case "p99":
 					r.Latency.P99 = 20_000
+				case "p50":
+					r.Latency.P50 = 2_000 // p99 still within its bound
 				case "errors":
 					r.OK = 989
 				case "rate":
@@ -294,7 +296,7 @@ func TestFindSaturation(t *testing.T) {
 			return r, nil
 		}
 		sat, err := FindSaturation(context.Background(), StepOptions{Attack: AttackOptions{URL: "http://h:1"}, Start: start, Factor: factor,
-			Step: 400 * time.Millisecond, MaxP99: 10 * time.Millisecond, MaxSteps: maxSteps, attack: stand})
+			Step: 400 * time.Millisecond, MaxP99: 10 * time.Millisecond, MaxP50: time.Millisecond, MaxSteps: maxSteps, attack: stand})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,6 +311,7 @@ func TestFindSaturation(t *testing.T) {
 		}
 	}
 	f("p99", 100, 2, 12, 400, 100, 200, 400, 800)
+	f("p50", 100, 2, 12, 400, 100, 200, 400, 800)    // the median 2 ms, p99 within 10 ms
 	f("errors", 100, 2, 12, 400, 100, 200, 400, 800) // 1.1% errors
 	f("rate", 100, 2, 12, 400, 100, 200, 400, 800)   // 89% of the target achieved
 	f("p99", 300, 1.5, 12, 450, 300, 450, 675)

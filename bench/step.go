@@ -8,14 +8,20 @@ import (
 )
 
 // StepOptions configure a search for the saturation point: the rate goes
-// up by Factor each step until p99 passes MaxP99, errors pass 1%, or the
-// achieved rate falls below 90% of the target.
+// up by Factor each step until p99 passes MaxP99, p50 passes MaxP50 (when
+// set), errors pass 1%, or the achieved rate falls below 90% of the target.
+//
+// The median is the better sign of a queue on a machine shared with other
+// work: stalls there reach p99 at any rate, while a server past its
+// capacity moves the median too, from well under a millisecond to tens of
+// them, before p99 passes a bound loose enough to ignore the stalls.
 type StepOptions struct {
 	Attack   AttackOptions // Pacer and Duration are set per step
 	Start    float64       // first rate; default 1000/s
 	Factor   float64       // default 1.5
 	Step     time.Duration // per step; default 5 s
 	MaxP99   time.Duration // default 10 ms
+	MaxP50   time.Duration // 0: no bound
 	MaxSteps int           // default 12
 	Log      io.Writer     // one line per step; nil for none
 
@@ -69,6 +75,7 @@ func FindSaturation(ctx context.Context, o StepOptions) (*Saturation, error) {
 			return sat, err
 		}
 		ok := rep.Latency.P99 <= float64(o.MaxP99.Microseconds()) &&
+			(o.MaxP50 <= 0 || rep.Latency.P50 <= float64(o.MaxP50.Microseconds())) &&
 			float64(rep.ErrorCount()) <= 0.01*float64(rep.Requests) && rep.Rate >= 0.9*rate
 		sat.Steps = append(sat.Steps, StepResult{Rate: rate, Report: rep, OK: ok})
 		if o.Log != nil {

@@ -38,6 +38,7 @@ func runBench(c *command, args []string) error {
 	apiKey := fs.String("api-key", "", "bearer key for the events POSTs of the scenario (env EDGEREC_API_KEY)")
 	timeout := fs.Duration("timeout", 5*time.Second, "request timeout")
 	maxP99 := fs.Duration("max-p99", 10*time.Millisecond, "step mode: the p99 that counts as saturated")
+	maxP50 := fs.Duration("max-p50", 0, "step mode: the p50 that counts as saturated (a queue moves the median; stalls of a shared machine move only the tail); 0 no bound")
 	factor := fs.Float64("factor", 1.5, "step mode: rate multiplier per step")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	var intervals []time.Duration
@@ -111,14 +112,14 @@ func runBench(c *command, args []string) error {
 		ao.Pacer = bench.ConstantPacer{Freq: *rate, Per: time.Second}
 	case "closed":
 	case "step":
-		sat, err := bench.FindSaturation(ctx, bench.StepOptions{Attack: ao, Start: float64(*rate), Factor: *factor, Step: *duration, MaxP99: *maxP99, Log: os.Stderr})
+		sat, err := bench.FindSaturation(ctx, bench.StepOptions{Attack: ao, Start: float64(*rate), Factor: *factor, Step: *duration, MaxP99: *maxP99, MaxP50: *maxP50, Log: os.Stderr})
 		if err != nil {
 			return err
 		}
 		if *asJSON {
 			return json.NewEncoder(os.Stdout).Encode(sat)
 		}
-		fmt.Printf("saturation: %.0f/s target, %.0f/s achieved, with p99 <= %v and errors <= 1%%\n", sat.Rate, sat.Throughput, *maxP99)
+		fmt.Printf("saturation: %.0f/s target, %.0f/s achieved, with p99 <= %v%s and errors <= 1%%\n", sat.Rate, sat.Throughput, *maxP99, p50Bound(*maxP50))
 		return nil
 	default:
 		return fmt.Errorf("-mode %q: want open, closed or step", *mode)
@@ -281,4 +282,12 @@ func runBenchStatic(c *command, args []string) error {
 	}()
 	fmt.Fprintf(os.Stderr, "static %d-byte body on http://%s\n", len(body), *addr)
 	return srv.ListenAndServe(*addr)
+}
+
+// p50Bound is how a saturation line names the -max-p50 bound, if any.
+func p50Bound(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", p50 <= %v", d)
 }
