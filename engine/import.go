@@ -13,12 +13,21 @@ import (
 // known to the build is known to the server, without their events being
 // posted again. History entries are keyed by their content, so an event
 // both imported and posted is one entry, and a repeated import changes
-// nothing; the mark "imported/v<version>" only saves the work.
+// nothing; the mark only saves the work. It names the histories' checksum
+// ("imported/h<sum>"), so that a rebuild whose histories did not change
+// (new similarity lists, the same events) writes nothing: each import
+// rewrote every entry, 200,000 of them in 0.15-0.54 s on the server's
+// core at every swap of the soak, and left Pebble as much to compact.
+// Snapshots built before the checksum are marked by version
+// ("imported/v<version>").
 func (e *Engine) importHistories(ctx context.Context, snap *index.Snapshot) error {
 	if e.state == nil || snap.Manifest().Histories == 0 {
 		return nil
 	}
 	mark := []byte("imported/v" + strconv.FormatUint(snap.Version(), 10))
+	if sum := snap.Manifest().HistoriesChecksum; sum != "" {
+		mark = []byte("imported/h" + sum)
+	}
 	if _, done, err := e.state.AppendMeta(nil, mark); err != nil || done {
 		return err
 	}

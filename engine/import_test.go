@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,7 +79,10 @@ func TestImportHistories(t *testing.T) {
 	if m.Histories < 400 || !strings.Contains(logs.String(), importedLog) {
 		t.Fatalf("%d histories in the snapshot; log:\n%s", m.Histories, logs.String())
 	}
-	mark := "imported/v" + strconv.FormatUint(m.Version, 10)
+	if m.HistoriesChecksum == "" {
+		t.Fatal("the build wrote no histories' checksum")
+	}
+	mark := "imported/h" + m.HistoriesChecksum
 	if _, ok, err := st.AppendMeta(nil, []byte(mark)); err != nil || !ok {
 		t.Fatalf("mark %s: %v, %v", mark, ok, err)
 	}
@@ -138,6 +143,43 @@ func TestImportHistories(t *testing.T) {
 	if p := personal(t, e2, users[0], 5); p[0].Reason != "history" {
 		t.Fatalf("%s after a restart: %+v", users[0], p)
 	}
+	// A rebuild of the same events with other lists (k 20): the same
+	// histories, so nothing is imported again; a build of other events
+	// imports its own.
+	events, items := shopFile(t, shopEventsFile), shopFile(t, shopItemsFile)
+	same := t.TempDir()
+	if m2 := buildRoot(t, same, index.BuildOptions{K: 20}, items, events); m2.HistoriesChecksum != m.HistoriesChecksum || m2.Checksum == m.Checksum {
+		t.Fatalf("rebuild with k 20: histories' sum %s, store's %s; first build %s, %s",
+			m2.HistoriesChecksum, m2.Checksum, m.HistoriesChecksum, m.Checksum)
+	}
+	if _, err := e2.LoadSnapshot(context.Background(), same); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), importedLog) {
+		t.Fatalf("a rebuild with the same histories imported again:\n%s", logs.String())
+	}
+	var first *model.Event
+	readEventFile(t, events, func(x *model.Event) {
+		if first == nil {
+			c := *x
+			c.Item = bytes.Clone(x.Item)
+			first = &c
+		}
+	})
+	extra := filepath.Join(t.TempDir(), "extra.csv")
+	line := "user_id,item_id,event,ts,value,basket\nnew-customer," + string(first.Item) + ",view," + strconv.FormatInt(first.TS, 10) + ",,\n"
+	if err := os.WriteFile(extra, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	buildRoot(t, other, index.BuildOptions{}, items, events, extra)
+	if _, err := e2.LoadSnapshot(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), importedLog) {
+		t.Fatalf("a build with other histories did not import them:\n%s", logs.String())
+	}
+
 	// The shop sends the events the build read: each is the entry the
 	// import wrote, and no history changes.
 	var batch []index.StateEvent

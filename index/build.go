@@ -695,7 +695,7 @@ func (b *Builder) write(db *pebble.DB, version uint64) (*Manifest, error) {
 	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
 		return nil, fmt.Errorf("cannot compact snapshot: %w", err)
 	}
-	m.Keys, m.Checksum, err = hashStore(db)
+	m.Keys, m.Checksum, m.HistoriesChecksum, err = hashStore(db)
 	if err != nil {
 		return nil, fmt.Errorf("cannot checksum snapshot: %w", err)
 	}

@@ -62,6 +62,11 @@ type Manifest struct {
 	// key order: xxhash64 over (uvarint len, key, uvarint len, value)….
 	Keys     int64  `json:"keys"`
 	Checksum string `json:"checksum"`
+	// HistoriesChecksum is the same sum over the histories' keys alone:
+	// the same histories give the same sum whatever else the build
+	// changed, and a server imports the histories of a sum once
+	// (engine/import.go). Empty in snapshots built before it.
+	HistoriesChecksum string `json:"histories_checksum,omitempty"`
 	// BuildSeconds and PeakRSS describe the build run.
 	BuildSeconds float64 `json:"build_seconds"`
 }
@@ -129,25 +134,29 @@ func (c *contentHash) add(k, v []byte) {
 
 func (c *contentHash) sum() string { return strconv.FormatUint(c.h.Sum64(), 16) }
 
-// hashStore checksums every key and value of db.
-func hashStore(db *pebble.DB) (keys int64, sum string, err error) {
+// hashStore checksums every key and value of db, and the histories'
+// alone (Manifest.HistoriesChecksum).
+func hashStore(db *pebble.DB) (keys int64, sum, histories string, err error) {
 	it, err := db.NewIter(nil)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
-	c := newContentHash()
+	c, h := newContentHash(), newContentHash()
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			_ = it.Close()
-			return 0, "", err
+			return 0, "", "", err
 		}
 		c.add(it.Key(), v)
+		if k := it.Key(); len(k) > 0 && k[0] == prefixHistory {
+			h.add(it.Key(), v)
+		}
 	}
 	if err := it.Close(); err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
-	return c.keys, c.sum(), nil
+	return c.keys, c.sum(), h.sum(), nil
 }
 
 func versionDir(version uint64) string { return "v" + strconv.FormatUint(version, 10) }
@@ -338,7 +347,7 @@ func (s *Snapshot) verifyAndLoad() error {
 	s.ids = make(map[string]uint32, min(s.m.Items, 1<<16))
 	s.cats = make([]string, 1, min(s.m.Categories, 1<<10)+1)
 	s.catID = make(map[string]uint32, min(s.m.Categories, 1<<10))
-	c := newContentHash()
+	c, hist := newContentHash(), newContentHash()
 	var bad error
 	for it.First(); it.Valid() && bad == nil; it.Next() {
 		k := it.Key()
@@ -348,6 +357,9 @@ func (s *Snapshot) verifyAndLoad() error {
 			break
 		}
 		c.add(k, v)
+		if len(k) > 0 && k[0] == prefixHistory {
+			hist.add(k, v)
+		}
 		if len(k) != 5 {
 			continue
 		}
@@ -382,6 +394,10 @@ func (s *Snapshot) verifyAndLoad() error {
 	if c.keys != s.m.Keys || c.sum() != s.m.Checksum {
 		return fmt.Errorf("%w: %q fails its checksum: %d keys, sum %s; manifest says %d keys, sum %s",
 			ErrBadSnapshot, s.dir, c.keys, c.sum(), s.m.Keys, s.m.Checksum)
+	}
+	if s.m.HistoriesChecksum != "" && hist.sum() != s.m.HistoriesChecksum {
+		return fmt.Errorf("%w: %q fails its histories' checksum: sum %s; manifest says %s",
+			ErrBadSnapshot, s.dir, hist.sum(), s.m.HistoriesChecksum)
 	}
 	if len(s.ids) != len(s.items) || len(s.items) != s.m.Items || len(s.cats) != s.m.Categories+1 {
 		return fmt.Errorf("%w: %q has %d item records (%d ids) and %d categories; manifest says %d and %d",

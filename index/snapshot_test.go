@@ -147,6 +147,16 @@ func TestSnapshotRefusesDamage(t *testing.T) {
 		b = []byte(strings.Replace(string(b), `"checksum": "`, `"checksum": "0`, 1))
 		must(t, os.WriteFile(p, b, 0o644))
 	})
+	f("wrong histories' checksum", func(dir string) {
+		p := filepath.Join(dir, ManifestFile)
+		b, err := os.ReadFile(p)
+		must(t, err)
+		if !strings.Contains(string(b), `"histories_checksum": "`) {
+			t.Fatalf("no histories' checksum in %s", b)
+		}
+		b = []byte(strings.Replace(string(b), `"histories_checksum": "`, `"histories_checksum": "0`, 1))
+		must(t, os.WriteFile(p, b, 0o644))
+	})
 	f("format", func(dir string) {
 		p := filepath.Join(dir, ManifestFile)
 		b, err := os.ReadFile(p)
