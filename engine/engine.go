@@ -392,6 +392,15 @@ type Stats struct {
 	HasState bool
 }
 
+// StateStoreMetrics returns the state store's Pebble figures; false
+// without a state store, or while it reopens.
+func (e *Engine) StateStoreMetrics() (index.StoreMetrics, bool) {
+	if e.state == nil {
+		return index.StoreMetrics{}, false
+	}
+	return e.state.StoreMetrics()
+}
+
 // Stats returns the engine's counts.
 func (e *Engine) Stats() Stats {
 	st := Stats{SegmentErrors: e.segmentErrors.Load(), AudienceSkipped: e.audienceSkipped.Load(),

@@ -123,13 +123,14 @@ $bcpu $bin bench "${load[@]}" --rate "$rate" --duration "${duration}s" --table "
 bp=$!
 start=$(date +%s.%N)
 elapsed() { python3 -c "import time; print(int(time.time() - $start))"; }
-printf 't_s\trss_kb\tanon_kb\tfile_kb\theap_inuse\theap_sys\theap_live\theap_released\tstack_sys\tgoroutines\tevents\n' >"$out/rss.tsv"
+printf 't_s\trss_kb\tanon_kb\tfile_kb\theap_inuse\theap_sys\theap_live\theap_released\tstack_sys\tgoroutines\tevents\tcompactions\tcompaction_s\tl0_tables\tstate_disk\n' >"$out/rss.tsv"
 swaps=0 swapfail=0 reloads=0 reloadfail=0 next=$sample act=$((every / 2)) heaped=
 while kill -0 "$bp" 2>/dev/null; do
 	t=$(elapsed)
 	if [ "$t" -ge "$next" ]; then
 		printf '%s\t%s\t%s\n' "$t" "$(rss)" "$(metrics go_memstats_heap_inuse_bytes go_memstats_heap_sys_bytes go_gc_heap_live_bytes \
-			go_memstats_heap_released_bytes go_memstats_stack_sys_bytes go_goroutines edgerec_events_ingested_total)" >>"$out/rss.tsv"
+			go_memstats_heap_released_bytes go_memstats_stack_sys_bytes go_goroutines edgerec_events_ingested_total \
+			edgerec_state_compactions_total edgerec_state_compaction_seconds_total edgerec_state_l0_tables edgerec_state_disk_bytes)" >>"$out/rss.tsv"
 		next=$((next + sample))
 		if [ -z "$heaped" ] && [ "$t" -ge "$warmup" ]; then heap warmup; heaped=1; fi
 	fi

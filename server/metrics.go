@@ -157,6 +157,25 @@ func newServerMetrics(s *Server) *serverMetrics {
 		metrics.WriteCounterUint64(w, "edgerec_state_failed_writes_total", st.State.FailedWrites)
 		metrics.WriteCounterUint64(w, "edgerec_state_failures_total", st.State.Failures)
 		metrics.WriteCounterUint64(w, "edgerec_state_recoveries_total", st.State.Recoveries)
+		// Pebble's figures: compactions share the server's cores with
+		// requests, so their count and time beside p99 say whether a
+		// stall was one.
+		sm, ok := e.StateStoreMetrics()
+		if !ok {
+			return
+		}
+		metrics.WriteCounterUint64(w, "edgerec_state_compactions_total", uint64(sm.Compactions))
+		metrics.WriteCounterFloat64(w, "edgerec_state_compaction_seconds_total", sm.CompactionSeconds)
+		metrics.WriteCounterUint64(w, "edgerec_state_flushes_total", uint64(sm.Flushes))
+		metrics.WriteGaugeUint64(w, "edgerec_state_compactions_running", uint64(sm.CompactionsRunning))
+		metrics.WriteGaugeUint64(w, "edgerec_state_compaction_debt_bytes", sm.CompactionDebtBytes)
+		metrics.WriteGaugeUint64(w, "edgerec_state_l0_tables", uint64(sm.L0Tables))
+		metrics.WriteGaugeUint64(w, "edgerec_state_l0_sublevels", uint64(sm.L0Sublevels))
+		metrics.WriteGaugeUint64(w, "edgerec_state_disk_bytes", sm.DiskBytes)
+		metrics.WriteGaugeUint64(w, "edgerec_state_memtable_bytes", sm.MemTableBytes)
+		metrics.WriteGaugeUint64(w, "edgerec_state_block_cache_bytes", uint64(sm.BlockCacheBytes))
+		metrics.WriteCounterUint64(w, `edgerec_state_block_cache_requests_total{result="hit"}`, uint64(sm.BlockCacheHits))
+		metrics.WriteCounterUint64(w, `edgerec_state_block_cache_requests_total{result="miss"}`, uint64(sm.BlockCacheMisses))
 	})
 	m.set.NewGauge("edgerec_cache_hit_ratio", func() float64 {
 		st := e.Stats().Lists

@@ -255,7 +255,8 @@ func TestCountersAcrossSnapshotSwap(t *testing.T) {
 }
 
 // TestRetentionMetrics: /metrics counts what the retention sweeper
-// deleted, per kind, and times its last pass.
+// deleted, per kind, and times its last pass; the state store's Pebble
+// figures count the compaction that followed.
 func TestRetentionMetrics(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).Unix())
@@ -291,5 +292,16 @@ func TestRetentionMetrics(t *testing.T) {
 	if values[`edgerec_retention_deleted_bytes_total{kind="events"}`] <= 0 || values["edgerec_retention_sweeps_total"] != 2 ||
 		values["edgerec_retention_last_sweep_timestamp_seconds"] <= 0 || values["edgerec_retention_last_sweep_duration_seconds"] <= 0 {
 		t.Fatalf("retention metrics %v", values)
+	}
+	// The sweeps compacted what they deleted (CompactBytes -1): Pebble's
+	// figures of the state store show the flush and the compaction.
+	for name, least := range map[string]float64{
+		"edgerec_state_flushes_total": 1, "edgerec_state_compactions_total": 1, "edgerec_state_disk_bytes": 1,
+		`edgerec_state_block_cache_requests_total{result="hit"}`: 0, `edgerec_state_block_cache_requests_total{result="miss"}`: 0,
+		"edgerec_state_compaction_seconds_total": 0, "edgerec_state_l0_tables": 0, "edgerec_state_compaction_debt_bytes": 0,
+	} {
+		if v, ok := values[name]; !ok || v < least {
+			t.Errorf("%s = %v (present %v), want at least %v", name, v, ok, least)
+		}
 	}
 }
