@@ -134,6 +134,19 @@ func (c *contentHash) add(k, v []byte) {
 
 func (c *contentHash) sum() string { return strconv.FormatUint(c.h.Sum64(), 16) }
 
+// storeHash is a store's two checksums: every key and value
+// (Manifest.Checksum), and the histories' alone (HistoriesChecksum).
+type storeHash struct{ all, histories *contentHash }
+
+func newStoreHash() storeHash { return storeHash{newContentHash(), newContentHash()} }
+
+func (h storeHash) add(k, v []byte) {
+	h.all.add(k, v)
+	if len(k) > 0 && k[0] == prefixHistory {
+		h.histories.add(k, v)
+	}
+}
+
 // hashStore checksums every key and value of db, and the histories'
 // alone (Manifest.HistoriesChecksum).
 func hashStore(db *pebble.DB) (keys int64, sum, histories string, err error) {
@@ -141,22 +154,19 @@ func hashStore(db *pebble.DB) (keys int64, sum, histories string, err error) {
 	if err != nil {
 		return 0, "", "", err
 	}
-	c, h := newContentHash(), newContentHash()
+	h := newStoreHash()
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			_ = it.Close()
 			return 0, "", "", err
 		}
-		c.add(it.Key(), v)
-		if k := it.Key(); len(k) > 0 && k[0] == prefixHistory {
-			h.add(it.Key(), v)
-		}
+		h.add(it.Key(), v)
 	}
 	if err := it.Close(); err != nil {
 		return 0, "", "", err
 	}
-	return c.keys, c.sum(), h.sum(), nil
+	return h.all.keys, h.all.sum(), h.histories.sum(), nil
 }
 
 func versionDir(version uint64) string { return "v" + strconv.FormatUint(version, 10) }
@@ -347,7 +357,8 @@ func (s *Snapshot) verifyAndLoad() error {
 	s.ids = make(map[string]uint32, min(s.m.Items, 1<<16))
 	s.cats = make([]string, 1, min(s.m.Categories, 1<<10)+1)
 	s.catID = make(map[string]uint32, min(s.m.Categories, 1<<10))
-	c, hist := newContentHash(), newContentHash()
+	h := newStoreHash()
+	c, hist := h.all, h.histories
 	var bad error
 	for it.First(); it.Valid() && bad == nil; it.Next() {
 		k := it.Key()
@@ -356,10 +367,7 @@ func (s *Snapshot) verifyAndLoad() error {
 			bad = err
 			break
 		}
-		c.add(k, v)
-		if len(k) > 0 && k[0] == prefixHistory {
-			hist.add(k, v)
-		}
+		h.add(k, v)
 		if len(k) != 5 {
 			continue
 		}
