@@ -55,6 +55,8 @@ sample=${SOAK_SAMPLE:-10}
 share=${SOAK_SHARE:-70}
 maxgrowth=${SOAK_MAX_GROWTH:-10}
 users=${SOAK_USERS:-10000}
+maxp99=${SOAK_MAX_P99:-1s}
+maxp50=${SOAK_MAX_P50:-10ms}
 out=${SOAK_OUT:-soak-out/$(date -u +%Y%m%dT%H%M%SZ)}
 key=soak-key
 if [ "$warmup" -ge "$duration" ]; then
@@ -104,10 +106,10 @@ load0=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ -n "${SOAK_RATE:-}" ]; then
 	rate=$SOAK_RATE sat="(not measured: SOAK_RATE)"
 else
-	$bcpu $bin bench "${load[@]}" --mode step --rate 1000 --factor 1.25 --duration 10s --max-p99 "${SOAK_MAX_P99:-1s}" --max-p50 "${SOAK_MAX_P50:-10ms}" --json \
+	$bcpu $bin bench "${load[@]}" --mode step --rate 1000 --factor 1.25 --duration 10s --max-p99 "$maxp99" --max-p50 "$maxp50" --json \
 		2>"$out/saturation.txt" >"$out/saturation.json"
 	sat=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["saturation_rate"]))' "$out/saturation.json")
-	[ "$sat" -gt 0 ] || { echo "soak: not even 1000 req/s with p99 under ${SOAK_MAX_P99:-1s} and p50 under ${SOAK_MAX_P50:-10ms}:"; cat "$out/saturation.txt"; exit 1; }
+	[ "$sat" -gt 0 ] || { echo "soak: not even 1000 req/s with p99 under $maxp99 and p50 under $maxp50:"; cat "$out/saturation.txt"; exit 1; }
 	rate=$((sat * share / 100))
 fi
 echo "soak: ${duration}s at $rate req/s (saturation $sat req/s), server pid $pid; load average $load0"
@@ -163,7 +165,7 @@ hupfail=$(grep -c "config not reloaded" "$out/serve.log" || true)
 reloadfail=$((reloadfail + hupfail))
 kill -0 "$pid" 2>/dev/null || { echo "soak: the server died"; tail -20 "$out/serve.log"; exit 1; }
 
-python3 - "$out" "$warmup" "$maxgrowth" "$rate" "$sat" "$swaps" "$swapfail" "$reloads" "$reloadfail" "$load0" "$load1" "${SOAK_MAX_P99:-1s}" <<'PY'
+python3 - "$out" "$warmup" "$maxgrowth" "$rate" "$sat" "$swaps" "$swapfail" "$reloads" "$reloadfail" "$load0" "$load1" "$maxp99" <<'PY'
 import json, re, statistics, sys
 out, warmup, maxgrowth, rate, sat = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
 swaps, swapfail, reloads, reloadfail = map(int, sys.argv[6:10])
